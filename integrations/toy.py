@@ -1,0 +1,100 @@
+"""A toy backend of exact probability tables: no network, no weights, a tiny vocabulary.
+
+The next-token distribution depends on the last `order` tokens of the sequence (shorter prefixes
+have their own rows). Because the tables are exact, the property tests can compute the target's
+output distribution in closed form and compare it with what the decoder produces.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import torch
+
+from .base import ModelOutput, check_keep
+
+
+class LetterCodec:
+    """Token i is the letter chr(ord('a') + i); enough to give toy runs a text form."""
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(ch) - ord("a") for ch in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(chr(ord("a") + int(i)) for i in ids)
+
+
+class ToyModel:
+    """An exact n-gram table model behind the `LanguageModel` protocol."""
+
+    def __init__(
+        self,
+        table: Mapping[tuple[int, ...], Sequence[float]],
+        vocab_size: int,
+        *,
+        order: int = 1,
+        eos_token_ids: frozenset[int] = frozenset(),
+        max_length: int | None = None,
+        name: str = "toy",
+    ) -> None:
+        if order < 1:
+            raise ValueError("order must be >= 1")
+        self._rows = {key: torch.tensor(list(row), dtype=torch.float64) for key, row in table.items()}
+        for key, row in self._rows.items():
+            if row.shape != (vocab_size,):
+                raise ValueError(f"row {key} has shape {tuple(row.shape)}, expected ({vocab_size},)")
+        self.order = order
+        self.vocab_size = vocab_size
+        self.eos_token_ids = frozenset(eos_token_ids)
+        self.max_length = max_length
+        self.name = name
+        self.codec = LetterCodec()
+        self.hidden_size = vocab_size
+        self.ids: list[int] = []
+        self.forwards = 0
+        self.tokens_processed = 0
+
+    @classmethod
+    def from_probabilities(cls, table: Mapping[tuple[int, ...], Sequence[float]], vocab_size: int, **kw) -> "ToyModel":
+        """Build from probability rows (zeros become -inf logits)."""
+        logits = {k: [math.log(p) if p > 0 else -math.inf for p in row] for k, row in table.items()}
+        return cls(logits, vocab_size, **kw)
+
+    def row(self, prefix: Sequence[int]) -> torch.Tensor:
+        """The logits row after `prefix` (exposed so tests can compute exact references)."""
+        key = tuple(prefix[-self.order:]) if prefix else ()
+        if key not in self._rows:
+            raise KeyError(f"toy table has no row for context {key}")
+        return self._rows[key]
+
+    @property
+    def cached_length(self) -> int:
+        return len(self.ids)
+
+    def forward(self, tokens: Sequence[int], *, keep: int = 1, hidden: bool = False) -> ModelOutput:
+        check_keep(tokens, keep)
+        if self.max_length is not None and len(self.ids) + len(tokens) > self.max_length:
+            raise ValueError("toy model context exceeded")
+        self.ids.extend(int(t) for t in tokens)
+        self.forwards += 1
+        self.tokens_processed += len(tokens)
+        end = len(self.ids)
+        rows = [self.row(self.ids[max(0, i - self.order):i]) for i in range(end - keep + 1, end + 1)]
+        logits = torch.stack(rows)
+        states = None
+        if hidden:
+            last = torch.tensor(self.ids[end - keep:end])
+            states = torch.nn.functional.one_hot(last, self.vocab_size).to(torch.float64)
+        return ModelOutput(logits=logits, hidden=states)
+
+    def crop(self, length: int) -> None:
+        if length < 0 or length > len(self.ids):
+            raise ValueError(f"cannot crop a cache of {len(self.ids)} tokens to {length}")
+        del self.ids[length:]
+
+    def reset(self) -> None:
+        self.ids.clear()
+
+    def __repr__(self) -> str:
+        return f"ToyModel(name={self.name!r}, vocab_size={self.vocab_size}, order={self.order})"

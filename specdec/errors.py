@@ -1,0 +1,31 @@
+"""Every error specdec raises on purpose, so callers can catch them as one family."""
+
+from __future__ import annotations
+
+
+class SpecdecError(Exception):
+    """Base class of specdec's own errors."""
+
+
+class ConfigurationError(SpecdecError, ValueError):
+    """A parameter is out of range or a combination of components cannot work together."""
+
+
+class InputError(SpecdecError, ValueError):
+    """The prompt or the request cannot be decoded (empty, too long for the context, ...)."""
+
+
+class ModelNotFoundError(SpecdecError, FileNotFoundError):
+    """A model path or hub id could not be resolved locally."""
+
+
+class VocabularyMismatchError(ConfigurationError):
+    """Target and draft do not share a vocabulary, so draft tokens would mean other words."""
+
+
+class NonFiniteLogitsError(SpecdecError, FloatingPointError):
+    """A model produced NaN or +inf logits; sampling from them would be meaningless."""
+
+
+class PluginError(SpecdecError):
+    """A strategy name is unknown, registered twice, or its plugin failed to load."""

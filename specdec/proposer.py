@@ -1,0 +1,57 @@
+"""The proposer protocol: what to draft."""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import attrs
+
+from specdec.draft import Draft
+from specdec.policy import LengthPolicy
+from specdec.sampling import SamplingConfig
+from specdec.samplers import Sampler
+from specdec.verification import Verification
+
+
+@attrs.frozen
+class ProposalRequest:
+    """Everything a proposer gets for one round."""
+
+    context: Sequence[int] = attrs.field(eq=False)  # committed tokens: prompt + generated
+    budget: int  # hard cap on the number of tokens (>= 1)
+    policy: LengthPolicy = attrs.field(eq=False)
+    sampling: SamplingConfig
+    sampler: Sampler = attrs.field(eq=False)
+    eos_token_ids: frozenset[int] = frozenset()
+
+
+@runtime_checkable
+class Proposer(Protocol):
+    """Produces draft tokens; consults `request.policy.decide` after every candidate token.
+
+    A model proposer returns, for each token drawn at temperature > 0, the exact distribution it
+    was drawn from (`Draft.q`); deterministic tokens carry None and are verified one-hot.
+    All randomness goes through `request.sampler`.
+    """
+
+    name: str
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Vocabulary of the draft tokens (None: any token of the target's vocabulary)."""
+        ...
+
+    @property
+    def forwards(self) -> int:
+        """Draft-model forward calls so far (0 for model-free proposers)."""
+        ...
+
+    def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
+        """A new `generate` call begins."""
+        ...
+
+    def propose(self, request: ProposalRequest) -> Draft:
+        ...
+
+    def observe(self, verification: Verification) -> None:
+        ...

@@ -1,0 +1,74 @@
+"""Sampling settings and the one logits -> probabilities transform applied to target and draft.
+
+Speculative sampling is exact only if the draft's q is the distribution the draft token was drawn
+from and p is the target's distribution after the *same* processing. Both go through `warp`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+
+from specdec.errors import ConfigurationError
+
+
+def _check_temperature(_: object, __: attrs.Attribute, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ConfigurationError(f"temperature must be a finite number >= 0, got {value!r}")
+
+
+def _check_top_k(_: object, __: attrs.Attribute, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigurationError(f"top_k must be a positive integer or None, got {value!r}")
+
+
+def _check_top_p(_: object, __: attrs.Attribute, value: float | None) -> None:
+    if value is not None and not (0.0 < value <= 1.0):
+        raise ConfigurationError(f"top_p must be in (0, 1] or None, got {value!r}")
+
+
+@attrs.frozen
+class SamplingConfig:
+    """How tokens are chosen: temperature 0 means greedy (argmax), otherwise sampling."""
+
+    temperature: float = attrs.field(default=0.0, converter=float, validator=_check_temperature)
+    top_k: int | None = attrs.field(default=None, validator=_check_top_k)
+    top_p: float | None = attrs.field(default=None, validator=_check_top_p)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def check_finite(logits: torch.Tensor, who: str) -> None:
+    """Raise if a logits row holds NaN or +inf (-inf is a legal 'forbidden token')."""
+    from specdec.errors import NonFiniteLogitsError
+
+    bad = torch.isnan(logits) | (logits == math.inf)
+    if bool(bad.any()):
+        raise NonFiniteLogitsError(f"{who} produced NaN or +inf logits")
+    if logits.dim() == 1 and not bool(torch.isfinite(logits).any()):
+        raise NonFiniteLogitsError(f"{who} produced a row in which every logit is -inf")
+
+
+def warp(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
+    """Probabilities after temperature, top-k and top-p (in that order), for a [V] or [n, V] tensor.
+
+    Top-p keeps the smallest set of most likely tokens whose mass reaches `top_p` (at least one).
+    """
+    if config.greedy:
+        raise ConfigurationError("warp() is for sampling; greedy decoding uses argmax")
+    scores = logits / config.temperature
+    if config.top_k is not None and config.top_k < scores.shape[-1]:
+        kth = torch.topk(scores, config.top_k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, -math.inf)
+    if config.top_p is not None and config.top_p < 1.0:
+        sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
+        sorted_probs = torch.softmax(sorted_scores, dim=-1)
+        mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+        drop_sorted = mass_before >= config.top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        scores = scores.masked_fill(drop, -math.inf)
+    return torch.softmax(scores, dim=-1)

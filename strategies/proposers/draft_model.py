@@ -1,0 +1,87 @@
+"""A small draft model proposes tokens autoregressively (standard speculative decoding)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import attrs
+import torch
+
+from specdec.draft import Draft
+from specdec.features import token_features
+from specdec.integrations.base import LanguageModel
+from specdec.policy import Decision
+from specdec.proposer import ProposalRequest
+from specdec.sampling import SamplingConfig, check_finite, warp
+from specdec.sequence_cache import SequenceCache
+from specdec.verification import Verification
+
+
+def _as_model(value: LanguageModel | str) -> LanguageModel:
+    if isinstance(value, str):
+        from specdec.integrations.hf import load_model
+
+        return load_model(value)
+    return value
+
+
+@attrs.define
+class DraftModelProposer:
+    """Draft with a smaller model of the same vocabulary.
+
+    Greedy: the draft proposes its argmax (a deterministic proposal). Sampling: it samples from
+    q = warp(draft logits) with the same temperature/top-k/top-p as the target and returns q, so
+    the verifier can apply the p/q rule exactly. The KV cache is kept across rounds and cropped
+    to the accepted prefix.
+    """
+
+    name = "draft"
+    model: LanguageModel = attrs.field(converter=_as_model)
+    _cache: SequenceCache = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._cache = SequenceCache(self.model)
+
+    @property
+    def vocab_size(self) -> int | None:
+        return self.model.vocab_size
+
+    @property
+    def forwards(self) -> int:
+        return self.model.forwards
+
+    def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
+        self._cache.restart()
+
+    def propose(self, request: ProposalRequest) -> Draft:
+        policy, sampling = request.policy, request.sampling
+        hidden = policy.wants_hidden
+        tokens: list[int] = []
+        qs: list[torch.Tensor | None] = []
+        features = []
+        out = self._cache.sync(request.context, hidden=hidden)
+        while True:
+            logits = out.logits[-1]
+            check_finite(logits, f"the draft model {self.model.name!r}")
+            token, q = self.choose(logits, sampling, request.sampler)
+            feats = token_features(logits, token, len(tokens), out.hidden[-1] if hidden and out.hidden is not None else None)
+            decision = policy.decide(feats)
+            if decision is Decision.DROP:
+                break
+            tokens.append(token)
+            qs.append(q)
+            features.append(feats)
+            if decision is Decision.STOP or len(tokens) >= request.budget or token in request.eos_token_ids:
+                break
+            out = self._cache.extend([token], hidden=hidden)
+        return Draft(tuple(tokens), tuple(qs), tuple(features))
+
+    def choose(self, logits: torch.Tensor, sampling: SamplingConfig, sampler) -> tuple[int, torch.Tensor | None]:
+        """The draft token and the exact distribution it was drawn from (None when deterministic)."""
+        if sampling.greedy:
+            return int(logits.argmax()), None
+        q = warp(logits, sampling)
+        return sampler.categorical(q), q
+
+    def observe(self, verification: Verification) -> None:
+        pass

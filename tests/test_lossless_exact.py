@@ -1,0 +1,187 @@
+"""The contract: for every policy x proposer, the output distribution is exactly the target's.
+
+Each hypothesis case builds random toy target/draft tables, runs the whole `Decoder` once per
+branch of its random tree (every draft sample, acceptance coin, residual and bonus draw, with its
+probability), and compares the distribution of generated sequences with the target's own, computed
+directly from its table, within 1e-9. The same property is then run against planted bugs in the
+verifier and the proposer; each must be caught.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from specdec import Decoder, Verifier
+from specdec.plugins import registry
+from specdec.sampling import warp
+from specdec.strategies.policies import FixedPolicy
+from specdec.strategies.proposers import DraftModelProposer
+from tests.enumeration import enumerate_outputs
+from tests.reference import reference_warp, target_distribution
+from tests.toy_strategies import POLICY_STRATEGIES, PROPOSER_STRATEGIES, LosslessCase, lossless_cases
+
+TOLERANCE = 1e-9
+
+
+def decoder_distribution(case: LosslessCase, verifier: Verifier) -> dict:
+    def run(sampler):
+        decoder = Decoder(case.pair.target, proposer=case.make_proposer(), policy=copy.deepcopy(case.policy), verifier=verifier)
+        s = case.sampling
+        result = decoder.generate(
+            list(case.prompt), case.max_new_tokens, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, sampler=sampler
+        )
+        return result.ids
+
+    return enumerate_outputs(run)
+
+
+def assert_lossless(case: LosslessCase, verifier: Verifier) -> None:
+    s = case.sampling
+    expected = target_distribution(
+        case.pair.target.row, case.prompt, case.max_new_tokens, case.pair.eos, s.temperature, s.top_k, s.top_p
+    )
+    got = decoder_distribution(case, verifier)
+    worst = max(abs(got.get(seq, 0.0) - expected.get(seq, 0.0)) for seq in set(got) | set(expected))
+    assert worst <= TOLERANCE, f"output distribution differs from the target's by {worst:.3g}"
+
+
+def _property(**setting_overrides):
+    @settings(
+        max_examples=setting_overrides.pop("max_examples", 80),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        **setting_overrides,
+    )
+    @given(data=st.data())
+    def check(data, policy_name: str, proposer_name: str, verifier: Verifier, proposer_override):
+        case = data.draw(lossless_cases(policy_name, proposer_name))
+        if proposer_override is not None:
+            case = LosslessCase(case.pair, case.prompt, case.max_new_tokens, case.sampling, case.policy,
+                                lambda: proposer_override(case.pair.draft))
+        assert_lossless(case, verifier)
+
+    return check
+
+
+lossless_property = _property()
+mutant_property = _property(max_examples=300, phases=[Phase.generate], derandomize=True, database=None)
+
+COMBINATIONS = [(p, q) for p in registry().names("policy") for q in registry().names("proposer")]
+
+
+@pytest.mark.parametrize("policy_name,proposer_name", COMBINATIONS)
+def test_every_policy_and_proposer_is_exactly_lossless(policy_name, proposer_name):
+    lossless_property(policy_name=policy_name, proposer_name=proposer_name, verifier=Verifier(), proposer_override=None)
+
+
+def test_every_registered_strategy_is_in_the_exact_test():
+    assert set(registry().names("policy")) <= set(POLICY_STRATEGIES)
+    assert set(registry().names("proposer")) <= set(PROPOSER_STRATEGIES)
+
+
+# ----------------------------------------------------------------------------- planted bugs
+class AcceptWithQOverP(Verifier):
+    def acceptance_probability(self, p_x, q_x):
+        return min(1.0, q_x / p_x) if p_x > 0 else 1.0
+
+
+class ResidualQMinusP(Verifier):
+    def residual(self, p, q):
+        r = torch.clamp(q - p, min=0.0)
+        return r / r.sum()
+
+
+class BonusFromQ(Verifier):
+    def bonus_distribution(self, p, last_q):
+        return last_q if last_q is not None else p
+
+
+class ResidualNotRenormalised(Verifier):
+    def residual(self, p, q):
+        return torch.clamp(p - q, min=0.0)
+
+
+@pytest.mark.parametrize("mutant", [AcceptWithQOverP, ResidualQMinusP, BonusFromQ, ResidualNotRenormalised])
+def test_the_exact_test_catches_a_broken_verifier(mutant):
+    with pytest.raises(AssertionError):
+        mutant_property(policy_name="fixed", proposer_name="draft", verifier=mutant(), proposer_override=None)
+
+
+# the three sampling bugs peers shipped (see ../shared/docs/design.md), planted in the proposer
+class GreedyDraftWithSoftQ(DraftModelProposer):
+    def choose(self, logits, sampling, sampler):
+        if sampling.greedy:
+            return super().choose(logits, sampling, sampler)
+        return int(logits.argmax()), warp(logits, sampling)
+
+
+class RawQBeforeTopKTopP(DraftModelProposer):
+    def choose(self, logits, sampling, sampler):
+        if sampling.greedy:
+            return super().choose(logits, sampling, sampler)
+        token = sampler.categorical(warp(logits, sampling))
+        return token, torch.softmax(logits / sampling.temperature, dim=-1)
+
+
+class MissingDraftProbabilities(DraftModelProposer):
+    def choose(self, logits, sampling, sampler):
+        token, _ = super().choose(logits, sampling, sampler)
+        return token, None
+
+
+@pytest.mark.parametrize("mutant", [GreedyDraftWithSoftQ, RawQBeforeTopKTopP])
+def test_the_exact_test_catches_a_broken_proposer(mutant):
+    with pytest.raises(AssertionError):
+        mutant_property(policy_name="fixed", proposer_name="draft", verifier=Verifier(), proposer_override=mutant)
+
+
+# A sampled draft verified one-hot (its q silently missing) stays lossless: y ~ p is emitted either
+# way. What it breaks is the acceptance rate, so that bug is caught by an exact rate check instead:
+# with one drafted token, P(accept) must be sum_v min(p(v), q(v)) (Leviathan et al., 2023).
+def expected_first_acceptance(case: LosslessCase) -> float:
+    s = case.sampling
+    p = reference_warp(case.pair.target.row(case.prompt).tolist(), s.temperature, s.top_k, s.top_p)
+    q = reference_warp(case.pair.draft.row(case.prompt).tolist(), s.temperature, s.top_k, s.top_p)
+    return sum(min(a, b) for a, b in zip(p, q))
+
+
+def enumerated_first_acceptance(case: LosslessCase, make_proposer) -> float:
+    total = 0.0
+
+    def run(sampler):
+        decoder = Decoder(case.pair.target, proposer=make_proposer(case.pair.draft), policy=FixedPolicy(1))
+        s = case.sampling
+        result = decoder.generate(list(case.prompt), 2, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, sampler=sampler)
+        return result.ids, result.stats.accepted_at[0] if result.stats.accepted_at else 0
+
+    for (_, accepted), prob in enumerate_outputs(run).items():
+        total += prob * accepted
+    return total
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(data=st.data())
+def test_acceptance_rate_is_exactly_sum_of_min_p_q(data):
+    case = data.draw(lossless_cases("fixed", "draft"))
+    if case.sampling.greedy:
+        return
+    assert abs(enumerated_first_acceptance(case, DraftModelProposer) - expected_first_acceptance(case)) <= TOLERANCE
+
+
+def test_the_rate_check_catches_missing_draft_probabilities():
+    @settings(max_examples=100, deadline=None, derandomize=True, database=None, phases=[Phase.generate])
+    @given(data=st.data())
+    def check(data):
+        case = data.draw(lossless_cases("fixed", "draft"))
+        if case.sampling.greedy:
+            return
+        got = enumerated_first_acceptance(case, MissingDraftProbabilities)
+        assert abs(got - expected_first_acceptance(case)) <= TOLERANCE
+
+    with pytest.raises(AssertionError):
+        check()
