@@ -200,7 +200,8 @@ class _Run:
             out = d._cache.sync(context, draft.tokens, keep=len(draft) + 1)
             verdict = d.verifier.verify(draft, out.logits, sampling, sampler, eos)
             t2 = time.perf_counter()
-            if budget > 0:
+            verdict = attrs.evolve(verdict, draft_seconds=t1 - t0, verify_seconds=t2 - t1, context_length=len(context))
+            if proposer is not None:
                 policy.observe(verdict)
                 proposer.observe(verdict)
             rec.draft_seconds += t1 - t0

@@ -55,7 +55,10 @@ class LengthPolicy(Protocol):
         ...
 
     def observe(self, verification: Verification) -> None:
-        """The verifier's verdict on the round just drafted."""
+        """The verifier's verdict on every round, including rounds that drafted nothing.
+
+        `verification.draft_seconds` / `verify_seconds` time the round's two phases.
+        """
         ...
 
 

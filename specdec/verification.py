@@ -13,6 +13,7 @@ class Verification:
     rejection) or the bonus token (when all were accepted), except after an accepted EOS.
     `target_argmax[i]` is the target's most likely token at draft position i (i == drafted is the
     bonus position); proposers harvest phrases from it and the oracle policy analyses with it.
+    Rounds that drafted nothing (plain target steps) are reported too, with drafted == 0.
     """
 
     drafted: int
@@ -20,6 +21,10 @@ class Verification:
     tokens: tuple[int, ...]
     target_argmax: tuple[int, ...] = attrs.field(default=(), eq=False, repr=False)
     eos: bool = False
+    # filled in by the decoder, for policies that weigh cost (0.0 when unknown)
+    draft_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    context_length: int = 0  # committed tokens before this round
 
     @property
     def all_accepted(self) -> bool:

@@ -1,0 +1,183 @@
+"""Hugging Face transformers backend: any causal LM by path, hub id or object.
+
+The KV cache is a `DynamicCache` kept across calls and cropped in place, so the prefix is never
+re-encoded. A directory holding a `.gguf` file is loaded through transformers' GGUF reader (which
+dequantises to float32, slowly) and a safetensors copy is cached so later loads are fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from specdec.errors import ModelNotFoundError
+
+from .base import ModelOutput, check_keep
+
+
+def cache_root() -> Path:
+    """Where converted model copies live (`SPECDEC_CACHE`, else ~/.cache/specdec)."""
+    return Path(os.environ.get("SPECDEC_CACHE", Path.home() / ".cache" / "specdec"))
+
+
+class HFCodec:
+    """Tokenizer wrapper: plain encode/decode plus the chat template when the tokenizer has one."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def apply_chat_template(self, prompt: str) -> list[int]:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError("this tokenizer has no chat template")
+        out = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True
+        )
+        if isinstance(out, dict) or hasattr(out, "keys"):
+            out = out["input_ids"]
+        return list(out)
+
+
+class HFModel:
+    """A transformers causal LM with one cached sequence, behind `LanguageModel`."""
+
+    def __init__(self, model: Any, tokenizer: Any = None, *, name: str | None = None, threads: int | None = None) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.model = model.eval()
+        self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.hidden_size = int(model.config.hidden_size)
+        self.max_length = getattr(model.config, "max_position_embeddings", None)
+        self.codec = HFCodec(tokenizer) if tokenizer is not None else None
+        self.eos_token_ids = frozenset(_eos_ids(model, tokenizer))
+        self.forwards = 0
+        self.tokens_processed = 0
+        self._cache = self._new_cache()
+        self._length = 0
+
+    def _new_cache(self):
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    @property
+    def cached_length(self) -> int:
+        return self._length
+
+    def forward(self, tokens: Sequence[int], *, keep: int = 1, hidden: bool = False) -> ModelOutput:
+        check_keep(tokens, keep)
+        if self.max_length is not None and self._length + len(tokens) > self.max_length:
+            raise ValueError(f"{self.name}: {self._length + len(tokens)} tokens exceed the context of {self.max_length}")
+        input_ids = torch.tensor([list(tokens)], dtype=torch.long)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=input_ids,
+                past_key_values=self._cache,
+                use_cache=True,
+                logits_to_keep=keep,
+                output_hidden_states=hidden,
+            )
+        self._length += len(tokens)
+        self.forwards += 1
+        self.tokens_processed += len(tokens)
+        logits = out.logits[0, -keep:].float()
+        states = out.hidden_states[-1][0, -keep:].float() if hidden else None
+        return ModelOutput(logits=logits, hidden=states)
+
+    def crop(self, length: int) -> None:
+        if not 0 <= length <= self._length:
+            raise ValueError(f"cannot crop a cache of {self._length} tokens to {length}")
+        if length == 0:
+            self.reset()
+        elif length < self._length:
+            self._cache.crop(length - self._length)  # a negative count drops tokens from the end
+            self._length = length
+
+    def reset(self) -> None:
+        self._cache = self._new_cache()
+        self._length = 0
+
+    def __repr__(self) -> str:
+        return f"HFModel({self.name!r}, vocab_size={self.vocab_size})"
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    config = getattr(model, "generation_config", None)
+    for value in (getattr(config, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return ids
+
+
+# ------------------------------------------------------------------------------------ loading
+def load_model(
+    source: str | os.PathLike,
+    *,
+    dtype: torch.dtype = torch.float32,
+    threads: int | None = None,
+    attn_implementation: str | None = None,
+) -> HFModel:
+    """Load a local directory (safetensors or GGUF) or a locally cached hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(source).expanduser()
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if ggufs and not (path / "config.json").exists():
+            path = _converted_gguf(path, ggufs[0])
+        location = str(path)
+        name = Path(source).name
+    elif _looks_like_path(str(source)):
+        raise ModelNotFoundError(f"model path {str(source)!r} does not exist")
+    else:
+        location = name = str(source)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(location)
+    except OSError as error:
+        raise ModelNotFoundError(
+            f"cannot load model {str(source)!r}: not a local model directory, and not a hub id cached on this "
+            f"machine (downloads are off here). Pass a directory such as ../shared/models/smollm2-draft. ({error})"
+        ) from None
+    return HFModel(model, tokenizer, name=name, threads=threads)
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or os.sep in source and source.count("/") != 1
+
+
+def _converted_gguf(directory: Path, gguf: Path) -> Path:
+    """A safetensors copy of a GGUF model (made once; dequantising the GGUF takes ~15 s)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_root() / "converted" / f"{directory.name}-{key}"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    loaded = AutoModelForCausalLM.from_pretrained(str(directory), gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf.name)
+    rebuilt = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    rebuilt.load_state_dict(loaded.state_dict())
+    rebuilt.generation_config = loaded.generation_config
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    rebuilt.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.replace(target) if not target.exists() else None
+    return target
