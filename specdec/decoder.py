@@ -56,6 +56,7 @@ class Decoder:
     verifier: Verifier = attrs.field(factory=Verifier)
     codec: TextCodec | None = None
     _cache: SequenceCache = attrs.field(init=False, repr=False)
+    last_result: GenerationResult | None = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.codec is None:
@@ -102,7 +103,7 @@ class Decoder:
         chat: bool = False,
         sampler: Sampler | None = None,
     ) -> Iterator[int]:
-        """Yield token ids as soon as the verifier accepts them."""
+        """Yield token ids as soon as the verifier accepts them (the result is `last_result` after)."""
         run = self._run(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, chat, sampler)
         for tokens in run:
             yield from tokens
@@ -229,6 +230,7 @@ class _Run:
         )
         text = d.codec.decode(new_ids) if d.codec is not None else ""
         self.result = GenerationResult(text, tuple(new_ids), tuple(self.prompt), finish, stats)
+        d.last_result = self.result
 
     def _check_draft(self, draft: Draft, budget: int) -> None:
         if len(draft) > budget:

@@ -1,0 +1,27 @@
+"""Real pretrained models from ../shared/models, loaded once per test session."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import pytest
+
+from specdec.defaults import models_dir
+
+
+def model_path(name: str) -> str:
+    try:
+        path = models_dir() / name
+    except Exception as error:  # pragma: no cover - the shared models are part of the workplace
+        pytest.fail(f"shared models not found: {error}")
+    return str(path)
+
+
+@functools.lru_cache(maxsize=None)
+def real_model(name: str):
+    """A fresh adapter per name (tests share it; every Decoder re-syncs its cache)."""
+    from specdec.integrations.hf import load_model
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return load_model(model_path(name))

@@ -1,0 +1,58 @@
+"""Greedy speculative output is token-for-token the target's own `generate(do_sample=False)`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from specdec import Decoder
+from specdec.defaults import models_dir
+from specdec.strategies.policies import FixedPolicy
+from specdec.strategies.proposers import DraftModelProposer
+from tests.models import real_model
+
+pytestmark = pytest.mark.slow
+
+NEW_TOKENS = 64
+
+
+def spec_bench_prompts(n: int) -> list[str]:
+    """The first `n` Spec-Bench first turns, spread over categories."""
+    rows = [json.loads(line) for line in open(models_dir().parent / "data" / "spec_bench.jsonl")]
+    by_category: dict[str, list[str]] = {}
+    for row in rows:
+        by_category.setdefault(row["category"], []).append(row["turns"][0])
+    prompts: list[str] = []
+    while len(prompts) < n:
+        for texts in by_category.values():
+            if texts and len(prompts) < n:
+                prompts.append(texts.pop(0))
+    return prompts
+
+
+def hf_greedy(model, ids: list[int], n: int) -> list[int]:
+    with torch.inference_mode():
+        out = model.model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, pad_token_id=2)
+    return out[0, len(ids):].tolist()
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_default_pair_greedy_matches_transformers_generate(k):
+    target = real_model("smollm2-135m-instruct")
+    decoder = Decoder(target, proposer=DraftModelProposer(real_model("smollm2-draft")), policy=FixedPolicy(k))
+    for prompt in spec_bench_prompts(10 if k == 5 else 4):
+        ids = decoder.encode(prompt, chat=True)
+        expected = hf_greedy(target, ids, NEW_TOKENS)
+        got = list(decoder.generate(ids, NEW_TOKENS).ids)
+        first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
+        assert got == expected, f"first divergence at token {first} for prompt {prompt[:60]!r}"
+
+
+def test_tiny_pair_greedy_matches_transformers_generate():
+    target = real_model("stories260K")
+    decoder = Decoder(target, proposer=DraftModelProposer(real_model("stories260K-draft")), policy=FixedPolicy(4))
+    for prompt in ["Once upon a time", "The little dog", "Lily wanted to"]:
+        ids = decoder.encode(prompt)
+        assert list(decoder.generate(ids, 64).ids) == hf_greedy(target, ids, 64)
