@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from specdec.integrations.toy import ToyModel
 from specdec.sampling import SamplingConfig
 from specdec.strategies.policies import FixedPolicy
-from specdec.strategies.proposers import DraftModelProposer
+from specdec.strategies.proposers import DraftModelProposer, PromptLookupProposer
 
 # new tokens allowed per vocabulary size, so that the random tree stays enumerable
 MAX_NEW_BY_VOCAB = {3: 4, 4: 3, 5: 2}
@@ -79,6 +79,12 @@ POLICY_STRATEGIES: dict[str, st.SearchStrategy] = {
 # each entry maps a toy pair to a strategy of proposer factories (fresh state per enumeration run)
 PROPOSER_STRATEGIES: dict[str, Callable[[ToyPair], st.SearchStrategy]] = {
     "draft": lambda pair: st.just(lambda: DraftModelProposer(pair.draft)),
+    "prompt-lookup": lambda pair: st.builds(
+        lambda n, k, match: lambda: PromptLookupProposer(max_ngram=n, num_tokens=k, match=match),
+        st.integers(1, 3),
+        st.integers(1, 4),
+        st.sampled_from(["recent", "leftmost"]),
+    ),
 }
 
 

@@ -1,12 +1,13 @@
 """Proposers: what to draft."""
 
 from .draft_model import DraftModelProposer
+from .prompt_lookup import PromptLookupProposer
 
-__all__ = ["DraftModelProposer"]
+__all__ = ["DraftModelProposer", "PromptLookupProposer"]
 
 from specdec.hookspecs import hookimpl
 
 
 @hookimpl
 def specdec_register_proposers() -> dict[str, type]:
-    return {"draft": DraftModelProposer}
+    return {"draft": DraftModelProposer, "prompt-lookup": PromptLookupProposer}

@@ -1,0 +1,82 @@
+"""Prompt lookup: copy what followed the last tokens' earlier occurrence in the context (no model).
+
+As transformers' prompt-lookup decoding: for n from `max_ngram` down to 1, find an earlier
+occurrence of the context's last n tokens and propose the tokens that followed it. Inputs that
+the output repeats (summaries, extraction, RAG, code edits) are full of such copies, and a lookup
+costs no model forward at all.
+
+Which occurrence: `match="recent"` (the default) takes the most recent one, which follows the text
+being generated now when the output copies a passage; `match="leftmost"` takes the first one, as
+transformers does. The tokens are deterministic proposals (q None, verified one-hot), so the
+output stays exactly the target's at any temperature; the length policy is asked after each one.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import attrs
+
+from specdec.draft import EMPTY_DRAFT, Draft
+from specdec.errors import ConfigurationError
+from specdec.features import deterministic_features
+from specdec.ngram import NgramIndex
+from specdec.policy import Decision, positive_int
+from specdec.proposer import ProposalRequest
+from specdec.sampling import SamplingConfig
+from specdec.verification import Verification
+
+
+def _match_kind(_: object, attribute: attrs.Attribute, value: str) -> None:
+    if value not in ("recent", "leftmost"):
+        raise ConfigurationError(f"{attribute.name} must be 'recent' or 'leftmost', got {value!r}")
+
+
+@attrs.define
+class PromptLookupProposer:
+    """Draft by n-gram lookup in the context (prompt + generated text)."""
+
+    name = "prompt-lookup"
+    max_ngram: int = attrs.field(default=2, validator=positive_int)
+    num_tokens: int = attrs.field(default=10, validator=positive_int)
+    match: str = attrs.field(default="recent", validator=_match_kind)
+    _index: NgramIndex = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._index = NgramIndex(self.max_ngram)
+
+    @property
+    def vocab_size(self) -> int | None:
+        return None
+
+    @property
+    def forwards(self) -> int:
+        return 0
+
+    def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
+        self._index.reset()
+        self._index.update(prompt)
+
+    def propose(self, request: ProposalRequest) -> Draft:
+        index = self._index
+        index.update(request.context)
+        position = index.find(request.context, match=self.match)  # type: ignore[arg-type]
+        if position is None:
+            return EMPTY_DRAFT
+        tokens: list[int] = []
+        features = []
+        while len(tokens) < min(self.num_tokens, request.budget):
+            # read on through the drafted tokens: a match near the end repeats periodically
+            token = index.continuation(position + len(tokens), 1, tokens)[0]
+            feats = deterministic_features(token, len(tokens))
+            decision = request.policy.decide(feats)
+            if decision is Decision.DROP:
+                break
+            tokens.append(token)
+            features.append(feats)
+            if decision is Decision.STOP or token in request.eos_token_ids:
+                break
+        return Draft(tuple(tokens), (None,) * len(tokens), tuple(features))
+
+    def observe(self, verification: Verification) -> None:
+        pass
