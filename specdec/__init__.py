@@ -15,7 +15,7 @@ from specdec.errors import (  # noqa: E402
     SpecdecError,
     VocabularyMismatchError,
 )
-from specdec.features import TokenFeatures  # noqa: E402
+from specdec.features import DraftFeatures, TokenFeatures  # noqa: E402
 from specdec.policy import Decision, LengthPolicy, RoundState  # noqa: E402
 from specdec.proposer import ProposalRequest, Proposer  # noqa: E402
 from specdec.samplers import Sampler, TorchSampler  # noqa: E402
@@ -31,6 +31,7 @@ __all__ = [
     "Decision",
     "Decoder",
     "Draft",
+    "DraftFeatures",
     "GenerationResult",
     "GenerationStats",
     "InputError",

@@ -1,41 +1,125 @@
-"""Per-token features of a draft token, computed once by the proposer for the length policy."""
+"""Features of the draft's next-token distribution and of the token drawn from it.
+
+Computed lazily, on first access, from the draft's logits row: a policy that never looks
+(fixed k) costs nothing, one that does pays a few vector ops over the vocabulary, once.
+`DraftFeatures` is what a policy sees *before* a token is drawn (see specdec/policy.py for why
+that matters); `TokenFeatures` adds the drawn token and its probability.
+"""
 
 from __future__ import annotations
 
-import attrs
+import functools
+
 import torch
 
 
-@attrs.frozen
-class TokenFeatures:
-    """What a length policy may look at for one drafted token (never the target's distribution).
+class DraftFeatures:
+    """The draft's distribution at one position of the round, from its untempered softmax.
 
-    `prob`, `entropy` (nats) and `margin` (top-1 minus top-2 probability) come from the draft's
-    untempered softmax, so they mean the same thing in greedy and sampling mode.
-    `deterministic` marks tokens proposed without a distribution (lookup, phrases).
+    `entropy` is in nats, `top_prob`/`top_token` describe the argmax, `margin` is top-1 minus top-2
+    probability, `hidden` is the draft's final hidden state when the policy set `wants_hidden`.
+    A deterministic proposal (lookup, phrase) has no distribution: it reports the proposed token
+    as `top_token` with probability 1 and entropy 0.
     """
 
-    position: int  # 0-based index of the token within the round's draft
-    token: int
-    prob: float
-    entropy: float
-    margin: float
-    hidden: torch.Tensor | None = attrs.field(default=None, eq=False, repr=False)
-    deterministic: bool = False
+    def __init__(
+        self,
+        position: int,
+        logits: torch.Tensor | None = None,
+        *,
+        hidden: torch.Tensor | None = None,
+        deterministic: bool = False,
+        top_token: int | None = None,
+        top_prob: float | None = None,
+        entropy: float | None = None,
+        margin: float | None = None,
+    ) -> None:
+        self.position = position
+        self.hidden = hidden
+        self.deterministic = deterministic
+        self._logits = logits
+        if logits is None:
+            self.__dict__["_summary"] = (
+                -1 if top_token is None else int(top_token),
+                1.0 if top_prob is None else float(top_prob),
+                0.0 if entropy is None else float(entropy),
+                1.0 if margin is None else float(margin),
+            )
+
+    @functools.cached_property
+    def _probs(self) -> torch.Tensor:
+        return torch.softmax(self._logits.float(), dim=-1)
+
+    @functools.cached_property
+    def _summary(self) -> tuple[int, float, float, float]:
+        logp = torch.log_softmax(self._logits.float(), dim=-1)
+        probs = logp.exp()
+        self.__dict__["_probs"] = probs
+        entropy = -(probs * logp.nan_to_num(neginf=0.0)).sum()
+        top = torch.topk(probs, min(2, probs.numel()))
+        second = top.values[1] if probs.numel() > 1 else torch.zeros(())
+        token = int(top.indices[0])
+        first, ent, margin = torch.stack([top.values[0], entropy, top.values[0] - second]).tolist()
+        return token, first, max(ent, 0.0), margin
+
+    @property
+    def top_token(self) -> int:
+        return self._summary[0]
+
+    @property
+    def top_prob(self) -> float:
+        return self._summary[1]
+
+    @property
+    def entropy(self) -> float:
+        return self._summary[2]
+
+    @property
+    def margin(self) -> float:
+        return self._summary[3]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(position={self.position}, top_token={self.top_token}, top_prob={self.top_prob:.3g}, "
+            f"entropy={self.entropy:.3g}, margin={self.margin:.3g})"
+        )
 
 
-def token_features(logits: torch.Tensor, token: int, position: int, hidden: torch.Tensor | None = None) -> TokenFeatures:
-    """Features of `token` under one row of draft logits; a few vector ops, no Python per entry."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    probs = logp.exp()
-    entropy = -(probs * logp.nan_to_num(neginf=0.0)).sum()
-    top2 = torch.topk(probs, 2).values if probs.numel() > 1 else torch.cat([probs, probs.new_zeros(1)])
-    values = torch.stack([probs[token], entropy, top2[0] - top2[1]]).tolist()
-    return TokenFeatures(
-        position=position, token=int(token), prob=values[0], entropy=max(values[1], 0.0), margin=values[2], hidden=hidden
-    )
+class TokenFeatures(DraftFeatures):
+    """`DraftFeatures` plus the token drawn (or proposed) and its draft probability `prob`."""
+
+    def __init__(self, position: int, token: int, logits: torch.Tensor | None = None, *, prob: float | None = None, **kw) -> None:
+        if logits is None and prob is not None:
+            kw.setdefault("top_prob", prob)
+            kw.setdefault("top_token", token)
+        super().__init__(position, logits, **kw)
+        self.token = int(token)
+        self._prob = prob
+
+    @property
+    def prob(self) -> float:
+        if self._prob is None:
+            self._prob = float(self._probs[self.token]) if self._logits is not None else 1.0
+        return self._prob
+
+    def __repr__(self) -> str:
+        return f"TokenFeatures(position={self.position}, token={self.token}, prob={self.prob:.3g}, entropy={self.entropy:.3g}, margin={self.margin:.3g})"
+
+
+def draft_features(logits: torch.Tensor, position: int, hidden: torch.Tensor | None = None) -> DraftFeatures:
+    return DraftFeatures(position, logits, hidden=hidden)
+
+
+def token_features(logits: torch.Tensor, token: int, position: int, hidden: torch.Tensor | None = None, *, before: DraftFeatures | None = None) -> TokenFeatures:
+    """Features of `token` under one row of draft logits, sharing work already done by `before`."""
+    features = TokenFeatures(position, token, logits, hidden=hidden)
+    if before is not None:
+        for key in ("_summary", "_probs"):
+            if key in before.__dict__:
+                features.__dict__[key] = before.__dict__[key]
+    return features
 
 
 def deterministic_features(token: int, position: int) -> TokenFeatures:
-    """Features of a token proposed without a distribution (treated as certain by the proposer)."""
-    return TokenFeatures(position=position, token=int(token), prob=1.0, entropy=0.0, margin=1.0, deterministic=True)
+    """Features of a token proposed without a distribution (treated as certain)."""
+    return TokenFeatures(position, token, prob=1.0, entropy=0.0, margin=1.0, deterministic=True)

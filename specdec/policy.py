@@ -1,10 +1,19 @@
 """The length-policy protocol: when to stop drafting.
 
 A policy is a decision object. At the start of a round it names a cap on the draft length (0 means
-"no speculation this round": a plain target step). After each candidate token it answers CONTINUE,
-STOP (keep this token, then verify) or DROP (discard this token, then verify). After verification
-it observes the outcome to adapt. It never sees the target's distribution while drafting, so it
-can change only how many tokens are proposed, never which are kept.
+"no speculation this round": a plain target step). Before each draft token is drawn,
+`should_draft` may end the round from the draft's distribution alone (entropy, top-1 probability,
+margin, hidden state); after the token is drawn, `decide` answers CONTINUE or STOP (keep this token,
+then verify). After verification it observes the outcome to adapt. It never sees the target's
+distribution while drafting, so it changes only how many tokens are proposed, never which are kept.
+
+Why two calls: a token *drawn at random* may not be discarded because of its own value. Dropping
+it whenever it is, say, unlikely under q changes the distribution it was proposed from, and the
+p/q acceptance rule is then no longer exact (the exact-enumeration test shows a total-variation
+error of 0.25 on a toy pair). A stop decision *after* keeping the token only shortens the draft,
+which is always safe. So the decision to leave a position out is made before the draw.
+DROP remains for tokens that were not drawn at random (greedy argmax, lookup, phrases), where
+discarding by value is safe; the proposer rejects it for a sampled token.
 """
 
 from __future__ import annotations
@@ -16,14 +25,14 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from specdec.errors import ConfigurationError
-from specdec.features import TokenFeatures
+from specdec.features import DraftFeatures, TokenFeatures
 from specdec.verification import Verification
 
 
 class Decision(enum.Enum):
     CONTINUE = "continue"  # keep the token and draft another
     STOP = "stop"  # keep the token and send the draft for verification
-    DROP = "drop"  # discard the token and send the draft without it
+    DROP = "drop"  # discard the token and send the draft without it (not for sampled tokens)
 
 
 @attrs.frozen
@@ -50,8 +59,16 @@ class LengthPolicy(Protocol):
         """Cap on the number of tokens to draft this round (0 = plain target step)."""
         ...
 
+    def should_draft(self, features: DraftFeatures) -> bool:
+        """Before the token at `features.position` is drawn: False ends the round without it.
+
+        `features` describes the draft's distribution only (entropy, top_prob, margin, top_token,
+        hidden); for deterministic proposals the proposed token is known as well.
+        """
+        ...
+
     def decide(self, features: TokenFeatures) -> Decision:
-        """After a candidate token: continue, keep and stop, or drop and stop."""
+        """After a candidate token is drawn: CONTINUE, or STOP (keep it and verify)."""
         ...
 
     def observe(self, verification: Verification) -> None:
@@ -73,6 +90,12 @@ def non_negative_int(_: object, attribute: attrs.Attribute, value: int) -> None:
         raise ConfigurationError(f"{attribute.name} must be an integer >= 0, got {value!r}")
 
 
+def boolean(_: object, attribute: attrs.Attribute, value: bool) -> None:
+    """attrs validator: a real bool (so that a mistyped 'false' string is not silently truthy)."""
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{attribute.name} must be True or False, got {value!r}")
+
+
 def finite_in(low: float, high: float, *, low_open: bool = False):
     """attrs validator factory: a finite number in [low, high] (or (low, high])."""
 
@@ -81,7 +104,10 @@ def finite_in(low: float, high: float, *, low_open: bool = False):
         ok = ok and (value > low if low_open else value >= low) and value <= high
         if not ok:
             bracket = "(" if low_open else "["
-            raise ConfigurationError(f"{attribute.name} must be a finite number in {bracket}{low}, {high}], got {value!r}")
+            closing = ")" if high == math.inf else "]"
+            raise ConfigurationError(
+                f"{attribute.name} must be a finite number in {bracket}{low}, {high}{closing}, got {value!r}"
+            )
 
     return check
 
@@ -95,6 +121,9 @@ class PolicyBase:
 
     def start(self) -> None:
         pass
+
+    def should_draft(self, features: DraftFeatures) -> bool:
+        return True
 
     def observe(self, verification: Verification) -> None:
         pass

@@ -42,15 +42,19 @@ class SamplingConfig:
         return self.temperature == 0.0
 
 
-def check_finite(logits: torch.Tensor, who: str) -> None:
-    """Raise if a logits row holds NaN or +inf (-inf is a legal 'forbidden token')."""
-    from specdec.errors import NonFiniteLogitsError
+def checked_max(logits: torch.Tensor, who: str) -> torch.Tensor:
+    """Argmax of each row, raising if a row holds NaN or +inf or is all -inf.
 
-    bad = torch.isnan(logits) | (logits == math.inf)
-    if bool(bad.any()):
-        raise NonFiniteLogitsError(f"{who} produced NaN or +inf logits")
-    if logits.dim() == 1 and not bool(torch.isfinite(logits).any()):
-        raise NonFiniteLogitsError(f"{who} produced a row in which every logit is -inf")
+    One reduction serves both: NaN and +inf propagate into the row maximum, so checking the maxima
+    costs nothing beyond the argmax the caller needs anyway.
+    """
+    values, indices = logits.max(dim=-1)
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        from specdec.errors import NonFiniteLogitsError
+
+        raise NonFiniteLogitsError(f"{who} produced NaN, +inf or all -inf logits")
+    return indices
 
 
 def warp(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:

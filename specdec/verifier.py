@@ -21,7 +21,7 @@ from typing import AbstractSet
 import torch
 
 from specdec.draft import Draft
-from specdec.sampling import SamplingConfig, check_finite, warp
+from specdec.sampling import SamplingConfig, checked_max, warp
 from specdec.samplers import Sampler
 from specdec.verification import Verification
 
@@ -40,8 +40,7 @@ class Verifier:
         n = len(draft)
         if target_logits.shape[0] != n + 1:
             raise ValueError(f"expected {n + 1} target logit rows for {n} draft tokens, got {target_logits.shape[0]}")
-        check_finite(target_logits, "the target model")
-        argmax = tuple(target_logits.argmax(dim=-1).tolist())
+        argmax = tuple(checked_max(target_logits, "the target model").tolist())
         tokens: list[int] = []
         for i, x in enumerate(draft.tokens):
             if sampling.greedy:

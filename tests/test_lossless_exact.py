@@ -185,3 +185,28 @@ def test_the_rate_check_catches_missing_draft_probabilities():
 
     with pytest.raises(AssertionError):
         check()
+
+
+def test_a_sampled_token_cannot_be_dropped_by_its_value():
+    """Dropping a drawn token because of its value biases the output: the proposer refuses."""
+    import attrs
+
+    from specdec import ConfigurationError, Decision
+    from specdec.policy import PolicyBase
+    from tests.toy_strategies import toy_pairs
+
+    @attrs.define
+    class DropUnlikely(PolicyBase):
+        name = "drop-unlikely"
+
+        def begin_round(self, state):
+            return 2
+
+        def decide(self, features):
+            return Decision.DROP if features.prob < 2.0 else Decision.CONTINUE
+
+    pair = toy_pairs().example()
+    decoder = Decoder(pair.target, proposer=DraftModelProposer(pair.draft), policy=DropUnlikely())
+    with pytest.raises(ConfigurationError, match="should_draft"):
+        decoder.generate([1], 3, temperature=1.0)
+    assert len(decoder.generate([1], 3, temperature=0.0).ids) == 3  # greedy: the argmax may be dropped

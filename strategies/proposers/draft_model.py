@@ -8,11 +8,12 @@ import attrs
 import torch
 
 from specdec.draft import Draft
-from specdec.features import token_features
+from specdec.errors import ConfigurationError
+from specdec.features import draft_features, token_features
 from specdec.integrations.base import LanguageModel
 from specdec.policy import Decision
 from specdec.proposer import ProposalRequest
-from specdec.sampling import SamplingConfig, check_finite, warp
+from specdec.sampling import SamplingConfig, checked_max, warp
 from specdec.sequence_cache import SequenceCache
 from specdec.verification import Verification
 
@@ -62,11 +63,19 @@ class DraftModelProposer:
         out = self._cache.sync(request.context, hidden=hidden)
         while True:
             logits = out.logits[-1]
-            check_finite(logits, f"the draft model {self.model.name!r}")
+            state = out.hidden[-1] if hidden and out.hidden is not None else None
+            before = draft_features(logits, len(tokens), state)
+            if not policy.should_draft(before):
+                break
             token, q = self.choose(logits, sampling, request.sampler)
-            feats = token_features(logits, token, len(tokens), out.hidden[-1] if hidden and out.hidden is not None else None)
+            feats = token_features(logits, token, len(tokens), state, before=before)
             decision = policy.decide(feats)
             if decision is Decision.DROP:
+                if q is not None:
+                    raise ConfigurationError(
+                        f"policy {policy.name!r} dropped a token after it was drawn at random; that biases the "
+                        "output (see specdec/policy.py): decide before the draw in should_draft()"
+                    )
                 break
             tokens.append(token)
             qs.append(q)
@@ -78,8 +87,9 @@ class DraftModelProposer:
 
     def choose(self, logits: torch.Tensor, sampling: SamplingConfig, sampler) -> tuple[int, torch.Tensor | None]:
         """The draft token and the exact distribution it was drawn from (None when deterministic)."""
+        best = int(checked_max(logits, f"the draft model {self.model.name!r}"))
         if sampling.greedy:
-            return int(logits.argmax()), None
+            return best, None
         q = warp(logits, sampling)
         return sampler.categorical(q), q
 
