@@ -193,7 +193,7 @@ def test_a_sampled_token_cannot_be_dropped_by_its_value():
 
     from specdec import ConfigurationError, Decision
     from specdec.policy import PolicyBase
-    from tests.toy_strategies import toy_pairs
+    from specdec.integrations.toy import ToyModel
 
     @attrs.define
     class DropUnlikely(PolicyBase):
@@ -205,8 +205,10 @@ def test_a_sampled_token_cannot_be_dropped_by_its_value():
         def decide(self, features):
             return Decision.DROP if features.prob < 2.0 else Decision.CONTINUE
 
-    pair = toy_pairs().example()
-    decoder = Decoder(pair.target, proposer=DraftModelProposer(pair.draft), policy=DropUnlikely())
+    table = {(): [0.2, 0.3, 0.5], (0,): [0.6, 0.3, 0.1], (1,): [0.1, 0.1, 0.8], (2,): [0.3, 0.4, 0.3]}
+    target = ToyModel.from_probabilities(table, 3)
+    draft = ToyModel.from_probabilities({k: v[::-1] for k, v in table.items()}, 3)
+    decoder = Decoder(target, proposer=DraftModelProposer(draft), policy=DropUnlikely())
     with pytest.raises(ConfigurationError, match="should_draft"):
         decoder.generate([1], 3, temperature=1.0)
     assert len(decoder.generate([1], 3, temperature=0.0).ids) == 3  # greedy: the argmax may be dropped
