@@ -103,15 +103,18 @@ class NgramIndex:
                 break
         return out
 
-    def find(self, suffix: Sequence[int], *, match: Match = "recent", max_n: int | None = None) -> int | None:
+    def find(
+        self, suffix: Sequence[int], *, drafted: Sequence[int] = (), match: Match = "recent", max_n: int | None = None
+    ) -> int | None:
         """Continuation position of the longest n-gram ending `suffix` that has a continuation.
 
-        `suffix` is the indexed tokens, possibly followed by drafted tokens. Read the proposal with
-        `continuation(position + j, 1, drafted)`: past the indexed end it repeats the drafted
-        tokens, i.e. it continues a repetition periodically.
+        `suffix` holds the last tokens (at least max_n of them, when there are) of the indexed
+        tokens followed by `drafted`. Read the proposal with `continuation(position + j, 1,
+        drafted)`: past the indexed end it repeats the drafted tokens, i.e. it continues a
+        repetition periodically.
         """
         top = min(self.max_n if max_n is None else max_n, self.max_n, len(suffix))
-        reach = len(suffix)  # a continuation must start before the end of the suffix
+        reach = len(self.tokens) + len(drafted)  # a continuation must start before the end
         for n in range(top, 0, -1):
             for position in self.positions(suffix[len(suffix) - n:], match):
                 if position < reach:
@@ -119,20 +122,26 @@ class NgramIndex:
         return None
 
     def lookup(
-        self, suffix: Sequence[int], length: int, *, match: Match = "recent", max_n: int | None = None, limit: int = 1
+        self,
+        suffix: Sequence[int],
+        length: int,
+        *,
+        drafted: Sequence[int] = (),
+        match: Match = "recent",
+        max_n: int | None = None,
+        limit: int = 1,
     ) -> list[list[int]]:
         """Distinct continuations (each up to `length` tokens) of the longest n-gram ending `suffix`.
 
-        `suffix` is the sequence whose end is matched (the indexed tokens plus any drafted ones);
-        n goes from min(max_n, len(suffix)) down to 1 and stops at the first n with a match, as
-        transformers' prompt lookup does. At most `limit` continuations are returned.
+        `suffix` and `drafted` as in `find`. n goes from min(max_n, len(suffix)) down to 1 and
+        stops at the first n with a match, as transformers' prompt lookup does; at most `limit`
+        continuations are returned, newest first ("recent") or the leftmost one.
         """
         top = min(self.max_n if max_n is None else max_n, self.max_n, len(suffix))
-        extra = list(suffix[len(self.tokens):]) if len(suffix) > len(self.tokens) else []
         found: list[list[int]] = []
         for n in range(top, 0, -1):
             for position in self.positions(suffix[len(suffix) - n:], match):
-                cont = self.continuation(position, length, extra)
+                cont = self.continuation(position, length, drafted)
                 if cont and cont not in found:
                     found.append(cont)
                     if len(found) >= limit:
