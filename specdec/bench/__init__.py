@@ -1,0 +1,1 @@
+"""Benchmark machinery shared by `specdec bench` and the scripts in benchmarks/."""

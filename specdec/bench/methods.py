@@ -1,0 +1,77 @@
+"""Decoding methods under test, behind one tiny interface: ids in, (new ids, stats) out."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Protocol, Sequence
+
+import attrs
+import torch
+
+from specdec.decoder import Decoder
+
+
+@attrs.frozen
+class MethodRun:
+    ids: tuple[int, ...]
+    seconds: float
+    rounds: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    target_forwards: int = 0
+    draft_forwards: int = 0
+    draft_seconds: float = 0.0
+    verify_seconds: float = 0.0
+
+
+class Method(Protocol):
+    name: str
+
+    def run(self, ids: Sequence[int], max_new_tokens: int, temperature: float, seed: int) -> MethodRun: ...
+
+
+@attrs.define
+class SpecdecMethod:
+    """A specdec Decoder (speculative, or target-only when it has no proposer)."""
+
+    name: str
+    decoder: Decoder
+
+    def run(self, ids: Sequence[int], max_new_tokens: int, temperature: float, seed: int) -> MethodRun:
+        policy = self.decoder.policy
+        if hasattr(policy, "set_continuation"):  # the analysis-only oracle: untimed greedy reference
+            reference = Decoder(self.decoder.target).generate(list(ids), max_new_tokens)
+            policy.set_continuation(list(ids) + list(reference.ids))
+        result = self.decoder.generate(list(ids), max_new_tokens, temperature=temperature, seed=seed)
+        s = result.stats
+        return MethodRun(
+            result.ids, s.seconds, s.rounds, s.drafted, s.accepted, s.target_forwards, s.draft_forwards,
+            s.draft_seconds, s.verify_seconds,
+        )
+
+
+@attrs.define
+class HFGenerateMethod:
+    """transformers' own `generate`, optionally with assisted generation (same models, same run)."""
+
+    name: str
+    model: Any  # transformers model of the target
+    options: dict[str, Any] = attrs.field(factory=dict)
+    assistant: Any = None
+    counter: Callable[[], tuple[int, int]] | None = None
+
+    def run(self, ids: Sequence[int], max_new_tokens: int, temperature: float, seed: int) -> MethodRun:
+        kwargs = dict(self.options)
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature, top_k=None, top_p=None)
+        else:
+            kwargs.update(do_sample=False)
+        config = self.model.generation_config
+        kwargs["pad_token_id"] = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+        torch.manual_seed(seed)
+        input_ids = torch.tensor([list(ids)])
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(input_ids, max_new_tokens=max_new_tokens, assistant_model=self.assistant, **kwargs)
+        seconds = time.perf_counter() - start
+        return MethodRun(tuple(out[0, len(ids):].tolist()), seconds)

@@ -1,0 +1,120 @@
+"""Run methods over prompts, interleaved per prompt so machine noise hits every method alike."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Sequence
+
+import attrs
+from tqdm import tqdm
+
+from specdec.bench.methods import Method, MethodRun
+from specdec.bench.prompts import BenchPrompt
+
+
+@attrs.frozen
+class Record:
+    method: str
+    category: str
+    question_id: int
+    repeat: int
+    prompt_tokens: int
+    run: MethodRun
+
+    @property
+    def tokens(self) -> int:
+        return len(self.run.ids)
+
+
+def run_benchmark(
+    methods: Sequence[Method],
+    prompts: Sequence[BenchPrompt],
+    encode,
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    repeats: int = 1,
+    warmup: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[Record]:
+    """Each prompt: every method in turn (after `warmup` untimed runs on the first prompt)."""
+    encoded = [encode(p.text) for p in prompts]
+    if warmup and encoded:
+        for method in methods:
+            for _ in range(warmup):
+                method.run(encoded[0], min(16, max_new_tokens), temperature, seed)
+    records: list[Record] = []
+    total = len(prompts) * repeats * len(methods)
+    with tqdm(total=total, desc="benchmark", unit="run", disable=not progress) as bar:
+        for repeat in range(repeats):
+            for prompt, ids in zip(prompts, encoded):
+                for method in methods:
+                    bar.set_postfix_str(f"{prompt.category}: {method.name}")
+                    run = method.run(ids, max_new_tokens, temperature, seed + repeat)
+                    records.append(Record(method.name, prompt.category, prompt.question_id, repeat, len(ids), run))
+                    bar.update()
+    return records
+
+
+@attrs.frozen
+class Summary:
+    """One method on one category (or "all")."""
+
+    method: str
+    category: str
+    prompts: int
+    tokens: int
+    seconds: float
+    tokens_per_second: float
+    speedup: float  # tokens/s over the baseline's tokens/s on the same prompts, same run
+    median_prompt_speedup: float  # median over prompts of per-prompt tokens/s ratios
+    spread: float  # (max - min) of per-prompt speedups
+    mean_accepted_length: float
+    acceptance_rate: float
+    target_forwards_per_token: float
+    draft_forwards_per_token: float
+
+    def to_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+def summarize(records: Sequence[Record], baseline: str) -> list[Summary]:
+    groups: dict[tuple[str, str], list[Record]] = {}
+    for r in records:
+        groups.setdefault((r.method, r.category), []).append(r)
+        groups.setdefault((r.method, "all"), []).append(r)
+    base_rate = {
+        (r.category, r.question_id, r.repeat): r.tokens / r.run.seconds for r in records if r.method == baseline
+    }
+    summaries = []
+    for (method, category), rs in groups.items():
+        tokens = sum(r.tokens for r in rs)
+        seconds = sum(r.run.seconds for r in rs)
+        base = [x for x in records if x.method == baseline and (category == "all" or x.category == category)]
+        base_tps = sum(x.tokens for x in base) / sum(x.run.seconds for x in base) if base else float("nan")
+        ratios = [
+            (r.tokens / r.run.seconds) / base_rate[(r.category, r.question_id, r.repeat)]
+            for r in rs
+            if (r.category, r.question_id, r.repeat) in base_rate
+        ]
+        rounds = sum(r.run.rounds for r in rs)
+        drafted = sum(r.run.drafted for r in rs)
+        summaries.append(
+            Summary(
+                method=method,
+                category=category,
+                prompts=len(rs),
+                tokens=tokens,
+                seconds=seconds,
+                tokens_per_second=tokens / seconds,
+                speedup=(tokens / seconds) / base_tps,
+                median_prompt_speedup=statistics.median(ratios) if ratios else float("nan"),
+                spread=(max(ratios) - min(ratios)) if ratios else float("nan"),
+                mean_accepted_length=tokens / rounds if rounds else float("nan"),
+                acceptance_rate=sum(r.run.accepted for r in rs) / drafted if drafted else float("nan"),
+                target_forwards_per_token=sum(r.run.target_forwards for r in rs) / tokens if rounds else float("nan"),
+                draft_forwards_per_token=sum(r.run.draft_forwards for r in rs) / tokens if rounds else float("nan"),
+            )
+        )
+    return summaries

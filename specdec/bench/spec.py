@@ -1,0 +1,73 @@
+"""Method specifications on the command line, e.g. `svip`, `fixed:k=3`, `auto+ouroboros:gamma=4`.
+
+`POLICY[:KEY=VALUE,...][+PROPOSER[:KEY=VALUE,...]]` builds a specdec decoder (proposer `draft` by
+default); `target-only` is plain decoding; `hf-*` names run transformers' own `generate` on the
+same models: `hf-greedy` (no assistant), `hf-assisted` (its defaults: 20 tokens, confidence stop
+0.4), `hf-assisted-heuristic`, `hf-assisted-k4` (constant k, no confidence stop) and
+`hf-prompt-lookup`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from specdec.bench.methods import HFGenerateMethod, SpecdecMethod
+from specdec.decoder import Decoder
+from specdec.errors import ConfigurationError
+from specdec.plugins import registry
+
+HF_HELP = "hf-greedy, hf-assisted, hf-assisted-heuristic, hf-assisted-kN, hf-prompt-lookup"
+
+
+def _split(part: str) -> tuple[str, dict[str, str]]:
+    name, _, raw = part.partition(":")
+    params: dict[str, str] = {}
+    for pair in filter(None, raw.split(",")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigurationError(f"method parameters are KEY=VALUE, got {pair!r} in {part!r}")
+        params[key.strip()] = value.strip()
+    return name.strip(), params
+
+
+def build_method(spec: str, target, draft_loader) -> Any:
+    """A benchmark method from its specification; `draft_loader()` gives the draft model."""
+    spec = spec.strip()
+    if spec == "target-only":
+        return SpecdecMethod(spec, Decoder(target))
+    if spec.startswith("hf-"):
+        return _hf_method(spec, target, draft_loader)
+    policy_part, _, proposer_part = spec.partition("+")
+    policy_name, policy_params = _split(policy_part)
+    proposer_name, proposer_params = _split(proposer_part or "draft")
+    reg = registry()
+    entry = reg.get("proposer", proposer_name)
+    resources = {}
+    import attrs
+
+    if "model" in {f.name for f in attrs.fields(entry.cls)}:
+        resources["model"] = draft_loader()
+    proposer = reg.build("proposer", proposer_name, proposer_params, **resources)
+    policy = reg.build("policy", policy_name, policy_params)
+    return SpecdecMethod(spec, Decoder(target, proposer=proposer, policy=policy))
+
+
+def _hf_method(spec: str, target, draft_loader) -> HFGenerateMethod:
+    model = target.model
+    if spec == "hf-greedy":
+        return HFGenerateMethod(spec, model)
+    if spec == "hf-prompt-lookup":
+        return HFGenerateMethod(spec, model, {"prompt_lookup_num_tokens": 10})
+    assistant = draft_loader().model
+    if spec == "hf-assisted":
+        options = {"num_assistant_tokens": 20, "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.4}
+        return HFGenerateMethod(spec, model, options, assistant)
+    if spec == "hf-assisted-heuristic":
+        options = {"num_assistant_tokens": 5, "num_assistant_tokens_schedule": "heuristic", "assistant_confidence_threshold": 0.0}
+        return HFGenerateMethod(spec, model, options, assistant)
+    match = re.fullmatch(r"hf-assisted-k(\d+)", spec)
+    if match:
+        options = {"num_assistant_tokens": int(match.group(1)), "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.0}
+        return HFGenerateMethod(spec, model, options, assistant)
+    raise ConfigurationError(f"unknown transformers method {spec!r}; known: {HF_HELP}")

@@ -1,0 +1,91 @@
+"""`specdec bench`: methods x Spec-Bench categories, same run, tables + JSON + Markdown + PNG."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import platform
+import resource
+from pathlib import Path
+
+import torch
+
+from specdec.bench.prompts import load_spec_bench
+from specdec.bench.report import COLUMNS, markdown_table, plot_speedups, print_table, write_json
+from specdec.bench.runner import run_benchmark, summarize
+from specdec.bench.spec import HF_HELP, build_method
+from specdec.cli.options import add_model_options, load
+from specdec.defaults import default_draft, default_target
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark methods per Spec-Bench category (tables, JSON, Markdown, PNG)",
+        description="Decode Spec-Bench first turns with each method, interleaved per prompt in one run, and report "
+        "tokens/s, speedup over target-only, mean accepted length, acceptance rate and forwards per token. "
+        "Methods: target-only; POLICY[:K=V,...][+PROPOSER[:K=V,...]] for specdec (e.g. fixed:k=3, svip, "
+        f"auto+prompt-lookup); transformers' generate on the same models: {HF_HELP}.",
+    )
+    add_model_options(parser)
+    parser.add_argument("--methods", default="target-only,fixed:k=2,fixed:k=4,hf-assisted",
+                        help="comma-free list separated by ';' or repeated --method (default: target-only;fixed:k=2;fixed:k=4;hf-assisted)")
+    parser.add_argument("--method", action="append", default=[], help="add one method (repeatable)")
+    parser.add_argument("--categories", default=None, help="comma-separated Spec-Bench categories (default: all 13)")
+    parser.add_argument("--per-category", type=int, default=3, help="prompts per category (default 3)")
+    parser.add_argument("--prompts", default=None, help="a Spec-Bench-format JSONL file (default: ../shared/data/spec_bench.jsonl)")
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed repetitions of every prompt (default 1)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per method (default 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="bench-out", help="output directory (default bench-out/)")
+    parser.add_argument("--name", default="bench", help="file stem of the outputs (default bench)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    specs = [m for m in args.methods.split(";") if m.strip()] + args.method
+    if "target-only" not in specs:
+        specs.insert(0, "target-only")
+    target = load(args.target or default_target(), args)
+    draft_loader = functools.lru_cache(maxsize=1)(lambda: load(args.draft or default_draft(), args))
+    methods = [build_method(spec, target, draft_loader) for spec in specs]
+    prompts = load_spec_bench(args.prompts, categories=args.categories.split(",") if args.categories else None, per_category=args.per_category)
+    baseline = methods[specs.index("target-only")].decoder
+    records = run_benchmark(
+        methods, prompts, lambda text: baseline.encode(text, chat=True), max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature, repeats=args.repeats, warmup=args.warmup, seed=args.seed,
+    )
+    summaries = summarize(records, "target-only")
+    order = {spec.strip(): i for i, spec in enumerate(specs)}
+    summaries.sort(key=lambda s: (s.category == "all", s.category, order.get(s.method, 99)))
+    rows = [s.to_dict() for s in summaries]
+    mode = "greedy" if args.temperature == 0 else f"T={args.temperature}"
+    print_table(rows, f"specdec bench ({mode}, {args.per_category} prompts/category, {args.max_new_tokens} tokens)")
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    meta = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "torch": torch.__version__,
+        "mode": mode,
+        "prompts_per_category": args.per_category,
+        "max_new_tokens": args.max_new_tokens,
+        "repeats": args.repeats,
+        "peak_rss_mib": round(peak_mib, 1),
+        "methods": specs,
+    }
+    out = Path(args.out)
+    write_json(out / f"{args.name}.json", {"meta": meta, "summaries": rows, "records": [
+        {"method": r.method, "category": r.category, "question_id": r.question_id, "repeat": r.repeat,
+         "tokens": r.tokens, "seconds": r.run.seconds, "rounds": r.run.rounds, "drafted": r.run.drafted,
+         "accepted": r.run.accepted} for r in records]})
+    (out / f"{args.name}.md").write_text(
+        f"`specdec bench` run {meta['date']} ({meta['machine']}, torch {meta['torch']}), {mode}, "
+        f"{args.per_category} prompts per category, {args.max_new_tokens} new tokens, {args.repeats} repeat(s); "
+        f"peak RSS {meta['peak_rss_mib']} MiB.\n\n{markdown_table(rows, COLUMNS)}\n"
+    )
+    plot_speedups(summaries, out / f"{args.name}.png", f"speedup over target-only ({mode})", "target-only")
+    print(f"peak RSS {peak_mib:.0f} MiB; wrote {out / args.name}.json, .md, .png")
+    return 0
