@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 
 from specdec.integrations.toy import ToyModel
 from specdec.sampling import SamplingConfig
-from specdec.strategies.policies import FixedPolicy
+from specdec.strategies.policies import (
+    AdaEdlPolicy,
+    ConfidencePolicy,
+    CostAwarePolicy,
+    FixedPolicy,
+    HeuristicPolicy,
+    OraclePolicy,
+    SvipPolicy,
+)
 from specdec.strategies.proposers import DraftModelProposer, PromptLookupProposer
 
 # new tokens allowed per vocabulary size, so that the random tree stays enumerable
@@ -72,8 +80,38 @@ def toy_pairs(draw) -> ToyPair:
     return ToyPair(target, draft, vocab, eos)
 
 
+_caps = st.integers(1, 4)
+
 POLICY_STRATEGIES: dict[str, st.SearchStrategy] = {
     "fixed": st.builds(FixedPolicy, k=st.integers(1, 4)),
+    "heuristic": st.builds(HeuristicPolicy, k=st.integers(1, 4), max_draft=_caps, persist=st.booleans()),
+    "confidence": st.builds(
+        ConfidencePolicy, threshold=st.floats(0.0, 1.0), max_draft=_caps, adapt=st.booleans(), history=st.integers(6, 20)
+    ),
+    "svip": st.builds(SvipPolicy, h=st.floats(0.0, 1.0), gamma_s=st.floats(0.01, 1.0), max_draft=_caps),
+    "adaedl": st.builds(
+        AdaEdlPolicy,
+        gamma=st.floats(0.01, 1.0),
+        initial_lambda=st.floats(0.0, 1.0),
+        eps=st.sampled_from([0.01, 0.2]),
+        alpha=st.floats(0.0, 1.0),
+        min_draft=st.integers(0, 2),
+        max_draft=_caps,
+    ),
+    # measure=False: wall-clock timings would make replays of one random branch disagree
+    "auto": st.builds(
+        CostAwarePolicy,
+        max_draft=_caps,
+        draft_cost=st.floats(0.0, 1.5),
+        width_cost=st.floats(0.0, 0.5),
+        prior_acceptance=st.floats(0.0, 1.0),
+        prior_weight=st.floats(0.5, 8.0),
+        memory=st.integers(1, 50),
+        explore_every=st.integers(1, 4),
+        measure=st.just(False),
+    ),
+    # random continuations: the output stays exact whatever the oracle knows (it decides before draws)
+    "oracle": st.builds(OraclePolicy, continuation=st.lists(st.integers(0, 4), min_size=3, max_size=10), max_draft=_caps),
 }
 
 # each entry maps a toy pair to a strategy of proposer factories (fresh state per enumeration run)
