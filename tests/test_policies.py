@@ -1,0 +1,352 @@
+"""Each length policy's decision rule and adaptation, on hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import pytest
+
+from specdec import ConfigurationError, Decision, Decoder, DraftFeatures, RoundState, Verification
+from specdec.features import TokenFeatures, deterministic_features
+from specdec.integrations.toy import ToyModel
+from specdec.plugins import registry
+from specdec.strategies.policies import (
+    AdaEdlPolicy,
+    ConfidencePolicy,
+    CostAwarePolicy,
+    HeuristicPolicy,
+    OraclePolicy,
+    SvipPolicy,
+)
+from specdec.strategies.policies.confidence import roc_threshold
+from specdec.strategies.proposers import DraftModelProposer
+
+STATE = RoundState(context_length=3, generated=0, remaining=100)
+
+
+def feats(prob: float = 0.5, entropy: float = 0.5, position: int = 0, token: int = 0) -> TokenFeatures:
+    return TokenFeatures(position=position, token=token, prob=prob, entropy=entropy, margin=0.0)
+
+
+def verdict(drafted: int, accepted: int, *, draft: float = 0.0, verify: float = 0.0, context: int = 0) -> Verification:
+    tokens = tuple(range(min(accepted + 1, drafted + 1)))
+    return Verification(drafted, accepted, tokens, draft_seconds=draft, verify_seconds=verify, context_length=context)
+
+
+# ----------------------------------------------------------------------------- heuristic
+def test_heuristic_adds_two_after_a_clean_round_and_removes_one_after_a_rejection():
+    policy = HeuristicPolicy()
+    policy.start()
+    assert policy.begin_round(STATE) == 5
+    policy.observe(verdict(5, 5))
+    assert policy.begin_round(STATE) == 7
+    policy.observe(verdict(7, 3))
+    assert policy.begin_round(STATE) == 6
+    policy.observe(verdict(0, 0))  # a plain target step changes nothing
+    assert policy.begin_round(STATE) == 6
+    assert policy.decide(feats(prob=0.01, entropy=9.0)) is Decision.CONTINUE
+
+
+def test_heuristic_is_clipped_to_one_and_to_max_draft():
+    policy = HeuristicPolicy(k=4, max_draft=5)
+    policy.observe(verdict(4, 4))
+    assert policy.begin_round(STATE) == 5
+    policy.observe(verdict(5, 5))
+    assert policy.begin_round(STATE) == 5
+    for _ in range(6):
+        policy.observe(verdict(1, 0))
+    assert policy.begin_round(STATE) == 1
+    assert HeuristicPolicy(k=9, max_draft=3).begin_round(STATE) == 3
+
+
+def test_heuristic_restarts_each_call_unless_persistent():
+    transient, persistent = HeuristicPolicy(k=2), HeuristicPolicy(k=2, persist=True)
+    for policy in (transient, persistent):
+        policy.observe(verdict(2, 2))
+        policy.start()
+    assert transient.begin_round(STATE) == 2
+    assert persistent.begin_round(STATE) == 4
+
+
+# ----------------------------------------------------------------------------- SVIP
+def test_svip_stops_after_the_first_token_above_0_6_nats():
+    policy = SvipPolicy()
+    assert policy.begin_round(STATE) == 40
+    assert policy.decide(feats(entropy=0.59)) is Decision.CONTINUE
+    assert policy.decide(feats(entropy=0.61)) is Decision.STOP  # kept, then verify
+    assert policy.decide(deterministic_features(1, 0)) is Decision.CONTINUE
+
+
+def test_svip_boundary_follows_its_parameters():
+    policy = SvipPolicy(h=0.5, gamma_s=0.25, max_draft=3)  # h**2 / gamma_s = 1.0 nats
+    assert policy.begin_round(STATE) == 3
+    assert policy.decide(feats(entropy=0.99)) is Decision.CONTINUE
+    assert policy.decide(feats(entropy=1.01)) is Decision.STOP
+
+
+# ----------------------------------------------------------------------------- AdaEDL
+def test_adaedl_stops_before_tokens_above_1_25_nats_at_lambda_one_half():
+    policy = AdaEdlPolicy()
+    assert policy.begin_round(STATE) == 16
+    assert policy.should_draft(DraftFeatures(1, entropy=1.24))
+    assert not policy.should_draft(DraftFeatures(1, entropy=1.26))
+    assert policy.should_draft(DraftFeatures(0, entropy=5.0))  # min_draft = 1
+    assert policy.decide(feats(entropy=5.0, position=1)) is Decision.CONTINUE  # never by the drawn token
+
+
+def test_adaedl_lambda_update_follows_algorithm_1():
+    policy = AdaEdlPolicy()
+    policy.observe(verdict(4, 2))  # AR = .5*.9 + .5*.5 = .7 < .9: lambda' = .51, lambda = .9*.5 + .1*.51
+    assert policy.acceptance_ema == pytest.approx(0.7)
+    assert policy.lam == pytest.approx(0.501)
+    policy.observe(verdict(4, 4))  # AR = .85 < .9: lambda' = .511
+    assert policy.lam == pytest.approx(0.502)
+    policy.observe(verdict(2, 2))  # AR = .925 >= .9 and 2 != 16: lambda' = .492
+    assert policy.lam == pytest.approx(0.501)
+    policy.observe(verdict(16, 16))  # AR = .9625 and n_a == max_draft: lambda' = lambda
+    assert policy.lam == pytest.approx(0.501)
+    policy.observe(verdict(0, 0))  # nothing drafted: no update
+    assert policy.lam == pytest.approx(0.501) and policy.acceptance_ema == pytest.approx(0.9625)
+    # the stricter lambda moves the entropy boundary to (1 - .501)**2 / .2 = 1.245 nats
+    assert not policy.should_draft(DraftFeatures(1, entropy=1.2475))
+    policy.start()
+    assert policy.lam == 0.5 and policy.acceptance_ema == 0.9
+    assert policy.should_draft(DraftFeatures(1, entropy=1.2475))
+
+
+# ----------------------------------------------------------------------------- confidence
+def test_confidence_keeps_the_token_and_stops_below_the_threshold():
+    policy = ConfidencePolicy()
+    assert policy.begin_round(STATE) == 20
+    assert policy.decide(feats(prob=0.4)) is Decision.CONTINUE
+    assert policy.decide(feats(prob=0.39)) is Decision.STOP
+    assert policy.decide(deterministic_features(2, 0)) is Decision.CONTINUE
+
+
+def test_roc_threshold_minimises_fpr_plus_three_fnr():
+    # accepted 0.9 0.8 0.6 0.35, rejected 0.7 0.3 0.2 (P=4, N=3). FPR + 3 FNR at each threshold:
+    # .9: 0+2.25  .8: 0+1.5  .7: 1/3+1.5  .6: 1/3+.75  .35: 1/3+0  .3: 2/3  .2: 1  ->  0.35
+    samples = [(0.9, True), (0.7, False), (0.8, True), (0.6, True), (0.35, True), (0.3, False), (0.2, False)]
+    assert roc_threshold(samples) == 0.35
+    # accepted .9 .8 .1, rejected .5 .4 .3 .2: cost 1 at both .8 (0 + 3/3) and .1 (4/4 + 0): the highest wins
+    tie = [(0.9, True), (0.8, True), (0.1, True), (0.5, False), (0.4, False), (0.3, False), (0.2, False)]
+    assert roc_threshold(tie) == 0.8
+    assert roc_threshold([(0.5, True), (0.4, True)]) is None
+
+
+def test_confidence_refits_its_threshold_from_verified_outcomes():
+    policy = ConfidencePolicy(adapt=True)
+
+    def round_(probs: list[float], accepted: int) -> list[Decision]:
+        policy.begin_round(STATE)
+        decisions = [policy.decide(feats(prob=p, position=i)) for i, p in enumerate(probs)]
+        policy.observe(verdict(len(probs), accepted))
+        return decisions
+
+    assert round_([0.9, 0.8, 0.7], 2) == [Decision.CONTINUE] * 3
+    assert round_([0.6, 0.35], 2)[-1] is Decision.STOP
+    assert len(policy.samples) == 5 and policy.current == 0.4  # not more than 5 samples yet
+    round_([0.3], 0)
+    # accepted .9 .8 .6 .35, rejected .7 .3: costs .9 2.25, .8 1.5, .7 2, .6 1.25, .35 .5, .3 1
+    assert policy.current == 0.35
+    assert policy.decide(feats(prob=0.36)) is Decision.CONTINUE
+    round_([0.5, 0.2], 0)  # the token after the first rejection is not a sample
+    assert len(policy.samples) == 7
+
+
+def test_confidence_does_not_adapt_by_default_and_bounds_its_history():
+    fixed = ConfidencePolicy()
+    bounded = ConfidencePolicy(adapt=True, history=6)
+    for policy in (fixed, bounded):
+        for _ in range(10):
+            policy.begin_round(STATE)
+            policy.decide(feats(prob=0.9))
+            policy.decide(feats(prob=0.8, position=1))
+            policy.observe(verdict(2, 1))
+    assert fixed.current == 0.4 and not fixed.samples
+    assert len(bounded.samples) == 6 and bounded.current == 0.9  # 3 accepted at .9, 3 rejected at .8
+
+
+# ----------------------------------------------------------------------------- cost-aware
+def drive(policy, probs: list[float], accepted: int, *, draft: float = 0.0, verify: float = 0.0):
+    """One round as a proposer runs it, with draft top-1 probabilities `probs`: (budget, decisions).
+
+    A position the policy declines before the draw is recorded as None.
+    """
+    budget = policy.begin_round(STATE)
+    decisions: list[Decision | None] = []
+    for i, p in enumerate(probs[:budget]):
+        features = feats(prob=p, position=i)
+        decisions.append(policy.decide(features) if policy.should_draft(features) else None)
+        if decisions[-1] is not Decision.CONTINUE:
+            break
+    drafted = sum(d is not None for d in decisions)
+    policy.observe(verdict(drafted, min(accepted, drafted), draft=draft * len(decisions), verify=verify))
+    return budget, decisions
+
+
+def test_cost_aware_returns_plain_steps_when_drafting_cannot_pay_and_explores_deterministically():
+    policy = CostAwarePolicy(measure=False, draft_cost=1.0, prior_acceptance=0.2, explore_every=3, max_draft=4)
+    # first token: 0.2 accepted * V(1)=1 is less than D=1 + the verify increment .05
+    rounds = [drive(policy, [0.01], 0) for _ in range(8)]
+    assert [budget for budget, _ in rounds] == [0, 0, 0, 1, 0, 0, 0, 1]
+    assert rounds[3][1] == [Decision.STOP]  # an exploring token is drafted and kept whatever it looks like
+
+
+def test_cost_aware_drafts_when_the_draft_is_cheap_and_accepted():
+    policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.9, max_draft=8)
+    assert policy.begin_round(STATE) == 8
+    # decile .9-1 has prior .95: .95 * 1 > .1 (draft it), .95**2 > .05 + .1 (continue)
+    assert drive(policy, [0.97, 0.97, 0.01], 0)[1] == [Decision.CONTINUE, Decision.CONTINUE, None]
+    # ... and decile 0-.1 has prior .05: .95**2 * .05 is below its verify increment .1: not drafted
+    # decile .3-.4 (prior .35) is worth drafting (.35 > .1) but not continuing after (.35**2 < .15)
+    assert drive(policy, [0.35, 0.97], 0)[1] == [Decision.STOP]
+
+
+def test_cost_aware_learns_acceptance_from_outcomes():
+    policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.0, max_draft=8)
+    assert policy.acceptance(feats(prob=0.95)) == pytest.approx(0.95)
+    for _ in range(40):
+        drive(policy, [0.95, 0.95, 0.95], 0)  # confident drafts that are always rejected
+    assert policy.acceptance(feats(prob=0.95)) < 0.1
+    assert policy.first_acceptance() < 0.1
+    assert policy.begin_round(STATE) == 0
+
+
+def test_cost_aware_measures_costs_and_stops_speculating_when_it_is_slower():
+    policy = CostAwarePolicy(explore_every=1000)
+    policy.start()
+    policy.observe(verdict(0, 0, verify=5.0))  # the first round prefills the prompt: not a step cost
+    policy.observe(verdict(0, 0, verify=0.010))
+    assert policy.target_step() == pytest.approx(0.010)
+    assert policy.verify_cost(3) == pytest.approx(0.010 * (1 + 2 * 0.05))  # prior slope until measured
+    budgets = []
+    for _ in range(12):  # a draft step costs two target steps: no acceptance rate can pay for it
+        budgets.append(drive(policy, [0.95] * 16, accepted=1, draft=0.020, verify=0.011)[0])
+    assert policy.draft_step() == pytest.approx(0.020)
+    assert budgets[0] == 16 and budgets[-1] == 0
+
+
+def test_cost_aware_keeps_drafting_with_a_cheap_accurate_draft():
+    policy = CostAwarePolicy(explore_every=1000)
+    policy.start()
+    policy.observe(verdict(0, 0, verify=5.0))
+    policy.observe(verdict(0, 0, verify=0.010))
+    for _ in range(12):
+        budget, decisions = drive(policy, [0.95] * 16, accepted=16, draft=0.001, verify=0.011)
+        assert budget == 16
+    assert decisions == [Decision.CONTINUE] * 16
+    assert policy.draft_step() == pytest.approx(0.001)
+
+
+# ----------------------------------------------------------------------------- oracle
+def test_oracle_drafts_exactly_the_continuation():
+    policy = OraclePolicy(continuation=[5, 6, 7, 8, 9, 10])
+    assert policy.begin_round(RoundState(context_length=2, generated=0, remaining=10)) == 4
+    assert policy.should_draft(DraftFeatures(0, top_token=7))
+    assert policy.decide(feats(token=7, position=0)) is Decision.CONTINUE
+    assert policy.should_draft(DraftFeatures(1, top_token=8))
+    assert not policy.should_draft(DraftFeatures(2, top_token=0))  # first mismatch, at absolute index 4
+    assert not policy.should_draft(DraftFeatures(4, top_token=10))  # past the continuation's end
+    # a token drawn at random off the greedy path is kept (never dropped for its value), then stop
+    assert policy.decide(feats(token=0, position=1)) is Decision.STOP
+    assert policy.begin_round(RoundState(context_length=6, generated=4, remaining=10)) == 0
+    policy.observe(Verification(2, 1, (7, 1), context_length=2))
+    assert policy.diverged_at == 3
+
+
+def test_oracle_without_a_continuation_refuses_to_run():
+    policy = OraclePolicy()
+    with pytest.raises(ConfigurationError, match="continuation"):
+        policy.begin_round(STATE)
+    policy.set_continuation([1, 2, 3, 4])
+    assert policy.begin_round(STATE) == 1
+
+
+def _cycle(vocab: int, favourite: dict[int, int], name: str) -> ToyModel:
+    """An order-1 toy model whose most likely next token after t is favourite[t] (prob .7)."""
+    table = {}
+    for key in [()] + [(t,) for t in range(vocab)]:
+        best = favourite[key[0] if key else 0]
+        table[key] = [0.7 if v == best else 0.3 / (vocab - 1) for v in range(vocab)]
+    return ToyModel.from_probabilities(table, vocab, name=name)
+
+
+def test_oracle_from_target_accepts_every_drafted_token():
+    target = _cycle(4, {0: 1, 1: 2, 2: 3, 3: 0}, "target")
+    draft = _cycle(4, {0: 1, 1: 2, 2: 0, 3: 0}, "draft")  # wrong after token 2
+    prompt = [1]
+    plain = Decoder(target).generate(prompt, 12)
+    oracle = OraclePolicy.from_target(target, prompt, 12)
+    assert oracle.continuation == (1,) + plain.ids
+    result = Decoder(target, proposer=DraftModelProposer(draft), policy=oracle).generate(prompt, 12)
+    assert result.ids == plain.ids
+    assert result.stats.drafted > 0 and result.stats.accepted == result.stats.drafted
+    assert oracle.diverged_at is None
+    via_decoder = OraclePolicy.from_target(Decoder(target, proposer=DraftModelProposer(draft)), prompt, 12, max_draft=2)
+    assert via_decoder.continuation == oracle.continuation and via_decoder.max_draft == 2
+
+
+# ----------------------------------------------------------------------------- parameters
+NAN = math.nan
+BAD_PARAMETERS = [
+    (HeuristicPolicy, {"k": 0}),
+    (HeuristicPolicy, {"max_draft": 0}),
+    (HeuristicPolicy, {"persist": "no"}),
+    (SvipPolicy, {"h": -0.1}),
+    (SvipPolicy, {"h": NAN}),
+    (SvipPolicy, {"gamma_s": 0.0}),
+    (SvipPolicy, {"gamma_s": math.inf}),
+    (SvipPolicy, {"max_draft": 0}),
+    (ConfidencePolicy, {"threshold": -0.1}),
+    (ConfidencePolicy, {"threshold": NAN}),
+    (ConfidencePolicy, {"threshold": 1.5}),
+    (ConfidencePolicy, {"max_draft": 0}),
+    (ConfidencePolicy, {"history": 5}),
+    (AdaEdlPolicy, {"gamma": -0.2}),
+    (AdaEdlPolicy, {"gamma": NAN}),
+    (AdaEdlPolicy, {"initial_lambda": NAN}),
+    (AdaEdlPolicy, {"initial_lambda": -0.5}),
+    (AdaEdlPolicy, {"beta2": 1.5}),
+    (AdaEdlPolicy, {"eps": -0.01}),
+    (AdaEdlPolicy, {"min_draft": -1}),
+    (AdaEdlPolicy, {"max_draft": 0}),
+    (CostAwarePolicy, {"draft_cost": -1.0}),
+    (CostAwarePolicy, {"draft_cost": NAN}),
+    (CostAwarePolicy, {"width_cost": -0.1}),
+    (CostAwarePolicy, {"prior_acceptance": 1.5}),
+    (CostAwarePolicy, {"prior_weight": 0.0}),
+    (CostAwarePolicy, {"explore_every": 0}),
+    (CostAwarePolicy, {"max_draft": 0}),
+    (OraclePolicy, {"max_draft": 0}),
+    (OraclePolicy, {"continuation": [1, -2]}),
+    (OraclePolicy, {"continuation": [1, 2.5]}),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs", BAD_PARAMETERS, ids=lambda x: getattr(x, "__name__", None) or str(x))
+def test_bad_parameters_are_configuration_errors(cls, kwargs):
+    with pytest.raises(ConfigurationError, match=next(iter(kwargs))):
+        cls(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "name,params", [("svip", {"h": "nan"}), ("adaedl", {"max_draft": "0"}), ("confidence", {"threshold": "-1"})]
+)
+def test_bad_command_line_parameters_are_configuration_errors(name, params):
+    with pytest.raises(ConfigurationError):
+        registry().build("policy", name, params)
+
+
+@pytest.mark.parametrize("name", [n for n in registry().names("policy") if n != "fixed"])
+def test_every_new_policy_has_a_hard_cap_and_documents_itself(name):
+    cls = registry().get("policy", name).cls
+    assert cls.name == name and "max_draft" in (cls.__doc__ or "")
+    fields = {f.name: f for f in attrs.fields(cls)}
+    assert "max_draft" in fields and fields["max_draft"].init
+    with pytest.raises(ConfigurationError):
+        cls(max_draft=0)
+    policy = cls(max_draft=3, **({"continuation": list(range(100))} if name == "oracle" else {}))
+    policy.start()
+    assert 0 <= policy.begin_round(STATE) <= 3
