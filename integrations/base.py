@@ -42,6 +42,7 @@ class LanguageModel(Protocol):
     codec: TextCodec | None
     forwards: int  # number of forward calls so far (telemetry)
     tokens_processed: int  # tokens fed so far (telemetry)
+    forward_seconds: float  # wall time spent inside forward calls (telemetry)
 
     @property
     def cached_length(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -62,6 +63,7 @@ class HFModel:
         self.eos_token_ids = frozenset(_eos_ids(model, tokenizer))
         self.forwards = 0
         self.tokens_processed = 0
+        self.forward_seconds = 0.0
         self._cache = self._new_cache()
         self._length = 0
 
@@ -79,6 +81,7 @@ class HFModel:
         if self.max_length is not None and self._length + len(tokens) > self.max_length:
             raise ValueError(f"{self.name}: {self._length + len(tokens)} tokens exceed the context of {self.max_length}")
         input_ids = torch.tensor([list(tokens)], dtype=torch.long)
+        start = time.perf_counter()
         with torch.inference_mode():
             out = self.model(
                 input_ids=input_ids,
@@ -87,11 +90,12 @@ class HFModel:
                 logits_to_keep=keep,
                 output_hidden_states=hidden,
             )
+        logits = out.logits[0, -keep:].float()
+        states = out.hidden_states[-1][0, -keep:].float() if hidden else None
+        self.forward_seconds += time.perf_counter() - start
         self._length += len(tokens)
         self.forwards += 1
         self.tokens_processed += len(tokens)
-        logits = out.logits[0, -keep:].float()
-        states = out.hidden_states[-1][0, -keep:].float() if hidden else None
         return ModelOutput(logits=logits, hidden=states)
 
     def crop(self, length: int) -> None:

@@ -54,6 +54,7 @@ class ToyModel:
         self.ids: list[int] = []
         self.forwards = 0
         self.tokens_processed = 0
+        self.forward_seconds = 0.0
 
     @classmethod
     def from_probabilities(cls, table: Mapping[tuple[int, ...], Sequence[float]], vocab_size: int, **kw) -> "ToyModel":

@@ -159,6 +159,10 @@ class Decoder:
         return getattr(model, "max_length", None)
 
 
+def _draft_seconds(proposer: Proposer | None) -> float:
+    return getattr(proposer, "forward_seconds", 0.0) if proposer is not None else 0.0
+
+
 class _Run:
     """One generation: iterating yields the tokens emitted by each round; `.result` at the end."""
 
@@ -181,7 +185,10 @@ class _Run:
         policy.start()
         if proposer is not None:
             proposer.start(self.prompt, sampling)
-        rec = StatsRecorder(target.forwards, proposer.forwards if proposer else 0, target.tokens_processed)
+        rec = StatsRecorder(
+            target.forwards, proposer.forwards if proposer else 0, target.tokens_processed,
+            target.forward_seconds, _draft_seconds(proposer),
+        )
         context, generated = self.context, 0
         finish = "length" if self.limit == self.requested else "context"
         stop_window = max((len(s) for s in self.stop), default=0)
@@ -226,7 +233,8 @@ class _Run:
                 break
         new_ids = context[len(self.prompt):]
         stats = rec.freeze(
-            len(new_ids), target.forwards, proposer.forwards if proposer else 0, target.tokens_processed
+            len(new_ids), target.forwards, proposer.forwards if proposer else 0, target.tokens_processed,
+            target.forward_seconds, _draft_seconds(proposer),
         )
         text = d.codec.decode(new_ids) if d.codec is not None else ""
         self.result = GenerationResult(text, tuple(new_ids), tuple(self.prompt), finish, stats)

@@ -46,6 +46,11 @@ class Proposer(Protocol):
         """Draft-model forward calls so far (0 for model-free proposers)."""
         ...
 
+    @property
+    def forward_seconds(self) -> float:
+        """Seconds spent in draft-model forwards so far (0.0 for model-free proposers)."""
+        ...
+
     def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
         """A new `generate` call begins."""
         ...

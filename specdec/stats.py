@@ -27,12 +27,23 @@ class GenerationStats:
     seconds: float = 0.0
     draft_seconds: float = 0.0
     verify_seconds: float = 0.0
+    target_forward_seconds: float = 0.0  # inside the target's forward calls
+    draft_forward_seconds: float = 0.0  # inside the proposer's model forward calls
     accepted_at: tuple[int, ...] = ()
     drafted_at: tuple[int, ...] = ()
 
     @property
     def other_seconds(self) -> float:
         return max(self.seconds - self.draft_seconds - self.verify_seconds, 0.0)
+
+    @property
+    def overhead_seconds(self) -> float:
+        """specdec's own time: everything that is not a model forward (policy, verifier, sampling, loop)."""
+        return max(self.seconds - self.target_forward_seconds - self.draft_forward_seconds, 0.0)
+
+    @property
+    def overhead_fraction(self) -> float:
+        return self.overhead_seconds / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def mean_accepted_length(self) -> float:
@@ -50,7 +61,7 @@ class GenerationStats:
         data = attrs.asdict(self)
         data["accepted_at"] = list(self.accepted_at)
         data["drafted_at"] = list(self.drafted_at)
-        for name in ("other_seconds", "mean_accepted_length", "acceptance_rate", "tokens_per_second"):
+        for name in ("other_seconds", "overhead_seconds", "overhead_fraction", "mean_accepted_length", "acceptance_rate", "tokens_per_second"):
             data[name] = getattr(self, name)
         return data
 
@@ -74,6 +85,8 @@ class StatsRecorder:
     target_forwards_start: int
     draft_forwards_start: int
     target_tokens_start: int
+    target_seconds_start: float = 0.0
+    draft_seconds_start: float = 0.0
     started: float = attrs.field(factory=time.perf_counter)
     rounds: int = 0
     drafted: int = 0
@@ -95,7 +108,10 @@ class StatsRecorder:
         for i in range(accepted):
             self.accepted_at[i] += 1
 
-    def freeze(self, generated: int, target_forwards: int, draft_forwards: int, target_tokens: int) -> GenerationStats:
+    def freeze(
+        self, generated: int, target_forwards: int, draft_forwards: int, target_tokens: int,
+        target_forward_seconds: float = 0.0, draft_forward_seconds: float = 0.0,
+    ) -> GenerationStats:
         return GenerationStats(
             generated=generated,
             rounds=self.rounds,
@@ -107,6 +123,8 @@ class StatsRecorder:
             seconds=time.perf_counter() - self.started,
             draft_seconds=self.draft_seconds,
             verify_seconds=self.verify_seconds,
+            target_forward_seconds=target_forward_seconds - self.target_seconds_start,
+            draft_forward_seconds=draft_forward_seconds - self.draft_seconds_start,
             accepted_at=tuple(self.accepted_at),
             drafted_at=tuple(self.drafted_at),
         )

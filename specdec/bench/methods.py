@@ -22,6 +22,7 @@ class MethodRun:
     draft_forwards: int = 0
     draft_seconds: float = 0.0
     verify_seconds: float = 0.0
+    overhead_seconds: float = float("nan")  # time outside model forwards (specdec methods only)
 
 
 class Method(Protocol):
@@ -46,7 +47,7 @@ class SpecdecMethod:
         s = result.stats
         return MethodRun(
             result.ids, s.seconds, s.rounds, s.drafted, s.accepted, s.target_forwards, s.draft_forwards,
-            s.draft_seconds, s.verify_seconds,
+            s.draft_seconds, s.verify_seconds, s.overhead_seconds,
         )
 
 

@@ -20,6 +20,7 @@ COLUMNS = (
     ("acceptance_rate", "accept rate", "{:.2f}"),
     ("target_forwards_per_token", "target fwd/tok", "{:.2f}"),
     ("draft_forwards_per_token", "draft fwd/tok", "{:.2f}"),
+    ("overhead_fraction", "overhead", "{:.1%}"),
 )
 
 

@@ -74,6 +74,7 @@ class Summary:
     acceptance_rate: float
     target_forwards_per_token: float
     draft_forwards_per_token: float
+    overhead_fraction: float  # specdec's own time (not in model forwards) over total time
 
     def to_dict(self) -> dict:
         return attrs.asdict(self)
@@ -115,6 +116,7 @@ def summarize(records: Sequence[Record], baseline: str) -> list[Summary]:
                 acceptance_rate=sum(r.run.accepted for r in rs) / drafted if drafted else float("nan"),
                 target_forwards_per_token=sum(r.run.target_forwards for r in rs) / tokens if rounds else float("nan"),
                 draft_forwards_per_token=sum(r.run.draft_forwards for r in rs) / tokens if rounds else float("nan"),
+                overhead_fraction=sum(r.run.overhead_seconds for r in rs) / seconds,
             )
         )
     return summaries

@@ -51,6 +51,10 @@ class DraftModelProposer:
     def forwards(self) -> int:
         return self.model.forwards
 
+    @property
+    def forward_seconds(self) -> float:
+        return self.model.forward_seconds
+
     def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
         self._cache.restart()
 
