@@ -53,6 +53,10 @@ class PromptLookupProposer:
     def forwards(self) -> int:
         return 0
 
+    @property
+    def forward_seconds(self) -> float:
+        return 0.0
+
     def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
         self._index.reset()
         self._index.update(prompt)
