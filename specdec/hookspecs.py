@@ -1,8 +1,12 @@
 """Every extension point of specdec, in one place.
 
-A plugin is a module (or object) with functions marked `@hookimpl` whose names match the
-specifications below. Third-party plugins are found through the `specdec` entry-point group; the
-built-in strategies are registered through exactly the same path.
+A plugin is a module (or any object) whose functions are marked with `hookimpl` and named after
+the specifications below. Third-party plugins are found through the `specdec` entry-point group
+(`ENTRY_POINT_GROUP`); the built-in strategies are registered through exactly the same path, so
+that path is exercised on every run. Each specification is a signature and a docstring only.
+
+Setting the environment variable `SPECDEC_DISABLE_PLUGINS` to `1` skips every third-party
+plugin; a comma-separated list of entry-point or distribution names skips just those.
 """
 
 from __future__ import annotations
@@ -16,22 +20,42 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
-# ---------------------------------------------------------------------------------------------
-# Strategy registration
-# ---------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------
+# Strategy registration hooks, called once per plugin when the registry loads
+# -------------------------------------------------------------------------
+
+
 @hookspec
 def specdec_register_policies() -> dict[str, type]:
-    """Return ``{name: policy class}`` for the length policies this plugin provides.
+    """Name the length policies this plugin provides.
 
-    Each class is an attrs class implementing `specdec.LengthPolicy`; its attrs fields are the
-    parameters users set by name (``--policy NAME --policy-param KEY=VALUE``).
+    Called once for each plugin when the registry is first loaded (by the CLI, or by
+    `specdec.plugins.registry()`). The names become valid values of ``--policy`` and of
+    `specdec.plugins.make_policy`.
+
+    Each class must be an attrs class implementing `specdec.LengthPolicy`. Its ``init`` fields are
+    the policy's parameters: users set them by name (``--policy-param KEY=VALUE`` on the command
+    line, where the value is parsed with the field's annotation), and its attrs validators reject
+    bad values. Give every field a default, so that the policy also runs by its name alone.
+
+    A name already used by another plugin makes the name ambiguous: using it is an error that
+    names both plugins, while every other name keeps working.
+
+    :return: ``{name: policy class}``; names are lower-case, words joined by ``-``.
     """
 
 
 @hookspec
 def specdec_register_proposers() -> dict[str, type]:
-    """Return ``{name: proposer class}`` for the proposers this plugin provides.
+    """Name the proposers this plugin provides.
 
-    Each class is an attrs class implementing `specdec.Proposer`. A field named ``model`` receives
-    the draft model the user selected (``--draft PATH``); other fields are parameters.
+    Called once for each plugin when the registry is first loaded. The names become valid values
+    of ``--proposer`` and of `specdec.plugins.make_proposer`.
+
+    Each class must be an attrs class implementing `specdec.Proposer`. A field named ``model``
+    receives the draft model the user selected (``--draft PATH`` on the command line); the other
+    ``init`` fields are parameters set with ``--proposer-param KEY=VALUE``, parsed with their
+    annotations. A proposer without a ``model`` field is model-free and refuses ``--draft``.
+
+    :return: ``{name: proposer class}``; names are lower-case, words joined by ``-``.
     """

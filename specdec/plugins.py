@@ -1,18 +1,28 @@
 """Plugin discovery and the strategy registry built from it.
 
-Built-in strategies are listed in `BUILTIN_PLUGINS` and registered through the same function as
-entry-point plugins. A plugin that fails to import is recorded in `Registry.failures` (reported by
-`specdec plugins`) and skipped; two strategies with the same name are an error naming both sources.
+Built-in strategies are the plugins listed in `BUILTIN_PLUGINS`; they are loaded and registered
+by the same function as the plugins of the `specdec` entry-point group, so the third-party path
+runs every time. A plugin that fails to import, breaks a hook or returns something that is not a
+strategy is recorded in `Registry.failures` (shown by `specdec plugins`) and skipped. A name that
+two plugins claim becomes ambiguous: using it is an error naming both, other names keep working.
+
+`SPECDEC_DISABLE_PLUGINS=1` skips every third-party plugin; a comma-separated list of entry-point
+or distribution names skips just those (the way out of a clash).
 """
 
 from __future__ import annotations
 
+import builtins
+import enum
 import importlib
 import importlib.metadata
 import os
+import re
+import sys
 import types
 import typing
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Callable, Collection, Iterator, Literal, Mapping
 
 import attrs
 import pluggy
@@ -22,86 +32,303 @@ from specdec.errors import ConfigurationError, PluginError
 
 BUILTIN_PLUGINS = ("specdec.strategies.policies", "specdec.strategies.proposers")
 KINDS = ("policy", "proposer")
+HOOKS = {"policy": "specdec_register_policies", "proposer": "specdec_register_proposers"}
+DISABLE_ENV = "SPECDEC_DISABLE_PLUGINS"
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+# the draft model a proposer receives from --draft, not a user-set parameter
+RESOURCE_FIELDS = ("model",)
+
+
+# ---------------------------------------------------------------------------- value objects
+@attrs.frozen
+class PluginInfo:
+    """Where strategies come from: one plugin of one distribution."""
+
+    plugin: str  # entry-point name, or module name for built-ins
+    distribution: str  # "specdec" for the built-ins
+    version: str
+    builtin: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.distribution} {self.version} (plugin {self.plugin!r})"
+
+
+@attrs.frozen
+class Parameter:
+    """One settable field of a strategy, as users see it."""
+
+    name: str
+    type: str  # human-readable expected type, e.g. "int" or "float or none"
+    default: str | None  # repr of the default; None when the parameter is required
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.type}" + (f" = {self.default}" if self.default is not None else " (required)")
 
 
 @attrs.frozen
 class StrategyEntry:
+    """A registered policy or proposer class and the plugin that provided it."""
+
     name: str
     kind: str
     cls: type
-    source: str  # plugin name: module for built-ins, distribution for third parties
-    version: str
+    origin: PluginInfo
+
+    @property
+    def source(self) -> str:
+        return str(self.origin)
+
+    @property
+    def distribution(self) -> str:
+        return self.origin.distribution
+
+    @property
+    def version(self) -> str:
+        return self.origin.version
+
+    @property
+    def summary(self) -> str:
+        """First line of the class docstring (what `specdec plugins` and the docs show)."""
+        doc = self.cls.__doc__ or ""
+        return doc.strip().splitlines()[0].strip() if doc.strip() else ""
+
+    @property
+    def uses_draft_model(self) -> bool:
+        """A proposer with a `model` field receives the draft model (``--draft``)."""
+        return self.kind == "proposer" and "model" in self.fields()
+
+    def fields(self) -> dict[str, attrs.Attribute]:
+        return {f.name: f for f in attrs.fields(self.cls) if f.init}
+
+    def parameters(self) -> list[Parameter]:
+        """The parameters users may set (resources such as the draft model excluded)."""
+        hints = _field_types(self.cls)
+        params = []
+        for field in self.fields().values():
+            if self.kind == "proposer" and field.name in RESOURCE_FIELDS:
+                continue
+            params.append(Parameter(_public(field), describe_type(hints.get(field.name, Any)), _default_text(field)))
+        return params
 
 
 @attrs.frozen
 class PluginFailure:
+    """A plugin that could not be registered, and why."""
+
     plugin: str
     distribution: str
+    version: str
     error: str
 
 
+# ---------------------------------------------------------------------------- the registry
 @attrs.define
 class Registry:
+    """Strategy classes by (kind, name), plus what could not be loaded."""
+
     entries: dict[tuple[str, str], StrategyEntry] = attrs.field(factory=dict)
+    conflicts: dict[tuple[str, str], list[StrategyEntry]] = attrs.field(factory=dict)
     failures: list[PluginFailure] = attrs.field(factory=list)
+    plugins: list[PluginInfo] = attrs.field(factory=list)
+    disabled: list[PluginInfo] = attrs.field(factory=list)
 
     def names(self, kind: str) -> list[str]:
+        """Usable names of one kind (ambiguous names excluded)."""
         return sorted(name for (k, name) in self.entries if k == kind)
 
+    def add(self, entry: StrategyEntry) -> None:
+        key = (entry.kind, entry.name)
+        if key in self.conflicts:
+            self.conflicts[key].append(entry)
+        elif key in self.entries:
+            self.conflicts[key] = [self.entries.pop(key), entry]
+        else:
+            self.entries[key] = entry
+
     def get(self, kind: str, name: str) -> StrategyEntry:
+        """The entry for a name; a clear error for unknown or ambiguous names."""
+        if kind not in KINDS:
+            raise PluginError(f"unknown strategy kind {kind!r}; kinds: {', '.join(KINDS)}")
+        key = (kind, name)
+        if key in self.conflicts:
+            sources = " and ".join(str(e.origin) for e in self.conflicts[key])
+            raise PluginError(
+                f"two plugins provide a {kind} named {name!r}: {sources}; uninstall one, or skip one with "
+                f"{DISABLE_ENV}=<plugin or distribution name>"
+            )
         try:
-            return self.entries[(kind, name)]
+            return self.entries[key]
         except KeyError:
             known = ", ".join(self.names(kind)) or "none"
-            raise PluginError(f"unknown {kind} {name!r}; available: {known}") from None
+            raise PluginError(f"unknown {kind} {name!r}; available: {known} (see `specdec plugins`)") from None
 
     def build(self, kind: str, name: str, params: Mapping[str, Any] | None = None, **resources: Any) -> Any:
-        """Instantiate a strategy from string or typed parameters, validated by its attrs fields."""
+        """Instantiate a strategy from command-line parameters.
+
+        String values are parsed with the field's annotation (int, float, bool, str, Literal,
+        Enum, paths, `X | None`); `resources` (such as the draft `model`) are passed to the
+        fields of the same name when the class has them and cannot be set as parameters.
+        """
         entry = self.get(kind, name)
-        fields = {f.name: f for f in attrs.fields(entry.cls) if f.init}
+        fields = entry.fields()
+        hints = _field_types(entry.cls)
         kwargs: dict[str, Any] = {}
         for key, raw in (params or {}).items():
-            field = fields.get(key.replace("-", "_"))
-            if field is None or field.name in resources:
-                settable = ", ".join(k for k in fields if k not in resources) or "none"
-                raise ConfigurationError(f"{kind} {name!r} has no parameter {key!r}; parameters: {settable}")
-            kwargs[field.name] = parse_value(raw, field, entry.cls) if isinstance(raw, str) else raw
-        for key, value in resources.items():
-            if key in fields:
-                kwargs[key] = value
+            field = self._field(entry, fields, key, reserved=resources)
+            if isinstance(raw, str):
+                raw = parse_value(raw, hints.get(field.name, Any), what=f"{kind} {name!r}: parameter {key!r}")
+            kwargs[field.name] = raw
+        kwargs.update({key: value for key, value in resources.items() if key in fields})
+        return self._instantiate(entry, kwargs)
+
+    def create(self, kind: str, name: str, **params: Any) -> Any:
+        """Instantiate a strategy from typed Python values (nothing is parsed)."""
+        entry = self.get(kind, name)
+        fields = entry.fields()
+        kwargs = {self._field(entry, fields, key).name: value for key, value in params.items()}
+        return self._instantiate(entry, kwargs)
+
+    @staticmethod
+    def _field(entry: StrategyEntry, fields: dict[str, attrs.Attribute], key: str,
+               reserved: Collection[str] = ()) -> attrs.Attribute:
+        field = fields.get(key.replace("-", "_")) or next((f for f in fields.values() if f.alias == key), None)
+        if field is None or field.name in reserved:
+            settable = ", ".join(_public(f) for f in fields.values() if f.name not in reserved) or "none"
+            raise ConfigurationError(f"{entry.kind} {entry.name!r} has no parameter {key!r}; parameters: {settable}")
+        return field
+
+    @staticmethod
+    def _instantiate(entry: StrategyEntry, kwargs: dict[str, Any]) -> Any:
+        missing = [_public(f) for f in entry.fields().values() if f.default is attrs.NOTHING and f.name not in kwargs]
+        if missing:
+            raise ConfigurationError(f"{entry.kind} {entry.name!r} needs the parameter(s): {', '.join(missing)}")
+        init_kwargs = {(f.alias or f.name): kwargs[f.name] for f in entry.fields().values() if f.name in kwargs}
         try:
-            return entry.cls(**kwargs)
-        except TypeError as error:
-            raise ConfigurationError(f"cannot build {kind} {name!r}: {error}") from None
+            return entry.cls(**init_kwargs)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{entry.kind} {entry.name!r}: {error}") from error
+        except (TypeError, ValueError) as error:
+            raise ConfigurationError(f"cannot build {entry.kind} {entry.name!r}: {error}") from error
 
 
-def parse_value(raw: str, field: attrs.Attribute, owner: type) -> Any:
-    """Convert a command-line string to the field's annotated type (int, float, bool, str, path)."""
-    hints = typing.get_type_hints(owner)
-    annotation = hints.get(field.name, str)
-    candidates = typing.get_args(annotation) if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union else (annotation,)
-    if raw.lower() in ("none", "null") and type(None) in candidates:
+def _public(field: attrs.Attribute) -> str:
+    return field.alias or field.name
+
+
+def _default_text(field: attrs.Attribute) -> str | None:
+    if field.default is attrs.NOTHING:
         return None
-    for kind in (bool, int, float, str):
-        if kind in candidates:
+    if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+        factory = field.default.factory
+        return f"{getattr(factory, '__name__', 'factory')}()"
+    return repr(field.default)
+
+
+# ---------------------------------------------------------------------------- parameter values
+def _field_types(cls: type) -> dict[str, Any]:
+    """Resolved annotations of an attrs class; unresolvable ones fall back to `Any` (raw strings)."""
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # a plugin may annotate with names only imported under TYPE_CHECKING
+        pass
+    namespace = dict(vars(builtins))
+    namespace.update(vars(sys.modules.get(cls.__module__, builtins)))
+    hints: dict[str, Any] = {}
+    for field in attrs.fields(cls):
+        annotation = field.type
+        if isinstance(annotation, str):
             try:
-                return _convert(raw, kind)
-            except ValueError:
-                continue
-    if len(candidates) == 1 and callable(candidates[0]):
-        return candidates[0](raw)
-    raise ConfigurationError(f"cannot read {raw!r} as a value for parameter {field.name!r}")
+                annotation = eval(annotation, namespace)  # noqa: S307 - the class's own annotation text
+            except Exception:
+                annotation = Any
+        hints[field.name] = Any if annotation is None else annotation
+    return hints
 
 
-def _convert(raw: str, kind: type) -> Any:
-    if kind is bool:
+def _options(annotation: Any) -> tuple[Any, ...]:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def describe_type(annotation: Any) -> str:
+    """How an annotation reads in messages: 'int', 'float or none', "one of 'a', 'b'"."""
+    parts = []
+    for option in _options(annotation):
+        if option is type(None):
+            parts.append("none")
+        elif typing.get_origin(option) is Literal:
+            parts.append("one of " + ", ".join(repr(v) for v in typing.get_args(option)))
+        elif isinstance(option, type) and issubclass(option, enum.Enum):
+            parts.append("one of " + ", ".join(repr(m.name.lower()) for m in option))
+        elif option is Any:
+            parts.append("any")
+        else:
+            parts.append(getattr(option, "__name__", None) or str(option))
+    return " or ".join(parts)
+
+
+def parse_value(raw: str, annotation: Any, *, what: str = "parameter") -> Any:
+    """Convert a command-line string to a value of `annotation`.
+
+    Raises a `ConfigurationError` naming the parameter (`what`) and the expected type.
+    """
+    options = _options(annotation)
+    if raw.strip().lower() in ("none", "null") and type(None) in options:
+        return None
+    if Any in options:
+        return raw
+    for option in sorted((o for o in options if o is not type(None)), key=_precedence):
+        try:
+            return _convert(raw.strip(), option)
+        except (ValueError, TypeError, KeyError):
+            continue
+    spelled = " (true/false, yes/no, on/off or 1/0)" if bool in options else ""
+    raise ConfigurationError(f"{what} expects {describe_type(annotation)}{spelled}, got {raw!r}")
+
+
+def _precedence(option: Any) -> int:
+    """Try the narrow readings first, so that '3' is an int before it is a str."""
+    order: list[Any] = [bool, int, float]
+    if option in order:
+        return order.index(option)
+    return 10 if option is str else 5
+
+
+def _convert(raw: str, option: Any) -> Any:
+    if option is bool:
         lowered = raw.lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
         raise ValueError(raw)
-    return kind(raw)
+    if option in (int, float, str, Path):
+        return option(raw)
+    if typing.get_origin(option) is Literal:
+        for value in typing.get_args(option):
+            if str(value) == raw or (not isinstance(value, str) and _try(type(value), raw) == value):
+                return value
+        raise ValueError(raw)
+    if isinstance(option, type) and issubclass(option, enum.Enum):
+        by_name = {m.name.lower(): m for m in option}
+        if raw.lower() in by_name:
+            return by_name[raw.lower()]
+        return option(raw)
+    if callable(option) and option not in _NOT_FROM_TEXT and typing.get_origin(option) not in _NOT_FROM_TEXT:
+        return option(raw)
+    raise TypeError(f"cannot parse into {option!r}")
+
+
+# calling these on a string splits it into characters instead of reading a value
+_NOT_FROM_TEXT = (tuple, list, dict, set, frozenset, bytes)
+
+
+def _try(kind: type, raw: str) -> Any:
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        return None
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, str]:
@@ -109,10 +336,48 @@ def parse_params(pairs: list[str] | None) -> dict[str, str]:
     params: dict[str, str] = {}
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigurationError(f"parameters are KEY=VALUE, got {pair!r}")
         params[key.strip()] = value.strip()
     return params
+
+
+# ---------------------------------------------------------------------------- discovery
+@attrs.frozen
+class _Candidate:
+    origin: PluginInfo
+    load: Callable[[], object]
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def disabled_plugins() -> tuple[bool, frozenset[str]]:
+    """(all third-party plugins disabled, names disabled) from `SPECDEC_DISABLE_PLUGINS`."""
+    raw = os.environ.get(DISABLE_ENV, "").strip()
+    if raw.lower() in ("1", "true", "yes", "all", "*"):
+        return True, frozenset()
+    return False, frozenset(_normalise(n) for n in raw.split(",") if n.strip() and n.strip() != "0")
+
+
+def _builtin_candidates() -> Iterator[_Candidate]:
+    from specdec import __version__
+
+    for module_name in BUILTIN_PLUGINS:
+        yield _Candidate(
+            PluginInfo(module_name, "specdec", __version__, builtin=True),
+            lambda module_name=module_name: importlib.import_module(module_name),
+        )
+
+
+def _entry_point_candidates() -> Iterator[_Candidate]:
+    points = importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP)
+    listed = sorted(points, key=lambda ep: ((ep.dist.name if ep.dist else ""), ep.name))
+    for ep in listed:
+        dist = ep.dist.name if ep.dist is not None else "unknown"
+        version = ep.dist.version if ep.dist is not None else "?"
+        yield _Candidate(PluginInfo(ep.name, dist, version), ep.load)
 
 
 def _plugin_manager() -> pluggy.PluginManager:
@@ -121,50 +386,119 @@ def _plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def _register(registry: Registry, pm: pluggy.PluginManager, plugin: object, source: str, version: str) -> None:
-    """The one registration path of built-in and third-party plugins."""
-    pm.register(plugin, name=source)
-    hooks = {"policy": pm.hook.specdec_register_policies, "proposer": pm.hook.specdec_register_proposers}
-    for kind, hook in hooks.items():
-        impls = [impl for impl in hook.get_hookimpls() if impl.plugin is plugin]
-        for impl in impls:
-            for name, cls in (impl.function() or {}).items():
-                key = (kind, name)
-                if key in registry.entries:
-                    other = registry.entries[key]
-                    raise PluginError(
-                        f"two {kind} strategies are named {name!r}: one from {other.source!r}, one from {source!r}"
-                    )
-                registry.entries[key] = StrategyEntry(name, kind, cls, source, version)
+def _register(registry: Registry, pm: pluggy.PluginManager, candidate: _Candidate) -> None:
+    """The one registration path of built-in and third-party plugins; failures are recorded."""
+    origin = candidate.origin
+    plugin: object = None
+    try:
+        plugin = candidate.load()
+        entries = _collect(pm, plugin, origin)
+    except Exception as error:  # a broken plugin must not take the others down
+        if plugin is not None and pm.is_registered(plugin) and pm.get_name(plugin) == _pluggy_name(origin):
+            pm.unregister(plugin)
+        message = f"{type(error).__name__}: {error}" if not isinstance(error, PluginError) else str(error)
+        registry.failures.append(PluginFailure(origin.plugin, origin.distribution, origin.version, message))
+        return
+    registry.plugins.append(origin)
+    for entry in entries:
+        registry.add(entry)
+
+
+def _pluggy_name(origin: PluginInfo) -> str:
+    """Unique within the manager even when two distributions reuse an entry-point name."""
+    return origin.plugin if origin.builtin else f"{origin.distribution}:{origin.plugin}"
+
+
+def _collect(pm: pluggy.PluginManager, plugin: object, origin: PluginInfo) -> list[StrategyEntry]:
+    """Register `plugin` with pluggy, call its hooks and check what they return."""
+    if pm.is_registered(plugin):
+        raise PluginError(f"the same plugin object is already registered as {pm.get_name(plugin)!r}")
+    pm.register(plugin, name=_pluggy_name(origin))
+    callers = pm.get_hookcallers(plugin) or []
+    unknown = sorted(c.name for c in callers if not c.has_spec())
+    if unknown:
+        raise PluginError(f"unknown hook(s) {', '.join(unknown)}; specdec's hooks are {', '.join(HOOKS.values())}")
+    if not callers:
+        raise PluginError(
+            f"defines no specdec hook (expected a function marked @hookimpl named one of {', '.join(HOOKS.values())})"
+        )
+    entries: list[StrategyEntry] = []
+    for kind, hook_name in HOOKS.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            result = impl.function()
+            if result is None:
+                continue
+            if not isinstance(result, Mapping):
+                raise PluginError(f"{hook_name} returned {type(result).__name__}, expected a dict of name -> class")
+            for name, cls in result.items():
+                _check_strategy(kind, name, cls)
+                entries.append(StrategyEntry(name, kind, cls, origin))
+    return entries
+
+
+# protocol members the decoder reads with a default (getattr), so older plugins without them still run
+OPTIONAL_MEMBERS = {"policy": frozenset(), "proposer": frozenset({"forward_seconds"})}
+
+
+def _protocol_members(kind: str) -> tuple[str, ...]:
+    """The members a strategy class must have: its protocol's, less the optional ones."""
+    from specdec.policy import LengthPolicy
+    from specdec.proposer import Proposer
+
+    protocol = {"policy": LengthPolicy, "proposer": Proposer}[kind]
+    members = set(getattr(protocol, "__annotations__", {}))
+    members |= {n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
+    return tuple(sorted(members - OPTIONAL_MEMBERS[kind]))
+
+
+def _check_strategy(kind: str, name: object, cls: object) -> None:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise PluginError(f"{kind} name {name!r} is not valid: use lower-case letters, digits, '-', '_' or '.'")
+    if not isinstance(cls, type) or not attrs.has(cls):
+        raise PluginError(f"{kind} {name!r} must be an attrs class (its fields are the parameters), got {cls!r}")
+    field_names = {f.name for f in attrs.fields(cls)}
+    missing = [m for m in _protocol_members(kind) if not hasattr(cls, m) and m not in field_names]
+    if missing:
+        raise PluginError(f"{kind} {name!r} ({cls.__qualname__}) lacks {', '.join(missing)} of the {kind} protocol")
 
 
 def load_registry(*, entry_points: bool = True) -> Registry:
     """Register the built-ins, then every plugin of the `specdec` entry-point group."""
     registry = Registry()
     pm = _plugin_manager()
-    from specdec import __version__
-
-    for module_name in BUILTIN_PLUGINS:
-        _register(registry, pm, importlib.import_module(module_name), module_name, __version__)
-    if entry_points and os.environ.get("SPECDEC_DISABLE_PLUGINS") != "1":
-        for ep in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
-            dist = ep.dist.name if ep.dist is not None else "unknown"
-            version = ep.dist.version if ep.dist is not None else "?"
-            try:
-                plugin = ep.load()
-            except Exception as error:  # a broken plugin must not take the others down
-                registry.failures.append(PluginFailure(ep.name, dist, f"{type(error).__name__}: {error}"))
-                continue
-            _register(registry, pm, plugin, dist, version)
+    for candidate in _builtin_candidates():
+        _register(registry, pm, candidate)
+    if not entry_points:
+        return registry
+    everything, names = disabled_plugins()
+    for candidate in _entry_point_candidates():
+        origin = candidate.origin
+        if everything or {_normalise(origin.plugin), _normalise(origin.distribution)} & names:
+            registry.disabled.append(origin)
+            continue
+        _register(registry, pm, candidate)
     return registry
 
 
 _REGISTRY: Registry | None = None
 
 
-def registry() -> Registry:
-    """The process-wide registry, loaded on first use."""
+def registry(*, reload: bool = False) -> Registry:
+    """The process-wide registry, loaded on first use (`reload=True` rescans the entry points)."""
     global _REGISTRY
-    if _REGISTRY is None:
+    if _REGISTRY is None or reload:
+        importlib.invalidate_caches()
         _REGISTRY = load_registry()
     return _REGISTRY
+
+
+def make_policy(name: str, **params: Any) -> Any:
+    """A length policy by its registered name, e.g. ``make_policy("fixed", k=3)``."""
+    return registry().create("policy", name, **params)
+
+
+def make_proposer(name: str, **params: Any) -> Any:
+    """A proposer by its registered name, e.g. ``make_proposer("draft", model=path_or_model)``."""
+    return registry().create("proposer", name, **params)

@@ -12,14 +12,30 @@ from specdec.errors import SpecdecError
 COMMANDS = {
     "generate": "specdec.cli.generate",
     "demo": "specdec.cli.demo",
+    "plugins": "specdec.cli.plugins",
 }
+
+EPILOG = """environment:
+  SPECDEC_MODELS           directory holding the default model pair (smollm2-135m-instruct/, smollm2-draft/)
+  SPECDEC_CACHE            where converted model copies are cached (default ~/.cache/specdec)
+  SPECDEC_DISABLE_PLUGINS  1 skips every third-party plugin; NAME,NAME skips those entry points or distributions
+
+Run `specdec COMMAND --help` for the options of one command."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from specdec import __version__
+
     parser = argparse.ArgumentParser(
-        prog="specdec", description="Exactly lossless speculative decoding with adaptive drafting."
+        prog="specdec",
+        description="Exactly lossless speculative decoding with adaptive drafting: a length policy decides\n"
+        "how many tokens to draft, a proposer drafts them, and the verifier keeps exactly what the\n"
+        "target model would have produced.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"specdec {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for module_name in COMMANDS.values():
         importlib.import_module(module_name).add_parser(subparsers)
     return parser

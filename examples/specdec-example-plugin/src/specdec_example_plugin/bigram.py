@@ -1,0 +1,90 @@
+"""The `bigram` proposer: draft without a model, from the text's own token bigrams."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import attrs
+
+from specdec.draft import Draft
+from specdec.features import deterministic_features
+from specdec.policy import Decision, positive_int
+from specdec.proposer import ProposalRequest
+from specdec.sampling import SamplingConfig
+from specdec.verification import Verification
+
+
+@attrs.define
+class BigramProposer:
+    """Propose the most frequent successor of the last token, chained, learned from the context.
+
+    Bigram counts cover the prompt and everything generated so far (ties go to the successor seen
+    most recently); a token never followed by anything ends the draft. The tokens are proposed
+    deterministically (no draft distribution), so the verifier checks them one-hot: exact at any
+    temperature. No model forward is spent, which pays off on text that repeats itself. A bigram
+    is proposed only once it has been seen `min_count` times.
+    """
+
+    name = "bigram"
+    min_count: int = attrs.field(default=1, validator=positive_int)
+    # successor counts: token -> {next token: (count, last position seen)}
+    _followers: dict[int, dict[int, tuple[int, int]]] = attrs.field(init=False, factory=dict, repr=False)
+    _learned: int = attrs.field(init=False, default=0, repr=False)
+
+    @property
+    def vocab_size(self) -> int | None:
+        return None  # proposes only tokens it has seen in the context
+
+    @property
+    def forwards(self) -> int:
+        return 0
+
+    @property
+    def forward_seconds(self) -> float:
+        return 0.0
+
+    def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
+        self._followers = {}
+        self._learned = 0
+
+    def propose(self, request: ProposalRequest) -> Draft:
+        self._learn(request.context)
+        tokens: list[int] = []
+        features = []
+        last = request.context[-1]
+        while len(tokens) < request.budget:
+            token = self._successor(last)
+            if token is None:
+                break
+            feats = deterministic_features(token, len(tokens))
+            if not request.policy.should_draft(feats):  # the policy may end the round first
+                break
+            decision = request.policy.decide(feats)
+            if decision is Decision.DROP:
+                break
+            tokens.append(token)
+            features.append(feats)
+            if decision is Decision.STOP or token in request.eos_token_ids:
+                break
+            last = token
+        return Draft(tuple(tokens), (None,) * len(tokens), tuple(features))
+
+    def observe(self, verification: Verification) -> None:
+        pass  # the next `propose` learns the emitted tokens from its context
+
+    def _learn(self, context: Sequence[int]) -> None:
+        """Count the bigrams not counted yet (the context only grows within a call)."""
+        if len(context) < self._learned:
+            self._followers, self._learned = {}, 0
+        for i in range(max(self._learned - 1, 0), len(context) - 1):
+            successors = self._followers.setdefault(int(context[i]), {})
+            count, _ = successors.get(int(context[i + 1]), (0, -1))
+            successors[int(context[i + 1])] = (count + 1, i)
+        self._learned = len(context)
+
+    def _successor(self, token: int) -> int | None:
+        successors = self._followers.get(token)
+        if not successors:
+            return None
+        best, (count, _) = max(successors.items(), key=lambda item: item[1])
+        return best if count >= self.min_count else None
