@@ -16,9 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# Document this checkout, whatever else is installed (another checkout may be pip-installed -e):
+# import it now, before mkdocstrings imports anything with a search path of its own.
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # building from a checkout that was not pip-installed
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))
+import specdec  # noqa: E402
 
 STRATEGIES_MARKER = "<!-- specdec:strategies -->"
 CLI_MARKER = "<!-- specdec:cli -->"
@@ -39,6 +41,8 @@ def _cell(text: str) -> str:
 def strategies_table() -> str:
     from specdec.plugins import KINDS, load_registry
 
+    if not Path(specdec.__file__).resolve().is_relative_to(ROOT):
+        raise RuntimeError(f"documenting {ROOT}, but specdec was imported from {specdec.__file__}")
     registry = load_registry(entry_points=False)
     if registry.failures:
         raise RuntimeError(f"built-in strategies failed to load: {registry.failures}")
