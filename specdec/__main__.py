@@ -1,5 +1,8 @@
+"""`python -m specdec`: the command line."""
+
 import sys
 
 from specdec.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

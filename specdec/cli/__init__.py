@@ -12,6 +12,7 @@ from specdec.errors import SpecdecError
 COMMANDS = {
     "generate": "specdec.cli.generate",
     "demo": "specdec.cli.demo",
+    "bench": "specdec.cli.bench",
     "plugins": "specdec.cli.plugins",
 }
 
