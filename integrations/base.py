@@ -62,6 +62,31 @@ class LanguageModel(Protocol):
         ...
 
 
+@runtime_checkable
+class TreeLanguageModel(LanguageModel, Protocol):
+    """Optional: a backend that can feed a token tree in one forward (tree attention).
+
+    Each fed token attends to the cached sequence and to its own ancestors in the tree only, and
+    sits at the position its depth gives; the target then checks several candidate branches in
+    the pass that verifies the draft. `compact` afterwards keeps one root-to-node path.
+    """
+
+    def forward_tree(self, tokens: Sequence[int], parents: Sequence[int], *, keep: int = 1, hidden: bool = False) -> ModelOutput:
+        """Append a tree: `parents[i]` is the index in `tokens` of token i's parent (< i), or -1
+        for the last cached token. Returns outputs for the last `keep` tokens, in feed order."""
+        ...
+
+    def compact(self, length: int, positions: Sequence[int]) -> None:
+        """Keep the first `length` cached entries followed by those at `positions` (a tree path,
+        in order); drop everything else."""
+        ...
+
+
+def supports_tree(model: object) -> bool:
+    """Whether `model` can verify token trees (see `TreeLanguageModel`)."""
+    return callable(getattr(model, "forward_tree", None)) and callable(getattr(model, "compact", None))
+
+
 def check_keep(tokens: Sequence[Any], keep: int) -> None:
     """Shared argument check of `forward` implementations."""
     if not tokens:

@@ -8,6 +8,7 @@ dequantises to float32, slowly) and a safetensors copy is cached so later loads 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from pathlib import Path
@@ -110,6 +111,79 @@ class HFModel:
     def reset(self) -> None:
         self._cache = self._new_cache()
         self._length = 0
+
+    def forward_tree(self, tokens: Sequence[int], parents: Sequence[int], *, keep: int = 1, hidden: bool = False) -> ModelOutput:
+        """Append a token tree in one forward (see `TreeLanguageModel`).
+
+        transformers 5.x passes a 4D attention mask through unchanged (masking_utils returns a
+        4D mask as-is), so each token gets a row that admits the whole cache and its own
+        ancestors, and explicit position ids give every token its depth: a branch restarts where
+        its parent ends. The cache holds all tree tokens afterwards; `compact` keeps one path.
+        """
+        check_keep(tokens, keep)
+        n = len(tokens)
+        if len(parents) != n or any(not -1 <= p < i for i, p in enumerate(parents)):
+            raise ValueError("each parent must be -1 or the index of an earlier token")
+        cached = self._length
+        depth: list[int] = []
+        for p in parents:
+            depth.append(1 if p < 0 else depth[p] + 1)
+        if self.max_length is not None and cached + max(depth) > self.max_length:
+            raise ValueError(f"{self.name}: {cached + max(depth)} positions exceed the context of {self.max_length}")
+        allowed = torch.zeros(n, cached + n, dtype=torch.bool)
+        allowed[:, :cached] = True
+        for i, p in enumerate(parents):
+            if p >= 0:
+                allowed[i, cached:] = allowed[p, cached:]
+            allowed[i, cached + i] = True
+        dtype = self.model.dtype
+        mask = torch.zeros(1, 1, n, cached + n, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+        position_ids = torch.tensor([[cached + d - 1 for d in depth]], dtype=torch.long)
+        input_ids = torch.tensor([list(tokens)], dtype=torch.long)
+        head_ids = getattr(self, "_head_ids", None)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            if head_ids is None:
+                out = self.model(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    position_ids=position_ids,
+                    past_key_values=self._cache,
+                    use_cache=True,
+                    logits_to_keep=keep,
+                    output_hidden_states=hidden,
+                )
+                logits = out.logits[0, -keep:].float()
+                states = out.hidden_states[-1][0, -keep:].float() if hidden else None
+            else:  # a head-subset view: score only its tokens
+                base = getattr(self.model, self.model.base_model_prefix)
+                last = base(
+                    input_ids=input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=self._cache, use_cache=True
+                ).last_hidden_state[0, -keep:]
+                logits = torch.full((keep, self.vocab_size), -math.inf)
+                logits[:, head_ids] = (last @ self._head_weight.T).float()
+                states = last.float() if hidden else None
+        self.forward_seconds += time.perf_counter() - start
+        self._length += n
+        self.forwards += 1
+        self.tokens_processed += n
+        return ModelOutput(logits=logits, hidden=states)
+
+    def compact(self, length: int, positions: Sequence[int]) -> None:
+        """Keep cache entries [0, length) and then those at `positions`, in that order.
+
+        The keys were rotated for the positions they were fed at, which are exactly the positions
+        of the kept path, so moving the entries is all it takes.
+        """
+        if not 0 <= length <= self._length or any(not length <= p < self._length for p in positions):
+            raise ValueError(f"cannot keep {length} entries and positions {list(positions)} of a cache of {self._length}")
+        keep = torch.tensor(list(range(length)) + [int(p) for p in positions], dtype=torch.long)
+        for layer in self._cache.layers:
+            if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                layer.keys = layer.keys.index_select(-2, keep)
+                layer.values = layer.values.index_select(-2, keep)
+        self._length = int(keep.numel())
+
 
     def __repr__(self) -> str:
         return f"HFModel({self.name!r}, vocab_size={self.vocab_size})"

@@ -52,6 +52,7 @@ class ToyModel:
         self.codec = LetterCodec()
         self.hidden_size = vocab_size
         self.ids: list[int] = []
+        self._links: list[int] = []  # position of each cached token's predecessor (trees branch)
         self.forwards = 0
         self.tokens_processed = 0
         self.forward_seconds = 0.0
@@ -74,28 +75,68 @@ class ToyModel:
         return len(self.ids)
 
     def forward(self, tokens: Sequence[int], *, keep: int = 1, hidden: bool = False) -> ModelOutput:
+        return self.forward_tree(tokens, [i - 1 for i in range(len(tokens))], keep=keep, hidden=hidden)
+
+    def forward_tree(
+        self, tokens: Sequence[int], parents: Sequence[int], *, keep: int = 1, hidden: bool = False
+    ) -> ModelOutput:
+        """Append a token tree: `parents[i]` indexes `tokens` (-1: the last cached token).
+
+        Each position's row depends on its own ancestors only, as tree attention would give.
+        """
         check_keep(tokens, keep)
-        if self.max_length is not None and len(self.ids) + len(tokens) > self.max_length:
+        if len(parents) != len(tokens) or any(not -1 <= p < i for i, p in enumerate(parents)):
+            raise ValueError("each parent must be -1 or the index of an earlier token")
+        start = len(self.ids)
+        depth = [0] * len(tokens)
+        for i, p in enumerate(parents):
+            depth[i] = 1 if p < 0 else depth[p] + 1
+        if self.max_length is not None and start + max(depth) > self.max_length:
             raise ValueError("toy model context exceeded")
-        self.ids.extend(int(t) for t in tokens)
+        for t, p in zip(tokens, parents):
+            self.ids.append(int(t))
+            self._links.append(start - 1 if p < 0 else start + p)
         self.forwards += 1
         self.tokens_processed += len(tokens)
         end = len(self.ids)
-        rows = [self.row(self.ids[max(0, i - self.order):i]) for i in range(end - keep + 1, end + 1)]
-        logits = torch.stack(rows)
+        logits = torch.stack([self.row(self._history(j)) for j in range(end - keep, end)])
         states = None
         if hidden:
             last = torch.tensor(self.ids[end - keep:end])
             states = torch.nn.functional.one_hot(last, self.vocab_size).to(torch.float64)
         return ModelOutput(logits=logits, hidden=states)
 
+    def _history(self, position: int) -> list[int]:
+        """The last `order` tokens on the path ending at `position`."""
+        out: list[int] = []
+        while position >= 0 and len(out) < self.order:
+            out.append(self.ids[position])
+            position = self._links[position]
+        return out[::-1]
+
+    def compact(self, length: int, positions: Sequence[int]) -> None:
+        """Keep the first `length` cached tokens followed by those at `positions` (a tree path)."""
+        previous = length - 1
+        for p in positions:
+            if not length <= p < len(self.ids) or self._links[p] != previous:
+                raise ValueError(f"positions {list(positions)} are not a path hanging after position {length - 1}")
+            previous = p
+        kept = [self.ids[p] for p in positions]
+        del self.ids[length:]
+        del self._links[length:]
+        for t in kept:
+            self._links.append(len(self.ids) - 1)
+            self.ids.append(t)
+
     def crop(self, length: int) -> None:
         if length < 0 or length > len(self.ids):
             raise ValueError(f"cannot crop a cache of {len(self.ids)} tokens to {length}")
         del self.ids[length:]
+        del self._links[length:]
 
     def reset(self) -> None:
         self.ids.clear()
+        self._links.clear()
 
     def __repr__(self) -> str:
         return f"ToyModel(name={self.name!r}, vocab_size={self.vocab_size}, order={self.order})"

@@ -18,7 +18,7 @@ import attrs
 
 from specdec.draft import EMPTY_DRAFT, Draft
 from specdec.errors import ConfigurationError, InputError, VocabularyMismatchError
-from specdec.integrations.base import LanguageModel, TextCodec
+from specdec.integrations.base import LanguageModel, TextCodec, supports_tree
 from specdec.policy import LengthPolicy, RoundState
 from specdec.proposer import ProposalRequest, Proposer
 from specdec.samplers import Sampler, TorchSampler
@@ -181,6 +181,7 @@ class _Run:
         d, sampling, sampler = self.d, self.sampling, self.sampler
         target, proposer, policy = d.target, d.proposer, d.policy
         eos = target.eos_token_ids
+        trees = supports_tree(target)
         d._cache.restart()
         policy.start()
         if proposer is not None:
@@ -201,11 +202,15 @@ class _Run:
                 state = RoundState(len(context), generated, remaining)
                 budget = min(policy.begin_round(state), remaining - 1)
             if budget > 0:
-                request = ProposalRequest(context, budget, policy, sampling, sampler, eos)
+                request = ProposalRequest(context, budget, policy, sampling, sampler, eos, remaining - 1 if trees else 0)
                 draft = proposer.propose(request)
-                self._check_draft(draft, budget)
+                self._check_draft(draft, budget, request.tree_depth)
             t1 = time.perf_counter()
-            out = d._cache.sync(context, draft.tokens, keep=len(draft) + 1)
+            if draft.branches:  # the draft and its branches as one token tree, in the same forward
+                tree = draft.tree
+                out = d._cache.sync(context, tree=(tree.tokens, tree.parents), keep=len(tree) + 1)
+            else:
+                out = d._cache.sync(context, draft.tokens, keep=len(draft) + 1)
             verdict = d.verifier.verify(draft, out.logits, sampling, sampler, eos)
             t2 = time.perf_counter()
             verdict = attrs.evolve(verdict, draft_seconds=t1 - t0, verify_seconds=t2 - t1, context_length=len(context))
@@ -215,6 +220,8 @@ class _Run:
             rec.draft_seconds += t1 - t0
             rec.verify_seconds += t2 - t1
             rec.record_round(len(draft), verdict.accepted)
+            if draft.branches:
+                rec.record_branches(len(draft.tree) - len(draft), verdict.branch_tokens)
             emitted = list(verdict.tokens)
             context.extend(emitted)
             generated += len(emitted)
@@ -240,12 +247,19 @@ class _Run:
         self.result = GenerationResult(text, tuple(new_ids), tuple(self.prompt), finish, stats)
         d.last_result = self.result
 
-    def _check_draft(self, draft: Draft, budget: int) -> None:
+    def _check_draft(self, draft: Draft, budget: int, tree_depth: int = 0) -> None:
         if len(draft) > budget:
             raise ConfigurationError(f"the proposer returned {len(draft)} tokens, over the round's budget of {budget}")
         vocab = self.d.target.vocab_size
         if any(not 0 <= t < vocab for t in draft.tokens):
             raise ConfigurationError("the proposer returned token ids outside the target's vocabulary")
+        if draft.branches:
+            if tree_depth == 0:
+                raise ConfigurationError(f"the proposer returned branches but the target {self.d.target.name!r} cannot verify token trees")
+            if draft.tree.depth() > tree_depth:
+                raise ConfigurationError(f"the proposer's branches reach depth {draft.tree.depth()}, over this round's {tree_depth}")
+            if any(not 0 <= t < vocab for t in draft.tree.tokens):
+                raise ConfigurationError("the proposer returned branch token ids outside the target's vocabulary")
 
     def _stop_cut(self, context: list[int], generated: int, window: int) -> int | None:
         """Number of generated tokens to keep if a stop string appeared this round, else None."""

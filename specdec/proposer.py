@@ -23,6 +23,9 @@ class ProposalRequest:
     sampling: SamplingConfig
     sampler: Sampler = attrs.field(eq=False)
     eos_token_ids: frozenset[int] = frozenset()
+    # deepest path (draft prefix + branch) the target can verify as a token tree this round;
+    # 0 when the target cannot verify branches (then `Draft.branches` must stay empty)
+    tree_depth: int = 0
 
 
 @runtime_checkable

@@ -18,6 +18,8 @@ class SequenceCache:
         self.model = model
         self.ids: list[int] = []
         self._verified = 0  # self.ids[:_verified] is known to equal the context's prefix
+        # a token tree fed after `ids` and not yet resolved: (tokens, parents), see `extend_tree`
+        self._tree: tuple[list[int], list[int]] | None = None
 
     def restart(self) -> None:
         """A new generation: the cached prefix will be compared against the new context once."""
@@ -26,35 +28,118 @@ class SequenceCache:
     def reset(self) -> None:
         self.ids.clear()
         self._verified = 0
+        self._tree = None
         self.model.reset()
 
-    def sync(self, context: Sequence[int], extra: Sequence[int] = (), *, keep: int = 1, hidden: bool = False) -> ModelOutput:
+    def sync(
+        self,
+        context: Sequence[int],
+        extra: Sequence[int] = (),
+        *,
+        keep: int = 1,
+        hidden: bool = False,
+        tree: tuple[Sequence[int], Sequence[int]] | None = None,
+    ) -> ModelOutput:
         """Feed whatever of `context + extra` the cache lacks (at least the last context token).
 
-        Returns the outputs for the last `keep` positions of `context + extra`.
+        Returns the outputs for the last `keep` positions of `context + extra`, or, with `tree`
+        (tokens, parents) appended after them as in `extend_tree`, of everything fed.
         """
         if getattr(self.model, "cache_owner", None) is not self:
             # another SequenceCache used this model since: its cache holds someone else's tokens
             self.model.reset()
             self.ids.clear()
             self._verified = 0
+            self._tree = None
             self.model.cache_owner = self
         n = min(self._verified, len(self.ids), len(context))
         limit = min(len(self.ids), len(context))
         while n < limit and self.ids[n] == context[n]:
             n += 1
+        if self._tree is not None:  # resolve last round's tree: keep the path the context took
+            if n == len(self.ids):
+                n = self._settle(context[n:])
+            else:
+                self._settle(())
         n = min(n, len(context) - 1)
         self._verified = n
         self._crop(n)
-        return self.extend(list(context[n:]) + list(extra), keep=keep, hidden=hidden)
+        fed = list(context[n:]) + list(extra)
+        if tree is None:
+            return self.extend(fed, keep=keep, hidden=hidden)
+        return self.extend_tree(fed, tree[0], tree[1], keep=keep, hidden=hidden)
 
     def extend(self, tokens: Sequence[int], *, keep: int = 1, hidden: bool = False) -> ModelOutput:
         """Feed `tokens` after what the cache holds (call `sync` first in a round)."""
+        if self._tree is not None:
+            self._settle(())
         out = self.model.forward(tokens, keep=keep, hidden=hidden)
         self.ids.extend(tokens)
         return out
 
+    def extend_tree(
+        self, prefix: Sequence[int], tokens: Sequence[int], parents: Sequence[int], *, keep: int = 1, hidden: bool = False
+    ) -> ModelOutput:
+        """Feed the chain `prefix`, then a token tree hanging after it, in one forward.
+
+        `parents[i]` is the index in `tokens` of node i's parent, or -1 for a node that follows the
+        last token of `prefix` (or of the cache, when `prefix` is empty). Returns the outputs for
+        the last `keep` positions fed (prefix then nodes, in order). Which path of the tree stays
+        cached is settled at the next `sync` (the path the context continues with) or `settle`.
+        """
+        if self._tree is not None:
+            self._settle(())
+        base = len(prefix)
+        links = [i - 1 for i in range(base)] + [base - 1 if p < 0 else base + p for p in parents]
+        out = self.model.forward_tree(list(prefix) + list(tokens), links, keep=keep, hidden=hidden)
+        self.ids.extend(prefix)
+        self._tree = (list(tokens), list(parents))
+        return out
+
+    def settle(self, path: Sequence[int]) -> int:
+        """Keep the tree path spelling `path` (as far as it goes) after `ids`; drop the rest.
+
+        Returns how many tokens of `path` are now cached.
+        """
+        before = len(self.ids)
+        if self._tree is not None:
+            self._settle(path)
+        return len(self.ids) - before
+
+    def _settle(self, upcoming: Sequence[int]) -> int:
+        """Resolve the pending tree: follow `upcoming` down it, keep that path, forget the rest.
+
+        The model moves the kept entries next to the prefix (`compact`) when it can; a model that
+        cannot keeps only a leading run of draft-order nodes and re-feeds the rest later.
+        """
+        tokens, parents = self._tree
+        self._tree = None
+        base = len(self.ids)
+        children: dict[tuple[int, int], int] = {(p, t): i for i, (t, p) in enumerate(zip(tokens, parents))}
+        path: list[int] = []
+        node = -1
+        for token in upcoming:
+            node = children.get((node, int(token)), -2)
+            if node == -2:
+                break
+            path.append(node)
+        if path and path == list(range(len(path))):
+            self.model.crop(base + len(path))  # a leading run of nodes: cropping is enough
+        elif path and hasattr(self.model, "compact"):
+            self.model.compact(base, [base + i for i in path])
+        else:
+            self.model.crop(base)
+            path = []
+        self.ids.extend(tokens[i] for i in path)
+        return len(self.ids)
+
+    def crop(self, length: int) -> None:
+        """Forget cached tokens beyond `length` (a proposer dropping tokens it fed speculatively)."""
+        self._crop(length)
+
     def _crop(self, length: int) -> None:
+        if self._tree is not None:
+            self._settle(())
         if length < len(self.ids):
             self.model.crop(length)
             del self.ids[length:]

@@ -31,6 +31,8 @@ class GenerationStats:
     draft_forward_seconds: float = 0.0  # inside the proposer's model forward calls
     accepted_at: tuple[int, ...] = ()
     drafted_at: tuple[int, ...] = ()
+    branch_offered: int = 0  # branch tokens sent to the target beside the drafts (token trees)
+    branch_accepted: int = 0  # of which emitted (not counted in `accepted`)
 
     @property
     def other_seconds(self) -> float:
@@ -96,6 +98,13 @@ class StatsRecorder:
     accepted_at: list[int] = attrs.field(factory=list)
     drafted_at: list[int] = attrs.field(factory=list)
 
+    branch_offered: int = 0
+    branch_accepted: int = 0
+
+    def record_branches(self, offered: int, accepted: int) -> None:
+        self.branch_offered += offered
+        self.branch_accepted += accepted
+
     def record_round(self, drafted: int, accepted: int) -> None:
         self.rounds += 1
         self.drafted += drafted
@@ -126,5 +135,7 @@ class StatsRecorder:
             target_forward_seconds=target_forward_seconds - self.target_seconds_start,
             draft_forward_seconds=draft_forward_seconds - self.draft_seconds_start,
             accepted_at=tuple(self.accepted_at),
+            branch_offered=self.branch_offered,
+            branch_accepted=self.branch_accepted,
             drafted_at=tuple(self.drafted_at),
         )

@@ -14,6 +14,12 @@ class Verification:
     `target_argmax[i]` is the target's most likely token at draft position i (i == drafted is the
     bonus position); proposers harvest phrases from it and the oracle policy analyses with it.
     Rounds that drafted nothing (plain target steps) are reported too, with drafted == 0.
+
+    With branches (`Draft.branches`), `accepted` still counts the draft's own tokens only, so
+    acceptance rates keep their meaning; `branch_tokens` counts the branch tokens emitted after
+    them (len(tokens) is then accepted + branch_tokens + 1, or without the 1 after an EOS).
+    `tree_path` lists the accepted nodes of `Draft.tree` and `tree_argmax[j]` is the target's
+    argmax after branch node len(draft) + j, so proposers can harvest the target's corrections.
     """
 
     drafted: int
@@ -21,6 +27,9 @@ class Verification:
     tokens: tuple[int, ...]
     target_argmax: tuple[int, ...] = attrs.field(default=(), eq=False, repr=False)
     eos: bool = False
+    branch_tokens: int = 0
+    tree_path: tuple[int, ...] = attrs.field(default=(), eq=False, repr=False)
+    tree_argmax: tuple[int, ...] = attrs.field(default=(), eq=False, repr=False)
     # filled in by the decoder, for policies that weigh cost (0.0 when unknown)
     draft_seconds: float = 0.0
     verify_seconds: float = 0.0

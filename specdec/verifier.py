@@ -10,6 +10,12 @@ same rule: draw y ~ p, keep x iff y == x, otherwise emit y. Both make every emit
 sample of the target (Leviathan et al. 2023; Chen et al. 2023). An accepted EOS ends the round
 without a bonus token.
 
+Branches (token trees): a draft may carry deterministic alternative continuations, verified in the
+same target forward. Every emitted token is still an exact sample of p at its position (by the
+rules above); the walk simply continues at the tree node holding that token, if there is one.
+With several deterministic candidates at one position this is sample-and-match: draw y ~ p and
+follow the branch whose token is y (greedy: the argmax).
+
 The small rules are methods so that the test suite can plant the classic bugs in subclasses and
 check that the exact-distribution test notices each of them.
 """
@@ -37,29 +43,54 @@ class Verifier:
         sampler: Sampler,
         eos_token_ids: AbstractSet[int] = frozenset(),
     ) -> Verification:
+        """Walk the draft's token tree (a plain chain without branches) from the root.
+
+        At each node the emitted token e is an exact sample of p at that node: the draft's own
+        token with its q goes through the p/q rule (e is the token or the residual draw); any other
+        node draws e ~ p (the one-hot rule, and for several deterministic children sample-and-
+        match, algorithms.md 1.4). The walk moves to the child holding e, if there is one, and
+        otherwise stops with e as the correction (or the bonus at a leaf). Target logit row 0 is
+        the root's, row j + 1 the one after tree node j.
+        """
         n = len(draft)
-        if target_logits.shape[0] != n + 1:
-            raise ValueError(f"expected {n + 1} target logit rows for {n} draft tokens, got {target_logits.shape[0]}")
-        argmax = tuple(checked_max(target_logits, "the target model").tolist())
+        tree = draft.tree
+        if target_logits.shape[0] != len(tree) + 1:
+            what = f"{n} draft tokens" + (f" and {len(tree) - n} branch tokens" if len(tree) > n else "")
+            raise ValueError(f"expected {len(tree) + 1} target logit rows for {what}, got {target_logits.shape[0]}")
+        every = tuple(checked_max(target_logits, "the target model").tolist())
+        argmax, tree_argmax = every[: n + 1], every[n + 1:]
         tokens: list[int] = []
-        for i, x in enumerate(draft.tokens):
+        path: list[int] = []
+        node = -1
+        while True:
+            children = tree.children(node)
+            on_draft = node + 1 < n  # the draft's own next token hangs here (branch nodes are >= n)
+            row = target_logits[node + 1]
             if sampling.greedy:
-                kept, replacement = x == argmax[i], argmax[i]
-            else:
-                kept, replacement = self._sample_position(target_logits[i], x, draft.q_at(i), sampling, sampler)
-            if not kept:
-                tokens.append(replacement)
-                return Verification(n, i, tuple(tokens), argmax, eos=replacement in eos_token_ids)
-            tokens.append(x)
-            if x in eos_token_ids:
-                return Verification(n, i + 1, tuple(tokens), argmax, eos=True)
-        if sampling.greedy:
-            bonus = argmax[n]
-        else:
-            p = warp(target_logits[n], sampling)
-            bonus = sampler.categorical(self.bonus_distribution(p, draft.q_at(n - 1) if n else None))
-        tokens.append(bonus)
-        return Verification(n, n, tuple(tokens), argmax, eos=bonus in eos_token_ids)
+                chosen = every[node + 1]
+            elif on_draft and draft.q_at(node + 1) is not None:
+                _, chosen = self._sample_position(row, draft.tokens[node + 1], draft.q_at(node + 1), sampling, sampler)
+            elif on_draft:
+                chosen = sampler.categorical(warp(row, sampling))
+            else:  # past the draft's own tokens: the bonus position (branches match against it)
+                last_q = draft.q_at(node) if 0 <= node < n else None
+                chosen = sampler.categorical(self.bonus_distribution(warp(row, sampling), last_q))
+            tokens.append(chosen)
+            child = children.get(chosen)
+            if child is None:  # the correction, or the bonus token at a leaf
+                return self._verdict(n, tokens, path, argmax, tree_argmax, chosen in eos_token_ids)
+            path.append(child)
+            if chosen in eos_token_ids:  # an accepted EOS ends the round without a bonus
+                return self._verdict(n, tokens, path, argmax, tree_argmax, True)
+            node = child
+
+    @staticmethod
+    def _verdict(n, tokens, path, argmax, tree_argmax, eos: bool) -> Verification:
+        accepted = sum(1 for node in path if node < n)  # the draft's own nodes come first on a path
+        return Verification(
+            n, accepted, tuple(tokens), argmax, eos=eos, branch_tokens=len(path) - accepted,
+            tree_path=tuple(path), tree_argmax=tree_argmax,
+        )
 
     def _sample_position(
         self, logits: torch.Tensor, x: int, q: torch.Tensor | None, sampling: SamplingConfig, sampler: Sampler

@@ -73,6 +73,8 @@ class PromptLookupProposer:
             # read on through the drafted tokens: a match near the end repeats periodically
             token = index.continuation(position + len(tokens), 1, tokens)[0]
             feats = deterministic_features(token, len(tokens))
+            if not request.policy.should_draft(feats):  # the proposed token is known beforehand
+                break
             decision = request.policy.decide(feats)
             if decision is Decision.DROP:
                 break
