@@ -35,7 +35,8 @@ KINDS = ("policy", "proposer")
 HOOKS = {"policy": "specdec_register_policies", "proposer": "specdec_register_proposers"}
 DISABLE_ENV = "SPECDEC_DISABLE_PLUGINS"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-# the draft model a proposer receives from --draft, not a user-set parameter
+# the draft model a proposer (or a policy tied to it, such as pacer) receives from --draft,
+# not a user-set parameter
 RESOURCE_FIELDS = ("model",)
 
 
@@ -94,8 +95,8 @@ class StrategyEntry:
 
     @property
     def uses_draft_model(self) -> bool:
-        """A proposer with a `model` field receives the draft model (``--draft``)."""
-        return self.kind == "proposer" and "model" in self.fields()
+        """A strategy with a `model` field receives the draft model (``--draft``)."""
+        return "model" in self.fields()
 
     def fields(self) -> dict[str, attrs.Attribute]:
         return {f.name: f for f in attrs.fields(self.cls) if f.init}
@@ -105,7 +106,7 @@ class StrategyEntry:
         hints = _field_types(self.cls)
         params = []
         for field in self.fields().values():
-            if self.kind == "proposer" and field.name in RESOURCE_FIELDS:
+            if field.name in RESOURCE_FIELDS:
                 continue
             params.append(Parameter(_public(field), describe_type(hints.get(field.name, Any)), _default_text(field)))
         return params

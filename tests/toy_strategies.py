@@ -13,6 +13,7 @@ import attrs
 from hypothesis import strategies as st
 
 from specdec.integrations.toy import ToyModel
+from specdec.pacer.model import PacerConfig, PreVerifier
 from specdec.sampling import SamplingConfig
 from specdec.strategies.policies import (
     AdaEdlPolicy,
@@ -21,6 +22,7 @@ from specdec.strategies.policies import (
     FixedPolicy,
     HeuristicPolicy,
     OraclePolicy,
+    PacerPolicy,
     SvipPolicy,
 )
 from specdec.strategies.proposers import DraftModelProposer, PromptLookupProposer
@@ -82,7 +84,8 @@ def toy_pairs(draw) -> ToyPair:
 
 _caps = st.integers(1, 4)
 
-POLICY_STRATEGIES: dict[str, st.SearchStrategy] = {
+# an entry is a strategy, or a function of the toy pair giving one (for policies sized to the draft)
+POLICY_STRATEGIES: dict[str, st.SearchStrategy | Callable[[ToyPair], st.SearchStrategy]] = {
     "fixed": st.builds(FixedPolicy, k=st.integers(1, 4)),
     "heuristic": st.builds(HeuristicPolicy, k=st.integers(1, 4), max_draft=_caps, persist=st.booleans()),
     "confidence": st.builds(
@@ -112,6 +115,17 @@ POLICY_STRATEGIES: dict[str, st.SearchStrategy] = {
     ),
     # random continuations: the output stays exact whatever the oracle knows (it decides before draws)
     "oracle": st.builds(OraclePolicy, continuation=st.lists(st.integers(0, 4), min_size=3, max_size=10), max_draft=_caps),
+    # a randomly initialised pre-verifier sized for the toy draft (its hidden state is a one-hot of the vocabulary)
+    "pacer": lambda pair: st.builds(
+        lambda arch, seed, **params: PacerPolicy.from_verifier(
+            PreVerifier.random(PacerConfig(hidden_size=pair.vocab, width=8, arch=arch), seed), **params
+        ),
+        arch=st.sampled_from(["mlp", "attention"]),
+        seed=st.integers(0, 1000),
+        threshold=st.floats(0.0, 1.0),
+        block_size=st.integers(1, 3),
+        max_draft=_caps,
+    ),
 }
 
 # each entry maps a toy pair to a strategy of proposer factories (fresh state per enumeration run)
@@ -142,7 +156,8 @@ def lossless_cases(draw, policy_name: str, proposer_name: str) -> LosslessCase:
     prompt = tuple(draw(st.lists(st.integers(1, pair.vocab - 1), min_size=1, max_size=2)))
     max_new = draw(st.integers(2, MAX_NEW_BY_VOCAB[pair.vocab]))
     sampling = draw(sampling_configs(pair.vocab))
-    policy = draw(POLICY_STRATEGIES[policy_name])
+    policy_strategy = POLICY_STRATEGIES[policy_name]
+    policy = draw(policy_strategy if isinstance(policy_strategy, st.SearchStrategy) else policy_strategy(pair))
     make_proposer = draw(PROPOSER_STRATEGIES[proposer_name](pair))
     return LosslessCase(pair, prompt, max_new, sampling, policy, make_proposer)
 

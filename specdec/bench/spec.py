@@ -49,7 +49,7 @@ def build_method(spec: str, target, draft_loader) -> Any:
     if "model" in {f.name for f in attrs.fields(entry.cls)}:
         resources["model"] = draft_loader()
     proposer = reg.build("proposer", proposer_name, proposer_params, **resources)
-    policy = reg.build("policy", policy_name, policy_params)
+    policy = reg.build("policy", policy_name, policy_params, **resources)  # pacer checks the draft it gets
     return SpecdecMethod(spec, Decoder(target, proposer=proposer, policy=policy))
 
 

@@ -73,5 +73,6 @@ def build_decoders(args: argparse.Namespace, *, with_baseline: bool = False) -> 
     elif args.draft:
         raise ConfigurationError(f"proposer {args.proposer!r} does not use a draft model; drop --draft")
     proposer = reg.build("proposer", args.proposer, parse_params(args.proposer_param), **resources)
-    policy = reg.build("policy", args.policy, parse_params(args.policy_param))
+    # a policy tied to the draft (pacer) gets it as a resource too
+    policy = reg.build("policy", args.policy, parse_params(args.policy_param), **resources)
     return Decoder(target, proposer=proposer, policy=policy), baseline

@@ -6,6 +6,7 @@ from .cost_aware import CostAwarePolicy
 from .fixed import FixedPolicy
 from .heuristic import HeuristicPolicy
 from .oracle import OraclePolicy
+from .pacer import PacerPolicy
 from .svip import SvipPolicy
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "FixedPolicy",
     "HeuristicPolicy",
     "OraclePolicy",
+    "PacerPolicy",
     "SvipPolicy",
 ]
 
@@ -31,4 +33,5 @@ def specdec_register_policies() -> dict[str, type]:
         "adaedl": AdaEdlPolicy,
         "auto": CostAwarePolicy,
         "oracle": OraclePolicy,
+        "pacer": PacerPolicy,
     }
