@@ -26,6 +26,7 @@ from specdec.strategies.policies import (
     SvipPolicy,
 )
 from specdec.strategies.proposers import DraftModelProposer, PromptLookupProposer
+from tests.pool_strategies import ouroboros_factories
 
 # new tokens allowed per vocabulary size, so that the random tree stays enumerable
 MAX_NEW_BY_VOCAB = {3: 4, 4: 3, 5: 2}
@@ -137,6 +138,7 @@ PROPOSER_STRATEGIES: dict[str, Callable[[ToyPair], st.SearchStrategy]] = {
         st.integers(1, 4),
         st.sampled_from(["recent", "leftmost"]),
     ),
+    "ouroboros": ouroboros_factories,
 }
 
 

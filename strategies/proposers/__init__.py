@@ -1,13 +1,14 @@
 """Proposers: what to draft."""
 
 from .draft_model import DraftModelProposer
+from .ouroboros import OuroborosProposer
 from .prompt_lookup import PromptLookupProposer
 
-__all__ = ["DraftModelProposer", "PromptLookupProposer"]
+__all__ = ["DraftModelProposer", "OuroborosProposer", "PromptLookupProposer"]
 
 from specdec.hookspecs import hookimpl
 
 
 @hookimpl
 def specdec_register_proposers() -> dict[str, type]:
-    return {"draft": DraftModelProposer, "prompt-lookup": PromptLookupProposer}
+    return {"draft": DraftModelProposer, "prompt-lookup": PromptLookupProposer, "ouroboros": OuroborosProposer}

@@ -1,0 +1,343 @@
+"""Ouroboros: phrase drafting with a draft model and a pool of phrases (Zhao et al., EMNLP 2024).
+
+A plain draft model spends one forward per draft token. Here, at each draft step the proposer
+looks up candidate phrases for the last token (what followed it in the context, by n-gram match,
+then the phrase pool's newest) and feeds `[last token] + phrase` in ONE draft forward: the draft's
+argmax along the phrase says how much of it the draft agrees with, that agreeing prefix is kept
+(plus the draft's own next token after it, which the same forward computed) and the cache is
+cropped for the rest. A draft forward therefore yields more than one token whenever the pool
+guessed right. With `draft_phrases > 1` and a draft that supports token trees, several phrases are
+checked in that forward as a tree and the longest agreeing one wins. Every token added, phrase
+tokens included, is offered to the length policy with its features from that forward.
+
+Branches for the target (up to `branches`, each at most `branch_length` tokens), verified in the
+same target forward when the target supports token trees (`forward_tree`), each seeing the context
+and its part of the draft but not the other branches: first the phrases the draft parted from,
+hung where they part (the target, not the draft, may be right: copying from the prompt is where
+a small draft agrees least), then Ouroboros' candidate suffixes after the whole draft. The
+verifier follows the branch holding its own choice.
+
+Drafting is greedy everywhere, as in the original. At temperature > 0 all draft and branch tokens
+are therefore deterministic proposals (q None): the verifier's one-hot (sample-and-match) rule
+keeps the output exactly the target's distribution, which the original, greedy-only, did not do.
+
+The pool is fed by the prompt's and the output's n-grams, the draft's own continuations, the
+target's argmax beyond a rejection point and the target's corrections of the branches; it is
+bounded (LRU) and, with `warm_start`, kept across `generate` calls.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import attrs
+import torch
+
+from specdec.draft import Branch, Draft, TokenTree
+from specdec.errors import ConfigurationError, NonFiniteLogitsError
+from specdec.features import TokenFeatures, draft_features, token_features
+from specdec.integrations.base import LanguageModel, supports_tree
+from specdec.ngram import NgramIndex
+from specdec.phrase_pool import PhrasePool
+from specdec.policy import Decision, non_negative_int, positive_int
+from specdec.proposer import ProposalRequest
+from specdec.sampling import SamplingConfig
+from specdec.sequence_cache import SequenceCache
+from specdec.verification import Verification
+
+# shortest phrase harvested from a round (the prompt's n-grams are always full length)
+MIN_HARVEST = 2
+
+
+def _as_model(value: LanguageModel | str) -> LanguageModel:
+    if isinstance(value, str):
+        from specdec.integrations.hf import load_model
+
+        return load_model(value)
+    return value
+
+
+def argmax_rows(logits: torch.Tensor, who: str) -> list[int]:
+    """Argmax of each row, refusing NaN / +inf / all -inf rows (one reduction does both)."""
+    values, indices = logits.max(dim=-1)
+    if not bool(torch.isfinite(values).all()):
+        raise NonFiniteLogitsError(f"{who} produced NaN, +inf or all -inf logits")
+    return indices.tolist()
+
+
+@attrs.define
+class OuroborosStats:
+    """Counters since construction (for benchmarks and tests)."""
+
+    draft_steps: int = 0  # draft forwards made while drafting
+    draft_tokens: int = 0  # tokens those forwards put in drafts
+    phrase_tokens: int = 0  # of which came from an agreeing pool / context phrase
+    branch_rounds: int = 0  # rounds that attached branches
+    branch_tokens_offered: int = 0  # tokens in attached branches (target compute spent on them)
+
+
+@attrs.define
+class OuroborosProposer:
+    """Draft-model proposer with phrase extension from a bounded phrase pool."""
+
+    name = "ouroboros"
+    model: LanguageModel = attrs.field(converter=_as_model)
+    phrase_length: int = attrs.field(default=6, validator=positive_int)  # N - 1 of the original (N = 7)
+    max_phrases: int = attrs.field(default=20, validator=positive_int)  # G: phrases kept per key
+    max_keys: int = attrs.field(default=4096, validator=positive_int)  # pool bound on keys
+    branches: int = attrs.field(default=1, validator=non_negative_int)  # candidate suffixes per round
+    branch_length: int = attrs.field(default=4, validator=positive_int)  # tokens per suffix, at most
+    draft_phrases: int = attrs.field(default=1, validator=positive_int)  # phrases checked per draft forward
+    max_ngram: int = attrs.field(default=2, validator=positive_int)  # context lookup n-gram size
+    warm_start: bool = True  # keep the pool across generate calls
+    pool_file: str | None = None  # JSON pool loaded at construction (see PhrasePool.save)
+    pool: PhrasePool | None = None  # share a pool between proposers (built from the bounds if None)
+    stats: OuroborosStats = attrs.field(init=False, factory=OuroborosStats)
+    _cache: SequenceCache = attrs.field(init=False, repr=False)
+    _index: NgramIndex = attrs.field(init=False, repr=False)
+    _fed: int = attrs.field(init=False, default=0, repr=False)  # context positions fed to the pool
+    _last: Draft | None = attrs.field(init=False, default=None, repr=False)
+    _anchor: int = attrs.field(init=False, default=-1, repr=False)  # context token before the draft
+
+    def __attrs_post_init__(self) -> None:
+        if self.pool is None:
+            if self.pool_file is not None and os.path.exists(self.pool_file):
+                self.pool = PhrasePool.load(
+                    self.pool_file, max_phrases=self.max_phrases, max_keys=self.max_keys, phrase_length=self.phrase_length
+                )
+            else:
+                self.pool = PhrasePool(self.max_phrases, self.max_keys, self.phrase_length)
+        if self.pool.max_token() >= self.model.vocab_size:
+            raise ConfigurationError(
+                f"the phrase pool holds token {self.pool.max_token()}, outside the draft's vocabulary of {self.model.vocab_size}"
+            )
+        self._cache = SequenceCache(self.model)
+        self._index = NgramIndex(self.max_ngram)
+
+    @property
+    def vocab_size(self) -> int | None:
+        return self.model.vocab_size
+
+    @property
+    def forwards(self) -> int:
+        return self.model.forwards
+
+    @property
+    def forward_seconds(self) -> float:
+        return self.model.forward_seconds
+
+    def save_pool(self, path: str | os.PathLike | None = None) -> None:
+        """Write the pool to `path` (default: `pool_file`) for a later warm start."""
+        target = path if path is not None else self.pool_file
+        if target is None:
+            raise ConfigurationError("no path given and no pool_file set")
+        self.pool.save(target)
+
+    # ------------------------------------------------------------------ protocol
+    def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
+        self._cache.restart()
+        if not self.warm_start:
+            self.pool.clear()
+        self._index.reset()
+        self._fed = 0
+        self._last = None
+        self._ingest(prompt)
+
+    def propose(self, request: ProposalRequest) -> Draft:
+        context = request.context
+        self._ingest(context)
+        self._anchor = int(context[-1])
+        tokens, features, alternatives = self._draft(request)
+        branches = self._branches(request, tokens, alternatives)
+        draft = Draft(tuple(tokens), (None,) * len(tokens), tuple(features), branches)
+        self._last = draft
+        return draft
+
+    def observe(self, verification: Verification) -> None:
+        draft, self._last = self._last, None
+        if draft is None or verification.drafted != len(draft):
+            return
+        self._harvest(draft, verification)
+
+    # ------------------------------------------------------------------ drafting
+    def _draft(self, request: ProposalRequest) -> tuple[list[int], list[TokenFeatures], list[Branch]]:
+        """Greedy drafting, each forward checking candidate phrases (see module docstring).
+
+        Returns the draft tokens, their features, and the candidate phrases the draft disagreed
+        with, as branches hanging where they part from the draft (the target may prefer them).
+        """
+        policy = request.policy
+        hidden = policy.wants_hidden
+        who = f"the draft model {self.model.name!r}"
+        tokens: list[int] = []
+        features: list[TokenFeatures] = []
+        alternatives: list[Branch] = []
+        pending: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []  # (logits, hidden, argmax)
+        first = True
+        while True:
+            if not pending:
+                room = request.budget - len(tokens) - 1  # phrase tokens this forward may add
+                phrases = self._candidates(request.context, tokens, min(room, self.phrase_length), self.draft_phrases) if room > 0 else []
+                pending = self._step(request.context, tokens, phrases, first, hidden, who, alternatives)
+                first = False
+            logits, state, token = pending.pop(0)
+            before = draft_features(logits, len(tokens), state)
+            if not policy.should_draft(before):
+                break
+            feats = token_features(logits, token, len(tokens), state, before=before)
+            decision = policy.decide(feats)
+            if decision is Decision.DROP:
+                break
+            tokens.append(token)
+            features.append(feats)
+            if decision is Decision.STOP or len(tokens) >= request.budget or token in request.eos_token_ids:
+                break
+        self.stats.draft_tokens += len(tokens)
+        return tokens, features, [b for b in alternatives if b.at <= len(tokens)]
+
+    def _step(
+        self,
+        context: Sequence[int],
+        tokens: list[int],
+        phrases: list[tuple[int, ...]],
+        first: bool,
+        hidden: bool,
+        who: str,
+        alternatives: list[Branch],
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None, int]]:
+        """One draft forward: the last token (or the context tail) plus the candidate phrases.
+
+        Returns a (logits, hidden, argmax) row per new draft token: the agreeing phrase prefix and
+        the draft's own token after it. Phrases the draft parts from become `alternatives`.
+        """
+        lead = [] if first else [tokens[-1]]
+        tree = TokenTree.build((), [Branch(0, p) for p in phrases])
+        chain = len(phrases) <= 1 or not supports_tree(self.model)
+        if chain:
+            nodes = list(phrases[0]) if phrases else []
+            fed = lead + nodes
+            if first:
+                out = self._cache.sync(context, nodes, keep=len(nodes) + 1, hidden=hidden)
+            else:
+                out = self._cache.extend(fed, keep=len(fed), hidden=hidden)
+            tree = TokenTree.build((), [Branch(0, nodes)] if nodes else [])
+        elif first:
+            out = self._cache.sync(context, keep=len(tree) + 1, hidden=hidden, tree=(tree.tokens, tree.parents))
+        else:
+            out = self._cache.extend_tree(lead, tree.tokens, tree.parents, keep=len(tree) + 1, hidden=hidden)
+        self.stats.draft_steps += 1
+        choices = argmax_rows(out.logits, who)
+        path: list[int] = []  # tree nodes the draft agrees with, from the root
+        node = -1
+        while True:
+            child = tree.children(node).get(choices[node + 1])
+            if child is None:
+                break
+            path.append(child)
+            node = child
+        spelled = [tree.tokens[i] for i in path]
+        if chain:
+            if len(path) < len(tree):  # drop the phrase tokens the draft disagrees with
+                self._cache.crop(len(self._cache.ids) - (len(tree) - len(path)))
+        else:
+            self._cache.settle(spelled)
+        base = len(tokens)
+        for phrase in phrases:
+            common = 0
+            while common < len(spelled) and common < len(phrase) and phrase[common] == spelled[common]:
+                common += 1
+            if common < len(phrase):
+                alternatives.append(Branch(base + common, phrase[common:]))
+        self.stats.phrase_tokens += len(path)
+        rows = [-1] + path
+        return [(out.logits[j + 1], _row(out.hidden, j + 1), choices[j + 1]) for j in rows]
+
+    def _branches(self, request: ProposalRequest, tokens: list[int], alternatives: list[Branch]) -> list[Branch]:
+        """Up to `branches` branches for the target: where the draft parted from a phrase, then
+        Ouroboros' candidate suffixes after the whole draft; each cut to the round's tree depth."""
+        depth = request.tree_depth
+        if self.branches == 0 or depth == 0:
+            return []
+        chosen: list[Branch] = []
+        seen: set[tuple[int, tuple[int, ...]]] = set()
+
+        def offer(branch: Branch) -> None:
+            cut = branch.tokens[: min(self.branch_length, depth - branch.at)]
+            if cut and len(chosen) < self.branches and (branch.at, cut) not in seen:
+                seen.add((branch.at, cut))
+                chosen.append(Branch(branch.at, cut))
+
+        for branch in sorted(alternatives, key=lambda b: b.at):
+            offer(branch)
+        if len(chosen) < self.branches and not (tokens and tokens[-1] in request.eos_token_ids):
+            for suffix in self._candidates(request.context, tokens, self.branch_length, self.branches):
+                offer(Branch(len(tokens), suffix))
+        self.stats.branch_rounds += bool(chosen)
+        self.stats.branch_tokens_offered += sum(len(b.tokens) for b in chosen)
+        return chosen
+
+    def _candidates(self, context: Sequence[int], drafted: list[int], length: int, count: int) -> list[tuple[int, ...]]:
+        """Up to `count` distinct continuations: the context's own (n-gram match), then the pool's."""
+        tail = (list(context[-self.max_ngram:]) + drafted)[-self.max_ngram:]
+        found: list[tuple[int, ...]] = []
+        for cont in self._index.lookup(tail, length, drafted=drafted, limit=count):
+            found.append(tuple(cont))
+        if len(found) < count:
+            for phrase in self.pool.get(tail[-1], limit=count + len(found)):
+                phrase = phrase[:length]
+                if phrase not in found:
+                    found.append(phrase)
+                    if len(found) >= count:
+                        break
+        return found
+
+    # ------------------------------------------------------------------ the pool
+    def _ingest(self, context: Sequence[int]) -> None:
+        """Index new context tokens and feed the pool the phrases they complete (full length)."""
+        start = self._index.update(context)
+        if start == 0:
+            self._fed = 0
+        stop = len(context) - self.phrase_length
+        if stop > self._fed:
+            self.pool.add_sequence(self._index.tokens, self._fed, stop, min_length=self.phrase_length)
+            self._fed = stop
+
+    def _harvest(self, draft: Draft, verification: Verification) -> None:
+        """Phrases from this round: the draft's continuations and the target's predictions."""
+        pool = self.pool
+        path = [self._anchor] + list(draft.tokens)
+        # (a) the draft's own continuations (what it will likely say again after these tokens)
+        pool.add_sequence(path, 0, len(path) - MIN_HARVEST, min_length=MIN_HARVEST)
+        # (b) the target's argmax beyond the rejection point: after draft token j-1 the target
+        # predicted argmax[j]; the phrase goes on while the draft fed the token the target predicted
+        argmax = verification.target_argmax
+        d = draft.tokens
+        if verification.accepted < len(d) and len(argmax) == len(d) + 1:
+            for j in range(verification.accepted + 1, len(d) + 1):
+                phrase = [argmax[j]]
+                k = j
+                while k < len(d) and d[k] == argmax[k] and len(phrase) < self.phrase_length:
+                    phrase.append(argmax[k + 1])
+                    k += 1
+                if len(phrase) >= MIN_HARVEST:
+                    pool.add(d[j - 1], phrase)
+        # (c) the target's corrections of the branches whose attachment point was reached: the
+        # target's argmax along each replaces the branch in the pool (update in place)
+        if draft.branches and len(verification.tree_argmax) == len(draft.tree) - len(d):
+            every = tuple(argmax) + tuple(verification.tree_argmax)  # row j + 1 follows node j
+            for branch, nodes in zip(draft.branches, draft.tree.branch_nodes):
+                if verification.accepted < branch.at:
+                    continue
+                corrected = [every[branch.at]]
+                for token, node in zip(branch.tokens, nodes):
+                    if token != corrected[-1] or len(corrected) >= self.phrase_length:
+                        break
+                    corrected.append(every[node + 1])
+                key = d[branch.at - 1] if branch.at else self._anchor
+                if len(corrected) >= MIN_HARVEST:
+                    pool.replace(key, branch.tokens, corrected)
+
+
+def _row(hidden: torch.Tensor | None, j: int) -> torch.Tensor | None:
+    return None if hidden is None else hidden[j]

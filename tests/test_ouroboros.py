@@ -1,0 +1,179 @@
+"""OuroborosProposer: phrase drafting, pool feeding and bounds, warm start, real-pair identity.
+
+Losslessness for every policy (greedy and T > 0, with branches) is in test_lossless_exact.py
+through `PROPOSER_STRATEGIES["ouroboros"]`; these tests check the mechanism and its costs.
+"""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+import pytest
+import torch
+
+from specdec import Decoder
+from specdec.errors import ConfigurationError
+from specdec.integrations.toy import ToyModel
+from specdec.phrase_pool import PhrasePool
+from specdec.plugins import registry
+from specdec.policy import Decision
+from specdec.strategies.policies import FixedPolicy
+from specdec.strategies.proposers import DraftModelProposer, OuroborosProposer
+from tests.models import real_model
+
+
+def toy(vocab: int = 6, order: int = 2, seed: int = 0, sharp: float = 4.0) -> ToyModel:
+    """A random table model with peaked rows (so greedy text repeats and phrases recur)."""
+    gen = torch.Generator().manual_seed(seed)
+    keys: list[tuple[int, ...]] = [()]
+    frontier: list[tuple[int, ...]] = [()]
+    for _ in range(order):
+        frontier = [k + (t,) for k in frontier for t in range(vocab)]
+        keys += frontier
+    return ToyModel({k: (sharp * torch.randn(vocab, generator=gen)).tolist() for k in keys}, vocab, order=order)
+
+
+@attrs.define
+class Recorder(FixedPolicy):
+    """FixedPolicy that records every question the proposer asks."""
+
+    asked: list = attrs.field(factory=list)
+    decided: list = attrs.field(factory=list)
+
+    def should_draft(self, features):
+        self.asked.append(features.position)
+        return True
+
+    def decide(self, features):
+        self.decided.append((features.position, features.token, features.deterministic))
+        return Decision.CONTINUE
+
+
+class Spy(OuroborosProposer):
+    drafts: list
+
+    def propose(self, request):
+        draft = super().propose(request)
+        self.drafts.append(draft)
+        return draft
+
+
+def spy(model, **kw) -> Spy:
+    proposer = Spy(model, **kw)
+    proposer.drafts = []
+    return proposer
+
+
+def test_phrase_tokens_go_through_the_policy_with_draft_features():
+    target = toy(seed=1)
+    draft_model = toy(seed=1)  # the draft agrees with the target: phrases from the output are agreed
+    policy = Recorder(k=6)
+    proposer = spy(draft_model, branches=0)
+    result = Decoder(target, proposer=proposer, policy=policy).generate([1, 2, 3], 40)
+    assert result.ids == Decoder(target).generate([1, 2, 3], 40).ids
+    assert proposer.stats.phrase_tokens > 0  # some forwards added agreed phrase tokens
+    drafted = [t for d in proposer.drafts for t in d.tokens]
+    assert [tok for _, tok, _ in policy.decided] == drafted  # every token, phrase tokens included
+    assert not any(det for _, _, det in policy.decided)  # features come from the draft's logits
+    assert len(policy.asked) == len(policy.decided)
+    assert proposer.stats.draft_steps < proposer.stats.draft_tokens  # > 1 token per draft forward
+
+
+def test_sampling_drafts_are_deterministic_proposals():
+    proposer = spy(toy(seed=2), branches=2)
+    Decoder(toy(seed=3), proposer=proposer, policy=FixedPolicy(3)).generate([1, 2], 30, temperature=1.0, seed=5)
+    assert proposer.drafts and all(q is None for d in proposer.drafts for q in d.q)
+
+
+def test_branches_are_verified_and_harvested():
+    target = toy(seed=4)
+    proposer = OuroborosProposer(toy(seed=5), branches=3, branch_length=3)
+    decoder = Decoder(target, proposer=proposer, policy=FixedPolicy(2))
+    result = decoder.generate([1, 2, 1, 2, 3], 60)
+    assert result.ids == Decoder(target).generate([1, 2, 1, 2, 3], 60).ids
+    assert result.stats.branch_offered > 0 and result.stats.branch_accepted > 0
+    assert len(proposer.pool) > 0
+
+
+def test_pool_memory_stays_bounded_over_1000_generations():
+    rng = random.Random(0)
+    target, draft = toy(vocab=8, seed=6, sharp=1.5), toy(vocab=8, seed=7, sharp=1.5)
+    proposer = OuroborosProposer(draft, max_keys=5, max_phrases=3, phrase_length=4, branches=2, warm_start=True)
+    decoder = Decoder(target, proposer=proposer, policy=FixedPolicy(3))
+    largest = 0
+    for i in range(1000):
+        prompt = [rng.randrange(8) for _ in range(rng.randint(1, 12))]
+        decoder.generate(prompt, 8, temperature=rng.choice([0.0, 1.0]), seed=i)
+        pool = proposer.pool
+        assert len(pool.keys) <= 5 and len(pool) <= 15 and pool.stored_tokens() <= 5 * 3 * 4
+        largest = max(largest, len(pool))
+    assert largest == 15  # the bound was reached, and held
+
+
+def test_warm_start_keeps_the_pool_and_it_saves_and_loads(tmp_path):
+    target = toy(seed=8)
+    warm = OuroborosProposer(toy(seed=9), warm_start=True)
+    decoder = Decoder(target, proposer=warm, policy=FixedPolicy(3))
+    decoder.generate([1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2], 20)
+    held = warm.pool.to_dict()
+    assert held["table"]
+    decoder.generate([3], 1)  # a new call (a single plain target step): the pool is kept
+    assert warm.pool.to_dict() == held
+    path = tmp_path / "pool.json"
+    warm.save_pool(path)
+    loaded = OuroborosProposer(toy(seed=9), pool_file=str(path))
+    assert loaded.pool.to_dict() == warm.pool.to_dict()
+    cold = OuroborosProposer(toy(seed=9), warm_start=False, pool=PhrasePool.load(path))
+    assert len(cold.pool) == len(warm.pool)
+    Decoder(target, proposer=cold, policy=FixedPolicy(3)).generate([4], 1)
+    assert len(cold.pool) == 0  # without warm start, every call begins with an empty pool
+    with pytest.raises(ConfigurationError, match="no path"):
+        OuroborosProposer(toy()).save_pool()
+
+
+def test_a_pool_with_foreign_tokens_is_refused():
+    pool = PhrasePool()
+    pool.add(1, [99])
+    with pytest.raises(ConfigurationError, match="outside the draft's vocabulary"):
+        OuroborosProposer(toy(vocab=6), pool=pool)
+
+
+def test_the_registry_builds_it_from_command_line_strings():
+    proposer = registry().build(
+        "proposer", "ouroboros", {"branches": "2", "warm_start": "false", "phrase_length": "5"}, model=toy()
+    )
+    assert isinstance(proposer, OuroborosProposer)
+    assert proposer.branches == 2 and proposer.warm_start is False and proposer.pool.phrase_length == 5
+    with pytest.raises(ConfigurationError):
+        registry().build("proposer", "ouroboros", {"branch_length": "0"}, model=toy())
+
+
+def test_fewer_draft_forwards_than_the_plain_draft_on_the_tiny_pair():
+    target, draft = real_model("stories260K"), real_model("stories260K-draft")
+    prompt = "Once upon a time there was a little dog. The little dog liked to play. Once upon a time"
+    plain = Decoder(target, proposer=DraftModelProposer(draft), policy=FixedPolicy(4))
+    ouro = Decoder(target, proposer=OuroborosProposer(draft, warm_start=False), policy=FixedPolicy(4))
+    ids = plain.encode(prompt)
+    expected = Decoder(target).generate(ids, 64).ids
+    a, b = plain.generate(ids, 64), ouro.generate(ids, 64)
+    assert a.ids == expected and b.ids == expected
+    assert b.stats.draft_forwards / b.stats.generated < a.stats.draft_forwards / a.stats.generated
+
+
+# ------------------------------------------------------------------------ the default pair
+@pytest.mark.slow
+@pytest.mark.parametrize("settings", [{}, {"branches": 3, "draft_phrases": 2}], ids=["default", "wide"])
+def test_default_pair_greedy_output_is_the_targets(settings):
+    from tests.test_real_greedy_identity import hf_greedy, spec_bench_prompts
+
+    target = real_model("smollm2-135m-instruct")
+    proposer = OuroborosProposer(real_model("smollm2-draft"), **settings)
+    decoder = Decoder(target, proposer=proposer, policy=FixedPolicy(4))
+    for prompt in spec_bench_prompts(3):
+        ids = decoder.encode(prompt, chat=True)
+        got = list(decoder.generate(ids, 64).ids)
+        expected = hf_greedy(target, ids, 64)
+        first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
+        assert got == expected, f"first divergence at token {first} for prompt {prompt[:60]!r}"
+    assert proposer.stats.phrase_tokens > 0
