@@ -21,9 +21,8 @@ import torch
 from specdec.errors import ConfigurationError
 from specdec.features import TokenFeatures
 from specdec.integrations.base import LanguageModel
-from specdec.pacer.model import PacerConfig, PreVerifier, draft_fingerprint, draft_hidden_size, scalar_features
+from specdec.pacer.model import PreVerifier, draft_fingerprint, draft_hidden_size, scalar_features
 from specdec.policy import Decision, PolicyBase, RoundState, finite_in, positive_int
-from specdec.verification import Verification
 
 DEFAULT_DIR = "pacer_default"
 # set by `from_verifier` for the duration of one constructor call
@@ -67,6 +66,7 @@ class PacerPolicy(PolicyBase):
     _hidden: list[torch.Tensor] = attrs.field(init=False, factory=list, repr=False)
     _scalars: list[list[float]] = attrs.field(init=False, factory=list, repr=False)
     _tokens: list[int] = attrs.field(init=False, factory=list, repr=False)
+    _positions: list[int] = attrs.field(init=False, factory=list, repr=False)
     _checked: bool = attrs.field(init=False, default=False, repr=False)
     _no_hidden: torch.Tensor = attrs.field(init=False, factory=lambda: torch.zeros(0), repr=False)
 
@@ -178,6 +178,7 @@ class PacerPolicy(PolicyBase):
         self._hidden.append(features.hidden if features.hidden is not None else self._no_hidden)
         self._scalars.append(scalar_features(features.prob, features.entropy, features.margin, features.top_prob))
         self._tokens.append(features.token)
+        self._positions.append(features.position)
         if len(self._tokens) % self.block:
             return Decision.CONTINUE
         return Decision.CONTINUE if self.block_score() >= self.tau else Decision.STOP
@@ -191,7 +192,7 @@ class PacerPolicy(PolicyBase):
         with torch.inference_mode():
             hidden = torch.stack(self._hidden[first:]).float()
             scalars = torch.tensor(self._scalars[first:])
-            positions = torch.arange(first, n)
+            positions = torch.tensor(self._positions[first:])
             tokens = torch.tensor(self._tokens[first:])
             logits = self.network(hidden, scalars, positions, tokens)[-b:]
             return float(torch.nn.functional.logsigmoid(logits).sum().exp())
@@ -210,6 +211,4 @@ class PacerPolicy(PolicyBase):
         self._hidden.clear()
         self._scalars.clear()
         self._tokens.clear()
-
-    def observe(self, verification: Verification) -> None:
-        pass
+        self._positions.clear()
