@@ -67,6 +67,24 @@ class HFModel:
         self.forward_seconds = 0.0
         self._cache = self._new_cache()
         self._length = 0
+        self._head_ids: torch.Tensor | None = None  # see with_head_subset
+        self._head_weight: torch.Tensor | None = None
+
+    def with_head_subset(self, token_ids: Sequence[int]) -> "HFModel":
+        """A view of this model whose LM head scores only `token_ids` (others get -inf logits).
+
+        A draft's LM head over a 49k vocabulary is most of its cost; scoring only the most frequent
+        tokens (as FR-Spec does) makes every draft step cheaper and keeps decoding exact: the
+        draft then proposes from that subset, and q is 0 elsewhere, which the verifier handles.
+        The view shares the weights but has its own cache.
+        """
+        view = HFModel(self.model, self.codec.tokenizer if self.codec else None, name=f"{self.name}[head {len(token_ids)}]")
+        ids = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
+        if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size:
+            raise ValueError(f"head subset must be non-empty token ids below {self.vocab_size}")
+        view._head_ids = ids
+        view._head_weight = self.model.get_output_embeddings().weight.detach()[ids].contiguous()
+        return view
 
     def _new_cache(self):
         from transformers import DynamicCache
@@ -84,15 +102,22 @@ class HFModel:
         input_ids = torch.tensor([list(tokens)], dtype=torch.long)
         start = time.perf_counter()
         with torch.inference_mode():
-            out = self.model(
-                input_ids=input_ids,
-                past_key_values=self._cache,
-                use_cache=True,
-                logits_to_keep=keep,
-                output_hidden_states=hidden,
-            )
-        logits = out.logits[0, -keep:].float()
-        states = out.hidden_states[-1][0, -keep:].float() if hidden else None
+            if self._head_ids is None:
+                out = self.model(
+                    input_ids=input_ids,
+                    past_key_values=self._cache,
+                    use_cache=True,
+                    logits_to_keep=keep,
+                    output_hidden_states=hidden,
+                )
+                logits = out.logits[0, -keep:].float()
+                states = out.hidden_states[-1][0, -keep:].float() if hidden else None
+            else:
+                base = getattr(self.model, self.model.base_model_prefix)
+                last = base(input_ids=input_ids, past_key_values=self._cache, use_cache=True).last_hidden_state[0, -keep:]
+                logits = torch.full((keep, self.vocab_size), -math.inf)
+                logits[:, self._head_ids] = (last @ self._head_weight.T).float()
+                states = last.float() if hidden else None
         self.forward_seconds += time.perf_counter() - start
         self._length += len(tokens)
         self.forwards += 1
@@ -183,7 +208,6 @@ class HFModel:
                 layer.keys = layer.keys.index_select(-2, keep)
                 layer.values = layer.values.index_select(-2, keep)
         self._length = int(keep.numel())
-
 
     def __repr__(self) -> str:
         return f"HFModel({self.name!r}, vocab_size={self.vocab_size})"

@@ -56,3 +56,24 @@ def test_tiny_pair_greedy_matches_transformers_generate():
     for prompt in ["Once upon a time", "The little dog", "Lily wanted to"]:
         ids = decoder.encode(prompt)
         assert list(decoder.generate(ids, 64).ids) == hf_greedy(target, ids, 64)
+
+
+@pytest.mark.parametrize("head_tokens", [128, 300])
+def test_trimmed_draft_head_keeps_greedy_output_exact(head_tokens):
+    target = real_model("stories260K")
+    proposer = DraftModelProposer(real_model("stories260K-draft"), head_tokens=head_tokens)
+    decoder = Decoder(target, proposer=proposer, policy=FixedPolicy(3))
+    for prompt in ["Once upon a time", "The little dog"]:
+        ids = decoder.encode(prompt)
+        result = decoder.generate(ids, 48)
+        assert list(result.ids) == hf_greedy(target, ids, 48)
+        # drafts only ever come from the kept subset
+        assert proposer.model.name.endswith(f"[head {len(proposer.model._head_ids)}]")
+
+
+def test_trimmed_head_on_the_default_pair_is_exact():
+    target = real_model("smollm2-135m-instruct")
+    decoder = Decoder(target, proposer=DraftModelProposer(real_model("smollm2-draft"), head_tokens=16384), policy=FixedPolicy(3))
+    for prompt in spec_bench_prompts(2):
+        ids = decoder.encode(prompt, chat=True)
+        assert list(decoder.generate(ids, NEW_TOKENS).ids) == hf_greedy(target, ids, NEW_TOKENS)

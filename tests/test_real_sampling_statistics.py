@@ -84,3 +84,12 @@ def test_same_seed_same_output():
     other = decoder.generate(PROMPT, 40, temperature=0.9, top_p=0.9, seed=8).ids
     assert runs[0] == runs[1]
     assert other != runs[0]
+
+
+def test_trimmed_draft_head_sampling_follows_the_target():
+    """q is 0 outside the kept tokens; the p/q rule must still give exactly p."""
+    target = real_model("stories260K")
+    decoder = Decoder(target, proposer=DraftModelProposer(real_model("stories260K-draft"), head_tokens=200), policy=FixedPolicy(2))
+    sampling = SamplingConfig(1.0)
+    ids = decoder.encode(PROMPT)
+    assert chi_square_pvalue(draw(decoder, ids, sampling), exact_first_two(target, ids, sampling)) > ALPHA

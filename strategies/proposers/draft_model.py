@@ -17,6 +17,8 @@ from specdec.sampling import SamplingConfig, checked_max, warp
 from specdec.sequence_cache import SequenceCache
 from specdec.verification import Verification
 
+from .frequent_tokens import frequent_tokens
+
 
 def _as_model(value: LanguageModel | str) -> LanguageModel:
     if isinstance(value, str):
@@ -34,13 +36,29 @@ class DraftModelProposer:
     q = warp(draft logits) with the same temperature/top-k/top-p as the target and returns q, so
     the verifier can apply the p/q rule exactly. The KV cache is kept across rounds and cropped
     to the accepted prefix.
+
+    `head_tokens=N` scores only the N most frequent tokens in the draft's LM head (FR-Spec's idea;
+    the head is most of a small draft's cost): drafts come from that subset, q is 0 elsewhere and
+    the output stays exact. It needs a transformers draft (`HFModel.with_head_subset`).
     """
 
     name = "draft"
     model: LanguageModel = attrs.field(converter=_as_model)
+    head_tokens: int | None = attrs.field(default=None)
     _cache: SequenceCache = attrs.field(init=False)
 
+    @head_tokens.validator
+    def _check_head_tokens(self, attribute: attrs.Attribute, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigurationError(f"head_tokens must be a positive integer or None, got {value!r}")
+
     def __attrs_post_init__(self) -> None:
+        if self.head_tokens is not None and self.head_tokens < self.model.vocab_size:
+            trim = getattr(self.model, "with_head_subset", None)
+            if trim is None:
+                raise ConfigurationError(f"head_tokens needs a draft model that can trim its LM head; {self.model!r} cannot")
+            keep = frequent_tokens(self.model.vocab_size, self.head_tokens, self.model.eos_token_ids)
+            self.model = trim(keep)
         self._cache = SequenceCache(self.model)
 
     @property
