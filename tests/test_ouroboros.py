@@ -177,3 +177,54 @@ def test_default_pair_greedy_output_is_the_targets(settings):
         first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
         assert got == expected, f"first divergence at token {first} for prompt {prompt[:60]!r}"
     assert proposer.stats.phrase_tokens > 0
+
+
+class Recording(OuroborosProposer):
+    rounds: list
+
+    def propose(self, request):
+        draft = super().propose(request)
+        self.rounds.append((list(request.context), draft.tokens))
+        return draft
+
+
+def greedy_continuation(model, context, n):
+    """The draft's own greedy continuation, from scratch (no cache reuse)."""
+    model.reset()
+    seq = list(context)
+    out = []
+    logits = model.forward(seq, keep=1).logits[-1]
+    for _ in range(n):
+        out.append(int(logits.argmax()))
+        logits = model.forward([out[-1]], keep=1).logits[-1]
+    model.reset()
+    return tuple(out)
+
+
+@pytest.mark.parametrize("draft_phrases", [1, 3])
+def test_phrase_drafting_proposes_exactly_the_drafts_greedy_continuation(draft_phrases):
+    """Phrases only save forwards: the draft tokens are the draft model's greedy tokens (so the
+    draft cache, cropped and compacted around the phrases, stays right)."""
+    target, draft_model = toy(seed=10), toy(seed=11, sharp=6.0)
+    proposer = Recording(draft_model, draft_phrases=draft_phrases, branches=2)
+    proposer.rounds = []
+    Decoder(target, proposer=proposer, policy=FixedPolicy(5)).generate([1, 2, 3, 1, 2, 3, 1], 60)
+    assert proposer.stats.phrase_tokens > 0
+    reference = toy(seed=11, sharp=6.0)
+    for context, tokens in proposer.rounds:
+        assert tokens == greedy_continuation(reference, context, len(tokens))
+
+
+def test_phrase_drafting_on_a_real_draft_matches_its_greedy_continuation():
+    target, draft_model = real_model("stories260K"), real_model("stories260K-draft")
+    proposer = Recording(draft_model, draft_phrases=2, branches=1)
+    proposer.rounds = []
+    decoder = Decoder(target, proposer=proposer, policy=FixedPolicy(5))
+    decoder.generate(decoder.encode("The cat sat. The cat sat. The cat sat on the"), 48)
+    assert proposer.stats.phrase_tokens > 0
+    from specdec.integrations.hf import load_model
+    from tests.models import model_path
+
+    fresh = load_model(model_path("stories260K-draft"))
+    for context, tokens in proposer.rounds:
+        assert tokens == greedy_continuation(fresh, context, len(tokens))

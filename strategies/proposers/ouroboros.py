@@ -40,7 +40,7 @@ from specdec.features import TokenFeatures, draft_features, token_features
 from specdec.integrations.base import LanguageModel, supports_tree
 from specdec.ngram import NgramIndex
 from specdec.phrase_pool import PhrasePool
-from specdec.policy import Decision, non_negative_int, positive_int
+from specdec.policy import Decision, boolean, non_negative_int, positive_int
 from specdec.proposer import ProposalRequest
 from specdec.sampling import SamplingConfig
 from specdec.sequence_cache import SequenceCache
@@ -90,7 +90,7 @@ class OuroborosProposer:
     branch_length: int = attrs.field(default=4, validator=positive_int)  # tokens per suffix, at most
     draft_phrases: int = attrs.field(default=1, validator=positive_int)  # phrases checked per draft forward
     max_ngram: int = attrs.field(default=2, validator=positive_int)  # context lookup n-gram size
-    warm_start: bool = True  # keep the pool across generate calls
+    warm_start: bool = attrs.field(default=True, validator=boolean)  # keep the pool across generate calls
     pool_file: str | None = None  # JSON pool loaded at construction (see PhrasePool.save)
     pool: PhrasePool | None = None  # share a pool between proposers (built from the bounds if None)
     stats: OuroborosStats = attrs.field(init=False, factory=OuroborosStats)
