@@ -44,7 +44,7 @@ class DraftModelProposer:
 
     name = "draft"
     model: LanguageModel = attrs.field(converter=_as_model)
-    head_tokens: int | None = attrs.field(default=None)
+    head_tokens: int | None = attrs.field(default=None, kw_only=True)
     _cache: SequenceCache = attrs.field(init=False)
 
     @head_tokens.validator
