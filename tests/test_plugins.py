@@ -200,7 +200,7 @@ def test_unknown_parameter_lists_the_valid_ones():
 
 
 def test_the_draft_model_is_not_a_parameter():
-    with pytest.raises(ConfigurationError, match="proposer 'draft' has no parameter 'model'; parameters: none"):
+    with pytest.raises(ConfigurationError, match="proposer 'draft' has no parameter 'model'; parameters: head_tokens"):
         specdec.plugins.registry().build("proposer", "draft", {"model": "x"}, model=object())
 
 
