@@ -2,8 +2,9 @@
 
 Greedy, one run: every prompt is decoded by target-only and by each k in turn. For each category the
 script also measures the models' step costs at that category's context length and predicts the
-speedup from the acceptance the run saw (see specdec/bench/costs.py); the measured/predicted ratio
-shows how much the loop itself costs.
+speedup from the rounds and draft forwards the run saw, pricing forwards by the measured cost
+ratios and the target-only run's seconds per token (see specdec/bench/costs.py); the
+measured/predicted ratio shows what the loop costs beyond its forwards.
 
     python benchmarks/fixed_k.py --per-category 3 --max-new-tokens 96 --out bench-out/fixed_k
 """
@@ -69,11 +70,11 @@ def main() -> None:
         if s.method.startswith("fixed") and s.category != "all":
             k = int(s.method.split("=")[1])
             rs = [r for r in records if r.method == s.method and r.category == s.category]
-            c = costs[s.category]
-            base_seconds = sum(c.target_prefill + len(r.run.ids) * c.target[0] for r in rs)
-            spec_seconds = sum(len(r.run.ids) * c.target[0] / c.predicted_speedup(len(r.run.ids), r.run.rounds, r.run.drafted, r.run.draft_forwards, k) for r in rs)
-            base_tokens = sum(len(r.run.ids) for r in records if r.method == "target-only" and r.category == s.category)
-            row["predicted"] = (s.tokens / spec_seconds) / (base_tokens / base_seconds) if spec_seconds else float("nan")
+            base = [r for r in records if r.method == "target-only" and r.category == s.category]
+            per_token = sum(r.run.seconds for r in base) / sum(len(r.run.ids) for r in base)
+            row["predicted"] = costs[s.category].predicted_speedup(
+                per_token, s.tokens, sum(r.run.rounds for r in rs), sum(r.run.draft_forwards for r in rs), k
+            )
             row["measured_over_predicted"] = s.speedup / row["predicted"]
         rows.append(row)
     rows.sort(key=lambda r: (r["category"] == "all", r["category"], r["method"] != "target-only", r["method"]))
