@@ -4,6 +4,11 @@ Target and draft both use this: before a forward, the cache is cropped to the pa
 matches the committed context (rejected draft tokens fall away) and only the missing tokens are
 fed. The prefix is compared once per generation; afterwards only the few tokens past the last
 verified length are compared, so the per-round work does not grow with the prompt.
+
+A forward may also feed a token tree (a draft with branches, `extend_tree`). The cache then holds
+every branch until the next `sync`, which follows the new context down the tree, keeps exactly
+that path (moved next to the prefix by the model's `compact`, so nothing is re-encoded) and drops
+the rest; `settle` does the same for a path the caller names.
 """
 
 from __future__ import annotations

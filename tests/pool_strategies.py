@@ -26,13 +26,16 @@ def ouroboros_factories(pair: Any) -> st.SearchStrategy[Callable[[], OuroborosPr
     token = st.integers(0, pair.vocab - 1)
     phrases = st.lists(st.tuples(token, st.lists(token, min_size=1, max_size=3)), max_size=10)
 
-    def build(seed, max_phrases, phrase_length, max_ngram, branches, branch_length):
+    def build(seed, max_phrases, phrase_length, max_ngram, branches, branch_length, draft_phrases, adaptive, pool_branches):
         return lambda: OuroborosProposer(
             pair.draft,
             phrase_length=phrase_length,
             max_ngram=max_ngram,
             branches=branches,
             branch_length=branch_length,
+            draft_phrases=draft_phrases,
+            adaptive=adaptive,
+            pool_branches=pool_branches,
             pool=seeded_pool(seed, max_phrases, phrase_length),
         )
 
@@ -44,4 +47,7 @@ def ouroboros_factories(pair: Any) -> st.SearchStrategy[Callable[[], OuroborosPr
         st.integers(1, 2),
         st.integers(0, 3),
         st.integers(1, 3),
+        st.integers(1, 2),
+        st.booleans(),
+        st.booleans(),
     )

@@ -18,6 +18,9 @@ from specdec.integrations.toy import ToyModel
 from specdec.phrase_pool import PhrasePool
 from specdec.plugins import registry
 from specdec.policy import Decision
+from specdec.proposer import ProposalRequest
+from specdec.samplers import TorchSampler
+from specdec.sampling import SamplingConfig
 from specdec.strategies.policies import FixedPolicy
 from specdec.strategies.proposers import DraftModelProposer, OuroborosProposer
 from tests.models import real_model
@@ -228,3 +231,43 @@ def test_phrase_drafting_on_a_real_draft_matches_its_greedy_continuation():
     fresh = load_model(model_path("stories260K-draft"))
     for context, tokens in proposer.rounds:
         assert tokens == greedy_continuation(fresh, context, len(tokens))
+
+
+def test_worth_length_keeps_tokens_while_they_pay():
+    from specdec.strategies.proposers.ouroboros import Rate, worth_length
+
+    assert worth_length(0.5, 0.5, 0.15, 6) == 2  # 0.5, 0.25 > 0.15 > 0.125
+    assert worth_length(0.9, 0.9, 0.15, 6) == 6
+    assert worth_length(0.1, 0.9, 0.15, 6) == 0  # the first token does not pay
+    assert worth_length(0.6, 0.0, 0.1, 6) == 1
+    assert worth_length(0.6, 1.0, 0.1, 4) == 4
+    rate = Rate()
+    for _ in range(100):
+        rate.add(0, 1)
+    assert rate.value < 0.01
+
+
+def test_cost_gates_cut_phrases_and_branches_to_what_pays():
+    from specdec.strategies.proposers.ouroboros import PROBE_EVERY, Rate
+
+    proposer = OuroborosProposer(toy(), max_ngram=1, phrase_length=6)
+    proposer.start([1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 0, 1], SamplingConfig())
+    context = [1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 0, 1]
+    proposer._agree["context"] = Rate(95, 100)  # the draft nearly always agrees: feed it all
+    fed, found = proposer._draft_phrases(context, [], 10)
+    assert fed == found == [((2, 3, 4, 5, 0, 1), "context")]
+    proposer._agree["context"] = Rate(0, 100)  # never agrees: feed nothing, but probe now and then
+    rounds = [proposer._draft_phrases(context, [], 10) for _ in range(2 * PROBE_EVERY)]
+    assert all(found == [((2, 3, 4, 5, 0, 1), "context")] for _, found in rounds)  # still branch candidates
+    assert [i for i, (fed, _) in enumerate(rounds) if fed] == [PROBE_EVERY - 1, 2 * PROBE_EVERY - 1]
+    # branches: a kind whose first token is rarely emitted is skipped; a reliable one gets length
+    request = ProposalRequest(context, 4, FixedPolicy(4), SamplingConfig(), TorchSampler(0), frozenset(), 10)
+    proposer._entry["branch"], proposer._cont["branch"] = Rate(90, 100), Rate(80, 100)
+    branches, kinds = proposer._branches(request, [2, 3], [])
+    assert kinds == ["suffix:context"] and len(branches[0].tokens) == proposer.branch_length
+    proposer._entry["branch"] = Rate(1, 100)
+    assert all(proposer._branches(request, [2, 3], [])[0] == [] for _ in range(PROBE_EVERY - 2))
+    fixed = OuroborosProposer(toy(), max_ngram=1, adaptive=False)
+    fixed.start(context, SamplingConfig())
+    fixed._agree["context"] = Rate(0, 100)  # not adaptive: phrases are fed whole regardless
+    assert fixed._draft_phrases(context, [], 10)[0] == [((2, 3, 4, 5, 0, 1), "context")]

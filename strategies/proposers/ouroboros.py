@@ -24,10 +24,15 @@ keeps the output exactly the target's distribution, which the original, greedy-o
 The pool is fed by the prompt's and the output's n-grams, the draft's own continuations, the
 target's argmax beyond a rejection point and the target's corrections of the branches; it is
 bounded (LRU) and, with `warm_start`, kept across `generate` calls.
+
+Extra tokens in a forward cost compute (much more on a CPU than on a GPU), so with `adaptive`
+(the default) phrases and branches are cut to the length their observed agreement pays for; see
+docs/proposers.md for the cost model and measurements.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Sequence
 
@@ -40,7 +45,7 @@ from specdec.features import TokenFeatures, draft_features, token_features
 from specdec.integrations.base import LanguageModel, supports_tree
 from specdec.ngram import NgramIndex
 from specdec.phrase_pool import PhrasePool
-from specdec.policy import Decision, boolean, non_negative_int, positive_int
+from specdec.policy import Decision, boolean, finite_in, non_negative_int, positive_int
 from specdec.proposer import ProposalRequest
 from specdec.sampling import SamplingConfig
 from specdec.sequence_cache import SequenceCache
@@ -66,6 +71,41 @@ def argmax_rows(logits: torch.Tensor, who: str) -> list[int]:
     return indices.tolist()
 
 
+# a closed cost gate still probes every this many opportunities (keeps its estimate current)
+PROBE_EVERY = 8
+# one gate for all branches: their kinds (parted phrase / suffix, context / pool) share one payoff
+# estimate, so that exploring them costs one probe, not one per kind
+BRANCH_GATE = "branch"
+
+
+@attrs.define
+class Rate:
+    """A success rate with exponential forgetting (recent rounds weigh most); prior 1 in 2."""
+
+    hits: float = 1.0
+    trials: float = 2.0
+
+    def add(self, hits: float, trials: float, keep: float = 0.95) -> None:
+        self.hits = self.hits * keep + hits
+        self.trials = self.trials * keep + trials
+
+    @property
+    def value(self) -> float:
+        return self.hits / self.trials if self.trials > 0 else 0.0
+
+
+def worth_length(entry: float, cont: float, cost: float, cap: int) -> int:
+    """Tokens worth offering when token k (1-based) is used with probability entry * cont**(k-1)
+    and each costs `cost` (in units of what a used token saves): the largest k still in profit."""
+    if cap <= 0 or entry <= cost:
+        return 0
+    if cont >= 1.0:
+        return cap
+    if cont <= 0.0:
+        return 1
+    return max(1, min(cap, 1 + int(math.log(cost / entry) / math.log(cont))))
+
+
 @attrs.define
 class OuroborosStats:
     """Counters since construction (for benchmarks and tests)."""
@@ -75,6 +115,7 @@ class OuroborosStats:
     phrase_tokens: int = 0  # of which came from an agreeing pool / context phrase
     branch_rounds: int = 0  # rounds that attached branches
     branch_tokens_offered: int = 0  # tokens in attached branches (target compute spent on them)
+    branch_kinds: dict[str, int] = attrs.field(factory=dict)  # branch tokens emitted, per kind
 
 
 @attrs.define
@@ -89,7 +130,11 @@ class OuroborosProposer:
     branches: int = attrs.field(default=1, validator=non_negative_int)  # candidate suffixes per round
     branch_length: int = attrs.field(default=4, validator=positive_int)  # tokens per suffix, at most
     draft_phrases: int = attrs.field(default=1, validator=positive_int)  # phrases checked per draft forward
+    pool_branches: bool = attrs.field(default=False, validator=boolean)  # also offer pool phrases as branches
     max_ngram: int = attrs.field(default=2, validator=positive_int)  # context lookup n-gram size
+    adaptive: bool = attrs.field(default=True, validator=boolean)  # gate phrases and branches by their payoff
+    draft_token_cost: float = attrs.field(default=0.15, validator=finite_in(0.0, 1.0))  # extra draft-forward token / a draft forward
+    target_token_cost: float = attrs.field(default=0.05, validator=finite_in(0.0, 1.0))  # extra target token / an emitted token
     warm_start: bool = attrs.field(default=True, validator=boolean)  # keep the pool across generate calls
     pool_file: str | None = None  # JSON pool loaded at construction (see PhrasePool.save)
     pool: PhrasePool | None = None  # share a pool between proposers (built from the bounds if None)
@@ -99,6 +144,13 @@ class OuroborosProposer:
     _fed: int = attrs.field(init=False, default=0, repr=False)  # context positions fed to the pool
     _last: Draft | None = attrs.field(init=False, default=None, repr=False)
     _anchor: int = attrs.field(init=False, default=-1, repr=False)  # context token before the draft
+    # cost gates: how often a phrase token from each source is agreed by the draft, and how often
+    # a branch token of each kind is emitted (entry: the first; cont: each next one)
+    _agree: dict[str, Rate] = attrs.field(init=False, factory=dict, repr=False)
+    _entry: dict[str, Rate] = attrs.field(init=False, factory=dict, repr=False)
+    _cont: dict[str, Rate] = attrs.field(init=False, factory=dict, repr=False)
+    _closed: dict[str, int] = attrs.field(init=False, factory=dict, repr=False)  # refusals per gate
+    _branch_kinds: list[str] = attrs.field(init=False, factory=list, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.pool is None:
@@ -142,6 +194,11 @@ class OuroborosProposer:
         self._index.reset()
         self._fed = 0
         self._last = None
+        # payoffs differ from prompt to prompt (an input the output copies, or not): learn afresh
+        self._agree.clear()
+        self._entry.clear()
+        self._cont.clear()
+        self._closed.clear()
         self._ingest(prompt)
 
     def propose(self, request: ProposalRequest) -> Draft:
@@ -149,7 +206,7 @@ class OuroborosProposer:
         self._ingest(context)
         self._anchor = int(context[-1])
         tokens, features, alternatives = self._draft(request)
-        branches = self._branches(request, tokens, alternatives)
+        branches, self._branch_kinds = self._branches(request, tokens, alternatives)
         draft = Draft(tuple(tokens), (None,) * len(tokens), tuple(features), branches)
         self._last = draft
         return draft
@@ -159,9 +216,11 @@ class OuroborosProposer:
         if draft is None or verification.drafted != len(draft):
             return
         self._harvest(draft, verification)
+        if draft.branches and len(self._branch_kinds) == len(draft.branches):
+            self._learn_branches(draft, verification)
 
     # ------------------------------------------------------------------ drafting
-    def _draft(self, request: ProposalRequest) -> tuple[list[int], list[TokenFeatures], list[Branch]]:
+    def _draft(self, request: ProposalRequest) -> tuple[list[int], list[TokenFeatures], list[tuple[Branch, str]]]:
         """Greedy drafting, each forward checking candidate phrases (see module docstring).
 
         Returns the draft tokens, their features, and the candidate phrases the draft disagreed
@@ -172,14 +231,14 @@ class OuroborosProposer:
         who = f"the draft model {self.model.name!r}"
         tokens: list[int] = []
         features: list[TokenFeatures] = []
-        alternatives: list[Branch] = []
+        alternatives: list[tuple[Branch, str]] = []
         pending: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []  # (logits, hidden, argmax)
         first = True
         while True:
             if not pending:
                 room = request.budget - len(tokens) - 1  # phrase tokens this forward may add
-                phrases = self._candidates(request.context, tokens, min(room, self.phrase_length), self.draft_phrases) if room > 0 else []
-                pending = self._step(request.context, tokens, phrases, first, hidden, who, alternatives)
+                fed, found = self._draft_phrases(request.context, tokens, room)
+                pending = self._step(request.context, tokens, fed, found, first, hidden, who, alternatives)
                 first = False
             logits, state, token = pending.pop(0)
             before = draft_features(logits, len(tokens), state)
@@ -194,34 +253,71 @@ class OuroborosProposer:
             if decision is Decision.STOP or len(tokens) >= request.budget or token in request.eos_token_ids:
                 break
         self.stats.draft_tokens += len(tokens)
-        return tokens, features, [b for b in alternatives if b.at <= len(tokens)]
+        return tokens, features, [(b, source) for b, source in alternatives if b.at <= len(tokens)]
+
+    def _draft_phrases(
+        self, context: Sequence[int], tokens: list[int], room: int
+    ) -> tuple[list[tuple[tuple[int, ...], str]], list[tuple[tuple[int, ...], str]]]:
+        """Candidate phrases at the next draft position: (those to feed, cut to the length that
+        pays; all of them, which may become branches where the draft parts from them).
+
+        A phrase token costs a little draft compute (`draft_token_cost` of a forward) and saves a
+        whole forward when the draft agrees with it; with a per-source agreement rate a, the k-th
+        token is agreed with probability a**k, so tokens are fed while a**k > cost.
+        """
+        found = self._candidates(context, tokens, max(1, min(room, self.phrase_length)), self.draft_phrases)
+        if room <= 0:
+            return [], found
+        # the source the draft has agreed with most lately goes first (the pool, usually: it holds
+        # the draft's own continuations; the context's copies are what the target agrees with)
+        ranked = sorted(found, key=lambda item: -self._agree.setdefault(item[1], Rate()).value)
+        if not self.adaptive:
+            return ranked[: self.draft_phrases], found
+        fed = []
+        for phrase, source in ranked:
+            if len(fed) >= self.draft_phrases:
+                break
+            rate = self._agree.setdefault(source, Rate()).value
+            length = worth_length(rate, rate, self.draft_token_cost, len(phrase))
+            if length == 0 and self._probe("draft:" + source):
+                length = len(phrase)
+            if length:
+                fed.append((phrase[:length], source))
+        return fed, found
+
+    def _probe(self, gate: str) -> bool:
+        """A closed gate still says yes now and then, so that its estimate can recover."""
+        count = self._closed[gate] = self._closed.get(gate, 0) + 1
+        return count % PROBE_EVERY == 0
 
     def _step(
         self,
         context: Sequence[int],
         tokens: list[int],
-        phrases: list[tuple[int, ...]],
+        candidates: list[tuple[tuple[int, ...], str]],
+        found: list[tuple[tuple[int, ...], str]],
         first: bool,
         hidden: bool,
         who: str,
-        alternatives: list[Branch],
+        alternatives: list[tuple[Branch, str]],
     ) -> list[tuple[torch.Tensor, torch.Tensor | None, int]]:
-        """One draft forward: the last token (or the context tail) plus the candidate phrases.
+        """One draft forward: the last token (or the context tail) plus the phrases to feed.
 
         Returns a (logits, hidden, argmax) row per new draft token: the agreeing phrase prefix and
-        the draft's own token after it. Phrases the draft parts from become `alternatives`.
+        the draft's own token after it. Phrases the draft parts from become `alternatives`: fed
+        ones where its argmax leaves them, the others if its next token already differs.
         """
         lead = [] if first else [tokens[-1]]
+        chain = len(candidates) <= 1 or not supports_tree(self.model)  # one phrase: a plain forward
+        candidates = candidates[:1] if chain else candidates
+        phrases = [phrase for phrase, _ in candidates]
         tree = TokenTree.build((), [Branch(0, p) for p in phrases])
-        chain = len(phrases) <= 1 or not supports_tree(self.model)
         if chain:
-            nodes = list(phrases[0]) if phrases else []
-            fed = lead + nodes
+            nodes = list(tree.tokens)
             if first:
                 out = self._cache.sync(context, nodes, keep=len(nodes) + 1, hidden=hidden)
             else:
-                out = self._cache.extend(fed, keep=len(fed), hidden=hidden)
-            tree = TokenTree.build((), [Branch(0, nodes)] if nodes else [])
+                out = self._cache.extend(lead + nodes, keep=len(nodes) + 1, hidden=hidden)
         elif first:
             out = self._cache.sync(context, keep=len(tree) + 1, hidden=hidden, tree=(tree.tokens, tree.parents))
         else:
@@ -243,52 +339,94 @@ class OuroborosProposer:
         else:
             self._cache.settle(spelled)
         base = len(tokens)
-        for phrase in phrases:
+        for phrase, source in candidates:
             common = 0
             while common < len(spelled) and common < len(phrase) and phrase[common] == spelled[common]:
                 common += 1
+            self._agree.setdefault(source, Rate()).add(common, common + (common < len(phrase)))
             if common < len(phrase):
-                alternatives.append(Branch(base + common, phrase[common:]))
+                alternatives.append((Branch(base + common, phrase[common:]), source))
+        fed_phrases = {phrase for phrase, _ in candidates}
+        for phrase, source in found:  # not fed (gated out): a branch if the draft's next token differs
+            if not any(f == phrase[: len(f)] for f in fed_phrases) and phrase[0] != choices[0]:
+                alternatives.append((Branch(base, phrase), source))
         self.stats.phrase_tokens += len(path)
         rows = [-1] + path
         return [(out.logits[j + 1], _row(out.hidden, j + 1), choices[j + 1]) for j in rows]
 
-    def _branches(self, request: ProposalRequest, tokens: list[int], alternatives: list[Branch]) -> list[Branch]:
-        """Up to `branches` branches for the target: where the draft parted from a phrase, then
-        Ouroboros' candidate suffixes after the whole draft; each cut to the round's tree depth."""
-        depth = request.tree_depth
-        if self.branches == 0 or depth == 0:
-            return []
-        chosen: list[Branch] = []
-        seen: set[tuple[int, tuple[int, ...]]] = set()
+    def _branches(
+        self, request: ProposalRequest, tokens: list[int], alternatives: list[tuple[Branch, str]]
+    ) -> tuple[list[Branch], list[str]]:
+        """Up to `branches` branches for the target, with the kind each came from.
 
-        def offer(branch: Branch) -> None:
-            cut = branch.tokens[: min(self.branch_length, depth - branch.at)]
-            if cut and len(chosen) < self.branches and (branch.at, cut) not in seen:
+        First the phrases the draft parted from, hung where they part, then Ouroboros' candidate
+        suffixes after the whole draft; each cut to the round's tree depth and, when adaptive, to
+        the length whose tokens are still likely enough to be emitted to pay for their compute.
+        """
+        depth = request.tree_depth
+        if self.branches == 0 or depth == 0 or not tokens:  # no draft: the policy wants a plain step
+            return [], []
+        offers = [
+            (b, "parted:" + source)
+            for b, source in sorted(alternatives, key=lambda item: item[0].at)
+            if source == "context" or self.pool_branches
+        ]
+        if tokens[-1] not in request.eos_token_ids:
+            found = self._candidates(request.context, tokens, self.branch_length, self.branches, pool=self.pool_branches)
+            offers += [(Branch(len(tokens), phrase), "suffix:" + source) for phrase, source in found]
+        chosen: list[Branch] = []
+        kinds: list[str] = []
+        seen: set[tuple[int, tuple[int, ...]]] = set()
+        for branch, kind in offers:
+            if len(chosen) >= self.branches:
+                break
+            cap = min(self.branch_length, depth - branch.at, len(branch.tokens))
+            if self.adaptive:
+                entry = self._entry.setdefault(BRANCH_GATE, Rate()).value
+                length = worth_length(entry, self._cont.setdefault(BRANCH_GATE, Rate()).value, self.target_token_cost, cap)
+                if length == 0 and self._probe(BRANCH_GATE):
+                    length = cap
+            else:
+                length = cap
+            cut = branch.tokens[:length]
+            if cut and (branch.at, cut) not in seen:
                 seen.add((branch.at, cut))
                 chosen.append(Branch(branch.at, cut))
-
-        for branch in sorted(alternatives, key=lambda b: b.at):
-            offer(branch)
-        if len(chosen) < self.branches and not (tokens and tokens[-1] in request.eos_token_ids):
-            for suffix in self._candidates(request.context, tokens, self.branch_length, self.branches):
-                offer(Branch(len(tokens), suffix))
+                kinds.append(kind)
         self.stats.branch_rounds += bool(chosen)
         self.stats.branch_tokens_offered += sum(len(b.tokens) for b in chosen)
-        return chosen
+        return chosen, kinds
 
-    def _candidates(self, context: Sequence[int], drafted: list[int], length: int, count: int) -> list[tuple[int, ...]]:
-        """Up to `count` distinct continuations: the context's own (n-gram match), then the pool's."""
+    def _learn_branches(self, draft: Draft, verification: Verification) -> None:
+        """Update the branch gates: was each branch's first token emitted, and how far did it go."""
+        on_path = set(verification.tree_path)
+        for branch, nodes, kind in zip(draft.branches, draft.tree.branch_nodes, self._branch_kinds):
+            emitted = sum(1 for node in nodes if node in on_path)
+            self._entry.setdefault(BRANCH_GATE, Rate()).add(float(emitted > 0), 1.0)
+            if emitted:
+                self._cont.setdefault(BRANCH_GATE, Rate()).add(emitted - 1, emitted - 1 + (emitted < len(branch.tokens)))
+            self.stats.branch_kinds[kind] = self.stats.branch_kinds.get(kind, 0) + emitted
+
+    def _candidates(
+        self, context: Sequence[int], drafted: list[int], length: int, count: int, *, pool: bool = True
+    ) -> list[tuple[tuple[int, ...], str]]:
+        """Distinct continuations of context + drafted with their source: up to `count` from the
+        context (n-gram match, newest first), then up to `count` more from the pool (newest)."""
         tail = (list(context[-self.max_ngram:]) + drafted)[-self.max_ngram:]
-        found: list[tuple[int, ...]] = []
+        found: list[tuple[tuple[int, ...], str]] = []
+        seen: set[tuple[int, ...]] = set()
         for cont in self._index.lookup(tail, length, drafted=drafted, limit=count):
-            found.append(tuple(cont))
-        if len(found) < count:
+            found.append((tuple(cont), "context"))
+            seen.add(tuple(cont))
+        if pool:
+            taken = 0
             for phrase in self.pool.get(tail[-1], limit=count + len(found)):
                 phrase = phrase[:length]
-                if phrase not in found:
-                    found.append(phrase)
-                    if len(found) >= count:
+                if phrase not in seen:
+                    found.append((phrase, "pool"))
+                    seen.add(phrase)
+                    taken += 1
+                    if taken >= count:
                         break
         return found
 
