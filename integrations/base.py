@@ -87,6 +87,15 @@ def supports_tree(model: object) -> bool:
     return callable(getattr(model, "forward_tree", None)) and callable(getattr(model, "compact", None))
 
 
+def as_model(value: "LanguageModel | str") -> "LanguageModel":
+    """attrs converter shared by the decoder and model proposers: a path or hub id is loaded."""
+    if isinstance(value, str):
+        from .hf import load_model
+
+        return load_model(value)
+    return value
+
+
 def check_keep(tokens: Sequence[Any], keep: int) -> None:
     """Shared argument check of `forward` implementations."""
     if not tokens:

@@ -99,30 +99,7 @@ class HFModel:
         check_keep(tokens, keep)
         if self.max_length is not None and self._length + len(tokens) > self.max_length:
             raise ValueError(f"{self.name}: {self._length + len(tokens)} tokens exceed the context of {self.max_length}")
-        input_ids = torch.tensor([list(tokens)], dtype=torch.long)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            if self._head_ids is None:
-                out = self.model(
-                    input_ids=input_ids,
-                    past_key_values=self._cache,
-                    use_cache=True,
-                    logits_to_keep=keep,
-                    output_hidden_states=hidden,
-                )
-                logits = out.logits[0, -keep:].float()
-                states = out.hidden_states[-1][0, -keep:].float() if hidden else None
-            else:
-                base = getattr(self.model, self.model.base_model_prefix)
-                last = base(input_ids=input_ids, past_key_values=self._cache, use_cache=True).last_hidden_state[0, -keep:]
-                logits = torch.full((keep, self.vocab_size), -math.inf)
-                logits[:, self._head_ids] = (last @ self._head_weight.T).float()
-                states = last.float() if hidden else None
-        self.forward_seconds += time.perf_counter() - start
-        self._length += len(tokens)
-        self.forwards += 1
-        self.tokens_processed += len(tokens)
-        return ModelOutput(logits=logits, hidden=states)
+        return self._run(tokens, keep, hidden)
 
     def crop(self, length: int) -> None:
         if not 0 <= length <= self._length:
@@ -164,34 +141,34 @@ class HFModel:
         dtype = self.model.dtype
         mask = torch.zeros(1, 1, n, cached + n, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
         position_ids = torch.tensor([[cached + d - 1 for d in depth]], dtype=torch.long)
+        return self._run(tokens, keep, hidden, attention_mask=mask, position_ids=position_ids)
+
+    def _run(self, tokens: Sequence[int], keep: int, hidden: bool, **extra: torch.Tensor) -> ModelOutput:
+        """One forward appending `tokens` (plain or tree: `extra` holds its mask and positions)."""
         input_ids = torch.tensor([list(tokens)], dtype=torch.long)
-        head_ids = getattr(self, "_head_ids", None)
         start = time.perf_counter()
         with torch.inference_mode():
-            if head_ids is None:
+            if self._head_ids is None:
                 out = self.model(
                     input_ids=input_ids,
-                    attention_mask=mask,
-                    position_ids=position_ids,
                     past_key_values=self._cache,
                     use_cache=True,
                     logits_to_keep=keep,
                     output_hidden_states=hidden,
+                    **extra,
                 )
                 logits = out.logits[0, -keep:].float()
                 states = out.hidden_states[-1][0, -keep:].float() if hidden else None
             else:  # a head-subset view: score only its tokens
                 base = getattr(self.model, self.model.base_model_prefix)
-                last = base(
-                    input_ids=input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=self._cache, use_cache=True
-                ).last_hidden_state[0, -keep:]
+                last = base(input_ids=input_ids, past_key_values=self._cache, use_cache=True, **extra).last_hidden_state[0, -keep:]
                 logits = torch.full((keep, self.vocab_size), -math.inf)
-                logits[:, head_ids] = (last @ self._head_weight.T).float()
+                logits[:, self._head_ids] = (last @ self._head_weight.T).float()
                 states = last.float() if hidden else None
         self.forward_seconds += time.perf_counter() - start
-        self._length += n
+        self._length += len(tokens)
         self.forwards += 1
-        self.tokens_processed += n
+        self.tokens_processed += len(tokens)
         return ModelOutput(logits=logits, hidden=states)
 
     def compact(self, length: int, positions: Sequence[int]) -> None:

@@ -49,4 +49,5 @@ __all__ = [
     "TorchSampler",
     "Verification",
     "Verifier",
+    "VocabularyMismatchError",
 ]

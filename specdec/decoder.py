@@ -18,7 +18,7 @@ import attrs
 
 from specdec.draft import EMPTY_DRAFT, Draft
 from specdec.errors import ConfigurationError, InputError, VocabularyMismatchError
-from specdec.integrations.base import LanguageModel, TextCodec, supports_tree
+from specdec.integrations.base import LanguageModel, TextCodec, as_model, supports_tree
 from specdec.policy import LengthPolicy, RoundState
 from specdec.proposer import ProposalRequest, Proposer
 from specdec.samplers import Sampler, TorchSampler
@@ -26,14 +26,6 @@ from specdec.sampling import SamplingConfig
 from specdec.sequence_cache import SequenceCache
 from specdec.stats import GenerationResult, StatsRecorder
 from specdec.verifier import Verifier
-
-
-def _as_model(value: LanguageModel | str) -> LanguageModel:
-    if isinstance(value, str):
-        from specdec.integrations.hf import load_model
-
-        return load_model(value)
-    return value
 
 
 def _default_policy() -> LengthPolicy:
@@ -50,7 +42,7 @@ class Decoder:
     same loop and adapter.
     """
 
-    target: LanguageModel = attrs.field(converter=_as_model)
+    target: LanguageModel = attrs.field(converter=as_model)
     proposer: Proposer | None = None
     policy: LengthPolicy = attrs.field(factory=_default_policy)
     verifier: Verifier = attrs.field(factory=Verifier)

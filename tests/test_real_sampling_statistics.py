@@ -15,7 +15,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from specdec import Decoder, TorchSampler, Verifier
+from specdec import Decoder, TorchSampler
 from specdec.sampling import SamplingConfig, warp
 from specdec.strategies.policies import FixedPolicy
 from specdec.strategies.proposers import DraftModelProposer

@@ -10,7 +10,7 @@ import torch
 from specdec.draft import Draft
 from specdec.errors import ConfigurationError
 from specdec.features import draft_features, token_features
-from specdec.integrations.base import LanguageModel
+from specdec.integrations.base import LanguageModel, as_model
 from specdec.policy import Decision
 from specdec.proposer import ProposalRequest
 from specdec.sampling import SamplingConfig, checked_max, warp
@@ -18,14 +18,6 @@ from specdec.sequence_cache import SequenceCache
 from specdec.verification import Verification
 
 from .frequent_tokens import frequent_tokens
-
-
-def _as_model(value: LanguageModel | str) -> LanguageModel:
-    if isinstance(value, str):
-        from specdec.integrations.hf import load_model
-
-        return load_model(value)
-    return value
 
 
 @attrs.define
@@ -43,7 +35,7 @@ class DraftModelProposer:
     """
 
     name = "draft"
-    model: LanguageModel = attrs.field(converter=_as_model)
+    model: LanguageModel = attrs.field(converter=as_model)
     head_tokens: int | None = attrs.field(default=None, kw_only=True)
     _cache: SequenceCache = attrs.field(init=False)
 

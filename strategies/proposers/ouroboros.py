@@ -40,35 +40,19 @@ import attrs
 import torch
 
 from specdec.draft import Branch, Draft, TokenTree
-from specdec.errors import ConfigurationError, NonFiniteLogitsError
+from specdec.errors import ConfigurationError
 from specdec.features import TokenFeatures, draft_features, token_features
-from specdec.integrations.base import LanguageModel, supports_tree
+from specdec.integrations.base import LanguageModel, as_model, supports_tree
 from specdec.ngram import NgramIndex
 from specdec.phrase_pool import PhrasePool
 from specdec.policy import Decision, boolean, finite_in, non_negative_int, positive_int
 from specdec.proposer import ProposalRequest
-from specdec.sampling import SamplingConfig
+from specdec.sampling import SamplingConfig, checked_max
 from specdec.sequence_cache import SequenceCache
 from specdec.verification import Verification
 
 # shortest phrase harvested from a round (the prompt's n-grams are always full length)
 MIN_HARVEST = 2
-
-
-def _as_model(value: LanguageModel | str) -> LanguageModel:
-    if isinstance(value, str):
-        from specdec.integrations.hf import load_model
-
-        return load_model(value)
-    return value
-
-
-def argmax_rows(logits: torch.Tensor, who: str) -> list[int]:
-    """Argmax of each row, refusing NaN / +inf / all -inf rows (one reduction does both)."""
-    values, indices = logits.max(dim=-1)
-    if not bool(torch.isfinite(values).all()):
-        raise NonFiniteLogitsError(f"{who} produced NaN, +inf or all -inf logits")
-    return indices.tolist()
 
 
 # a closed cost gate still probes every this many opportunities (keeps its estimate current)
@@ -123,7 +107,7 @@ class OuroborosProposer:
     """Draft-model proposer with phrase extension from a bounded phrase pool."""
 
     name = "ouroboros"
-    model: LanguageModel = attrs.field(converter=_as_model)
+    model: LanguageModel = attrs.field(converter=as_model)
     phrase_length: int = attrs.field(default=6, validator=positive_int)  # N - 1 of the original (N = 7)
     max_phrases: int = attrs.field(default=20, validator=positive_int)  # G: phrases kept per key
     max_keys: int = attrs.field(default=4096, validator=positive_int)  # pool bound on keys
@@ -323,7 +307,7 @@ class OuroborosProposer:
         else:
             out = self._cache.extend_tree(lead, tree.tokens, tree.parents, keep=len(tree) + 1, hidden=hidden)
         self.stats.draft_steps += 1
-        choices = argmax_rows(out.logits, who)
+        choices = checked_max(out.logits, who).tolist()
         path: list[int] = []  # tree nodes the draft agrees with, from the root
         node = -1
         while True:
