@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from specdec import Decoder
-from specdec.bench.costs import measure_step_costs
+from specdec.bench.costs import measure_prefill, measure_step_costs
 from specdec.bench.methods import SpecdecMethod
 from specdec.bench.prompts import load_spec_bench
 from specdec.bench.report import markdown_table, plot_speedups, print_table, write_json
@@ -63,18 +63,23 @@ def main() -> None:
         ids = encode(next(p.text for p in prompts if p.category == category))
         context = ids + ids[-1:] * (args.max_new_tokens // 2)
         costs[category] = measure_step_costs(target, draft, context, max_width=max(ks) + 1)
+    prefills = {p.question_id: measure_prefill(target, draft, encode(p.text)) for p in prompts}
     rows = []
     for s in summaries:
         row = s.to_dict()
         row["predicted"] = row["measured_over_predicted"] = float("nan")
         if s.method.startswith("fixed") and s.category != "all":
             k = int(s.method.split("=")[1])
-            rs = [r for r in records if r.method == s.method and r.category == s.category]
-            base = [r for r in records if r.method == "target-only" and r.category == s.category]
-            per_token = sum(r.run.seconds for r in base) / sum(len(r.run.ids) for r in base)
-            row["predicted"] = costs[s.category].predicted_speedup(
-                per_token, s.tokens, sum(r.run.rounds for r in rs), sum(r.run.draft_forwards for r in rs), k
-            )
+            base = {(r.question_id, r.repeat): r for r in records if r.method == "target-only" and r.category == s.category}
+            spec = [r for r in records if r.method == s.method and r.category == s.category]
+            predicted = 0.0
+            for r in spec:
+                b = base[r.question_id, r.repeat]
+                predicted += costs[s.category].predicted_seconds(
+                    b.run.seconds, b.tokens, r.run.rounds, r.run.draft_forwards, k, prefills[r.question_id]
+                )
+            base_rate = sum(b.tokens for b in base.values()) / sum(b.run.seconds for b in base.values())
+            row["predicted"] = sum(r.tokens for r in spec) / predicted / base_rate
             row["measured_over_predicted"] = s.speedup / row["predicted"]
         rows.append(row)
     rows.sort(key=lambda r: (r["category"] == "all", r["category"], r["method"] != "target-only", r["method"]))

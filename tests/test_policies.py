@@ -187,11 +187,37 @@ def drive(policy, probs: list[float], accepted: int, *, draft: float = 0.0, veri
 
 
 def test_cost_aware_returns_plain_steps_when_drafting_cannot_pay_and_explores_deterministically():
-    policy = CostAwarePolicy(measure=False, draft_cost=1.0, prior_acceptance=0.2, explore_every=3, max_draft=4)
-    # first token: 0.2 accepted * V(1)=1 is less than D=1 + the verify increment .05
-    rounds = [drive(policy, [0.01], 0) for _ in range(8)]
-    assert [budget for budget, _ in rounds] == [0, 0, 0, 1, 0, 0, 0, 1]
-    assert rounds[3][1] == [Decision.STOP]  # an exploring token is drafted and kept whatever it looks like
+    policy = CostAwarePolicy(measure=False, draft_cost=1.0, prior_acceptance=0.2, catchup_cost=0.0, explore_share=0.3, max_draft=4)
+    policy.start()
+    # first token: 0.2 accepted * V(1)=1 is less than D=1 + the verify increment .05. An exploration
+    # costs D + .05 = 1.05: a new prompt is explored at once (0.3 * 100 tokens left covers it), then
+    # once 0.3 * the idle time (1 per plain step) covers it: after 4 plain steps
+    rounds = [drive(policy, [0.01, 0.01], 0) for _ in range(10)]
+    assert [budget for budget, _ in rounds] == [4, 0, 0, 0, 0, 4, 0, 0, 0, 0]
+    # an exploring round keeps its first token whatever it looks like, and then follows the rule
+    assert rounds[0][1] == rounds[5][1] == [Decision.STOP]
+
+
+def test_cost_aware_weighs_the_drafts_catch_up_on_a_long_prompt_against_the_rounds_left():
+    policy = CostAwarePolicy(measure=False, draft_cost=0.1, width_cost=0.05, catchup_cost=0.005, explore_share=0.0)
+    policy.start()
+    # a0 = .5: a round gains .5 - .1 - .05 = .35 over about 10 / 1.5 rounds = 2.33 in all, less than
+    # reading a 2,000-token prompt first (.005 * 1,999 = 10.0); a 3-token prompt costs .01
+    assert policy.begin_round(RoundState(context_length=2000, generated=0, remaining=10)) == 0
+    assert policy.begin_round(RoundState(context_length=3, generated=0, remaining=10)) == 16
+    # with 1,000 tokens left the long prompt pays too: .35 * 666.7 = 233 > 10
+    assert policy.begin_round(RoundState(context_length=2000, generated=0, remaining=1000)) == 16
+
+
+def test_cost_aware_keeps_only_a_few_observations_of_acceptance_for_the_next_prompt():
+    policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.0, carry=4.0, prior_weight=2.0, max_draft=8)
+    policy.start()
+    for _ in range(40):
+        drive(policy, [0.95], 0)  # every first token rejected in this call
+    assert policy.first_acceptance() < 0.05
+    policy.start()
+    # 40 rejections (discounted) shrink to 4 observations, all rejections: (0 + 2 * .5) / (4 + 2)
+    assert policy.first_acceptance() == pytest.approx(1 / 6)
 
 
 def test_cost_aware_drafts_when_the_draft_is_cheap_and_accepted():
@@ -215,7 +241,7 @@ def test_cost_aware_learns_acceptance_from_outcomes():
 
 
 def test_cost_aware_measures_costs_and_stops_speculating_when_it_is_slower():
-    policy = CostAwarePolicy(explore_every=1000)
+    policy = CostAwarePolicy(explore_share=0.0)
     policy.start()
     policy.observe(verdict(0, 0, verify=5.0))  # the first round prefills the prompt: not a step cost
     policy.observe(verdict(0, 0, verify=0.010))
@@ -228,8 +254,24 @@ def test_cost_aware_measures_costs_and_stops_speculating_when_it_is_slower():
     assert budgets[0] == 16 and budgets[-1] == 0
 
 
+def test_cost_aware_re_measures_verify_costs_per_call_keeping_their_shape():
+    policy = CostAwarePolicy(explore_share=0.0)
+    policy.start()
+    policy.observe(verdict(0, 0, verify=5.0))  # prefill: not timed
+    policy.observe(verdict(0, 0, verify=0.010))
+    policy.observe(verdict(3, 3, verify=0.020))
+    assert policy.verify_cost(4) == pytest.approx(0.020)
+    policy.start()  # a longer prompt: every forward costs three times as much
+    assert policy.target_step() == pytest.approx(0.010) and policy.verify_cost(4) == pytest.approx(0.020)
+    policy.observe(verdict(0, 0, verify=5.0))
+    policy.observe(verdict(0, 0, verify=0.030))
+    assert policy.target_step() == pytest.approx(0.030)
+    assert policy.verify_cost(4) == pytest.approx(0.060)  # the ratio 2 measured before, until re-measured
+    assert policy.verify_cost(3) == pytest.approx(0.030 * (1 + 2 * 0.05))  # never measured: the prior slope
+
+
 def test_cost_aware_keeps_drafting_with_a_cheap_accurate_draft():
-    policy = CostAwarePolicy(explore_every=1000)
+    policy = CostAwarePolicy(explore_share=0.0)
     policy.start()
     policy.observe(verdict(0, 0, verify=5.0))
     policy.observe(verdict(0, 0, verify=0.010))
@@ -317,7 +359,9 @@ BAD_PARAMETERS = [
     (CostAwarePolicy, {"width_cost": -0.1}),
     (CostAwarePolicy, {"prior_acceptance": 1.5}),
     (CostAwarePolicy, {"prior_weight": 0.0}),
-    (CostAwarePolicy, {"explore_every": 0}),
+    (CostAwarePolicy, {"explore_share": 1.5}),
+    (CostAwarePolicy, {"carry": -1.0}),
+    (CostAwarePolicy, {"catchup_cost": math.nan}),
     (CostAwarePolicy, {"max_draft": 0}),
     (OraclePolicy, {"max_draft": 0}),
     (OraclePolicy, {"continuation": [1, -2]}),

@@ -77,3 +77,16 @@ def test_trimmed_head_on_the_default_pair_is_exact():
     for prompt in spec_bench_prompts(2):
         ids = decoder.encode(prompt, chat=True)
         assert list(decoder.generate(ids, NEW_TOKENS).ids) == hf_greedy(target, ids, NEW_TOKENS)
+
+
+@pytest.mark.parametrize("head_tokens", [None, 16384])
+def test_int8_draft_on_the_default_pair_is_exact(head_tokens):
+    target = real_model("smollm2-135m-instruct")
+    proposer = DraftModelProposer(real_model("smollm2-draft"), head_tokens=head_tokens, int8=True)
+    assert any("quantized" in type(m).__module__ for m in proposer.model.model.modules())
+    decoder = Decoder(target, proposer=proposer, policy=FixedPolicy(3))
+    for prompt in spec_bench_prompts(2):
+        ids = decoder.encode(prompt, chat=True)
+        result = decoder.generate(ids, NEW_TOKENS)
+        assert list(result.ids) == hf_greedy(target, ids, NEW_TOKENS)
+        assert result.stats.accepted > 0  # the int8 draft still proposes what the target says

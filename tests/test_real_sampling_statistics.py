@@ -93,3 +93,12 @@ def test_trimmed_draft_head_sampling_follows_the_target():
     sampling = SamplingConfig(1.0)
     ids = decoder.encode(PROMPT)
     assert chi_square_pvalue(draw(decoder, ids, sampling), exact_first_two(target, ids, sampling)) > ALPHA
+
+
+def test_int8_draft_sampling_follows_the_target():
+    """q is the int8 draft's own warped distribution, the one its token was drawn from."""
+    target = real_model("stories260K")
+    decoder = Decoder(target, proposer=DraftModelProposer(real_model("stories260K-draft"), int8=True), policy=FixedPolicy(2))
+    sampling = SamplingConfig(1.0)
+    ids = decoder.encode(PROMPT)
+    assert chi_square_pvalue(draw(decoder, ids, sampling), exact_first_two(target, ids, sampling)) > ALPHA

@@ -111,7 +111,9 @@ POLICY_STRATEGIES: dict[str, st.SearchStrategy | Callable[[ToyPair], st.SearchSt
         prior_acceptance=st.floats(0.0, 1.0),
         prior_weight=st.floats(0.5, 8.0),
         memory=st.integers(1, 50),
-        explore_every=st.integers(1, 4),
+        catchup_cost=st.floats(0.0, 0.1),
+        carry=st.floats(0.0, 8.0),
+        explore_share=st.floats(0.0, 1.0),
         measure=st.just(False),
     ),
     # random continuations: the output stays exact whatever the oracle knows (it decides before draws)

@@ -49,33 +49,45 @@ class StepCosts:
 
     target: tuple[float, ...]  # target[n - 1] = a forward over n tokens
     draft: tuple[float, ...]
-    target_prefill: float
-    draft_prefill: float
 
     @property
     def cost_ratio(self) -> float:
         return self.draft[0] / self.target[0]
 
-    def predicted_speedup(self, base_seconds_per_token: float, generated: int, rounds: int, draft_forwards: int, k: int) -> float:
-        """Speedup the measured rounds should reach, pricing each forward from this table.
+    def predicted_seconds(
+        self, base_seconds: float, generated: int, rounds: int, draft_forwards: int, k: int, prefill: "Prefill"
+    ) -> float:
+        """Seconds a speculative generation of one prompt should take, given the rounds it ran.
 
-        Absolute prices come from the target-only run of the same prompts (its seconds per token,
-        prefill included): the micro-benchmark above underrates forwards in a real decode at long
-        context, but its *ratios* (verify over k + 1 tokens vs one token, draft step vs target
-        step) carry over. A round is one target forward over k + 1 tokens; every draft forward
-        costs c target steps.
+        The prompt's prefill is priced apart (on 1,000-token prompts it is a quarter of a 64-token
+        target-only run, and it does not shrink with speculation). Decode steps are priced from the
+        target-only run of the same prompt: its seconds per token after prefill. The micro-benchmark
+        underrates steps inside a real decode, but its *ratios* carry over (verify over k + 1 tokens
+        vs one token, draft step vs target step). The first round's verify and the first draft
+        forward are the two prefills; every further round is one verify over k + 1 tokens and every
+        further draft forward costs c target steps.
         """
+        step = max(base_seconds - prefill.target, 0.0) / max(generated - 1, 1)
         width = min(k + 1, len(self.target))
-        verify = base_seconds_per_token * self.target[width - 1] / self.target[0]
-        draft = base_seconds_per_token * self.cost_ratio
-        spec_seconds = rounds * verify + draft_forwards * draft
-        return (generated / spec_seconds) / (1.0 / base_seconds_per_token)
+        verify = step * self.target[width - 1] / self.target[0]
+        draft = step * self.cost_ratio
+        return prefill.target + prefill.draft + max(rounds - 1, 0) * verify + max(draft_forwards - 1, 0) * draft
+
+
+@attrs.frozen
+class Prefill:
+    """Seconds to encode one prompt, for the target and the draft."""
+
+    target: float
+    draft: float
+
+
+def measure_prefill(target: LanguageModel, draft: LanguageModel, context: Sequence[int]) -> Prefill:
+    return Prefill(target=prefill_seconds(target, context), draft=prefill_seconds(draft, context))
 
 
 def measure_step_costs(target: LanguageModel, draft: LanguageModel, context: Sequence[int], max_width: int = 9) -> StepCosts:
     return StepCosts(
         target=tuple(forward_seconds(target, context, n) for n in range(1, max_width + 1)),
         draft=tuple(forward_seconds(draft, context, n) for n in (1, 2)),
-        target_prefill=prefill_seconds(target, context),
-        draft_prefill=prefill_seconds(draft, context),
     )

@@ -21,14 +21,19 @@ class CostAwarePolicy(PolicyBase):
     """Our design (docs/algorithms.md has no source for it): speculate only where it pays.
 
     Cost model, measured online from each round's `Verification` (`measure=True`):
-      - D: one draft step = median over recent rounds of draft_seconds / draft forwards (one per
-        draft position looked at, i.e. per `should_draft` call);
+      - D: one draft step = median over recent steady rounds (the draft had at most two tokens to
+        catch up on) of draft_seconds / draft positions looked at (`should_draft` calls);
+      - catch-up: before its first token the draft must read every token it has not seen (the
+        whole prompt at the start of a call, the tokens of plain steps after an idle stretch);
+        that forward costs D + B * (T - 1) for T tokens, B measured from rounds with T >= 16;
       - V(w): one target forward over w tokens = median of the recent verify_seconds of rounds
-        that verified w - 1 draft tokens (plain target steps give V(1)). A width never measured is
-        extrapolated from the nearest measured one with the prior slope `width_cost` * V(1).
-    Priors, in units of V(1), stand in until measured: D = `draft_cost` * V(1),
-    V(w) = V(1) * (1 + `width_cost` * (w - 1)). `measure=False` uses the priors only, so that runs
-    are reproducible regardless of the clock. The first round of each call (prefill) is not timed.
+        that verified w - 1 draft tokens in this call (plain target steps give V(1)); they grow
+        with the context, so each call re-measures them. A width not measured yet is priced as
+        V(1) times its ratio V(w) / V(1) in earlier calls (on a CPU a forward over 4 tokens can
+        cost far more than over 3), else times 1 + `width_cost` * (w - 1).
+    Priors, in units of V(1), stand in until measured: D = `draft_cost` * V(1), B =
+    `catchup_cost` * V(1). `measure=False` uses the priors only, so that runs are reproducible
+    regardless of the clock. The first round of each call (prefill) is not timed for the target.
 
     Acceptance model: the conditional acceptance a of a draft position is the discounted frequency
     of accepted outcomes in the decile of the draft's top-1 probability there (deterministic
@@ -37,7 +42,8 @@ class CostAwarePolicy(PolicyBase):
     observations are discounted by 1 - 1/`memory`. Outcomes are the drafted tokens up to and
     including the first rejection (later ones were not tested). a depends on the distribution
     only, so leaving a position out never depends on the token drawn there (which would bias
-    the output at T > 0).
+    the output at T > 0). Acceptance depends on the prompt, so a new call keeps at most `carry`
+    observations of each estimate from earlier calls; costs describe the machine and persist.
 
     Rule. Plain decoding costs V(1) per token. With n tokens already kept this round and P the
     estimated probability that all of them are accepted, position n (its draft step already paid)
@@ -46,26 +52,33 @@ class CostAwarePolicy(PolicyBase):
         verify increment;
       - once drawn and kept, `decide` STOPs unless the next token, assumed as likely as this
         one, pays for its draft step and verify increment: P * a**2 * V(1) > D + V(n + 3) - V(n + 2).
-    `begin_round` returns `max_draft` if a first token is expected to pay (a0 * V(1) > D + V(2) -
-    V(1), with a0 the discounted rate of attempted drafts whose first token was kept and accepted,
-    prior `prior_acceptance`), else 0: a plain target step. Every kept token's expected saving
-    exceeds its marginal cost, so (with calibrated estimates) a round costs less than plain
-    decoding of its expected output. So that it keeps learning, after `explore_every` consecutive
-    rounds that drafted nothing it drafts one token and keeps it whatever its features.
+    `begin_round` drafts (up to `max_draft`) if a first token is expected to pay, g = a0 * V(1) -
+    D - (V(2) - V(1)) > 0, with a0 the discounted rate of attempted drafts whose first token was
+    accepted (prior `prior_acceptance`), and if the catch-up B * (T - 1) is repaid by g over the
+    rounds left in the call; else it returns 0, a plain target step. Every kept token's expected
+    saving exceeds its marginal cost, so (with calibrated estimates) a round costs less than plain
+    decoding of its expected output. So that it keeps learning while idle, it explores (drafts
+    the first token whatever its features; later ones by the rule) when `explore_share` of a
+    budget covers what one exploration costs (draft step, catch-up, verify increment): the
+    budget is the whole call (remaining tokens * V(1)) at a new prompt's first round, since
+    acceptance depends on the prompt, and the idle time since the last draft afterwards. So
+    exploring spends at most about that share of the time, and a long prompt whose reading
+    costs more is not explored at all.
 
     No randomness: decisions are a deterministic function of the features and the verifications
-    observed (and of their timings when `measure=True`). Estimates persist across `generate`
-    calls, since they describe the model pair and the machine.
+    observed (and of their timings when `measure=True`).
     """
 
     name = "auto"
     max_draft: int = attrs.field(default=16, validator=positive_int)
-    draft_cost: float = attrs.field(default=0.1, validator=finite_in(0.0, math.inf))
+    draft_cost: float = attrs.field(default=0.25, validator=finite_in(0.0, math.inf))
     width_cost: float = attrs.field(default=0.05, validator=finite_in(0.0, math.inf))
+    catchup_cost: float = attrs.field(default=0.005, validator=finite_in(0.0, math.inf))
     prior_acceptance: float = attrs.field(default=0.5, validator=finite_in(0.0, 1.0))
-    prior_weight: float = attrs.field(default=4.0, validator=finite_in(0.0, math.inf, low_open=True))
+    prior_weight: float = attrs.field(default=2.0, validator=finite_in(0.0, math.inf, low_open=True))
     memory: int = attrs.field(default=500, validator=positive_int)
-    explore_every: int = attrs.field(default=16, validator=positive_int)
+    carry: float = attrs.field(default=2.0, validator=finite_in(0.0, math.inf))
+    explore_share: float = attrs.field(default=0.02, validator=finite_in(0.0, 1.0))
     measure: bool = attrs.field(default=True, validator=boolean)
     # learned state
     _hits: list[float] = attrs.field(init=False, repr=False)
@@ -73,9 +86,15 @@ class CostAwarePolicy(PolicyBase):
     _first: list[float] = attrs.field(init=False, repr=False)  # [accepted, rounds] for the first draft token
     _verify: dict[int, deque[float]] = attrs.field(init=False, factory=dict, repr=False)
     _draft: deque[float] = attrs.field(init=False, repr=False)
-    _idle: int = attrs.field(init=False, default=0, repr=False)
+    _catchup: deque[float] = attrs.field(init=False, repr=False)
+    _ratios: dict[int, float] = attrs.field(init=False, factory=dict, repr=False)  # V(w) / V(1) of earlier calls
+    _step_prior: float = attrs.field(init=False, default=1.0, repr=False)
     # per call / per round
     _untimed: bool = attrs.field(init=False, default=True, repr=False)
+    _synced: int = attrs.field(init=False, default=0, repr=False)  # context length the draft has read
+    _unread: int = attrs.field(init=False, default=1, repr=False)  # tokens to catch up on this round
+    _idle_time: float = attrs.field(init=False, default=0.0, repr=False)
+    _new_prompt: bool = attrs.field(init=False, default=True, repr=False)
     _round: list[int] = attrs.field(init=False, factory=list, repr=False)  # bucket of each draft position
     _survival: float = attrs.field(init=False, default=1.0, repr=False)  # P(all kept tokens are accepted)
     _current: float = attrs.field(init=False, default=1.0, repr=False)  # a at the latest position
@@ -86,6 +105,7 @@ class CostAwarePolicy(PolicyBase):
         self._counts = [0.0] * (PROB_BUCKETS + 1)
         self._first = [0.0, 0.0]
         self._draft = deque(maxlen=TIMING_WINDOW)
+        self._catchup = deque(maxlen=TIMING_WINDOW)
 
     # ------------------------------------------------------------------ estimates
     def acceptance(self, features: DraftFeatures) -> float:
@@ -97,27 +117,31 @@ class CostAwarePolicy(PolicyBase):
         return (hits + self.prior_weight * self.prior_acceptance) / (count + self.prior_weight)
 
     def target_step(self) -> float:
-        """V(1): the cost of one plain target step (seconds, or 1.0 before anything is measured)."""
+        """V(1): one plain target step (seconds; the last call's until measured; 1.0 before anything is)."""
         if 1 in self._verify:
             return statistics.median(self._verify[1])
         if self._verify:
             width = min(self._verify)
-            return statistics.median(self._verify[width]) / (1.0 + self.width_cost * (width - 1))
-        return 1.0
+            return statistics.median(self._verify[width]) / self._shape(width)
+        return self._step_prior
 
     def verify_cost(self, width: int) -> float:
         """V(width): one target forward over `width` tokens."""
         if width in self._verify:
             return statistics.median(self._verify[width])
-        step = self.target_step()
-        if not self._verify:
-            return step * (1.0 + self.width_cost * (width - 1))
-        below = [w for w in self._verify if w < width]
-        nearest = max(below) if below else min(self._verify)
-        return max(0.0, statistics.median(self._verify[nearest]) + self.width_cost * step * (width - nearest))
+        return self.target_step() * self._shape(width)
+
+    def _shape(self, width: int) -> float:
+        """V(width) / V(1) as measured in earlier calls, else the prior 1 + `width_cost` * (width - 1)."""
+        return self._ratios.get(width, 1.0 + self.width_cost * (width - 1))
 
     def draft_step(self) -> float:
         return statistics.median(self._draft) if self._draft else self.draft_cost * self.target_step()
+
+    def catchup_seconds(self, unread: int) -> float:
+        """Extra cost of the draft's first forward when it has `unread` tokens to read, beyond one step."""
+        per_token = statistics.median(self._catchup) if self._catchup else self.catchup_cost * self.target_step()
+        return per_token * max(unread - 1, 0)
 
     def _increment(self, kept: int) -> float:
         """Extra verify cost of one more draft token when `kept` are already in the draft."""
@@ -126,14 +150,27 @@ class CostAwarePolicy(PolicyBase):
     # ------------------------------------------------------------------ protocol
     def start(self) -> None:
         self._untimed = True
+        self._synced = 0
+        self._idle_time = 0.0
+        self._new_prompt = True
+        self._remember_costs()
+        self._shrink()
         self._reset_round()
 
     def begin_round(self, state: RoundState) -> int:
         self._reset_round()
-        if self._idle >= self.explore_every:
+        new_prompt, self._new_prompt = self._new_prompt, False
+        self._unread = max(state.context_length - self._synced, 1)
+        first = self.first_acceptance()
+        setup = self.catchup_seconds(self._unread)
+        gain = first * self.target_step() - self.draft_step() - self._increment(0)
+        if gain > 0 and gain * state.remaining / (1.0 + first) > setup:
+            return self.max_draft
+        explore = self.draft_step() + setup + self._increment(0)
+        # a new prompt is tried once if reading it is cheap next to the call; later, idle time pays
+        budget = state.remaining * self.target_step() if new_prompt else self._idle_time
+        if budget * self.explore_share >= explore:
             self._exploring = True
-            return 1
-        if self.first_acceptance() * self.target_step() > self.draft_step() + self._increment(0):
             return self.max_draft
         return 0
 
@@ -141,7 +178,8 @@ class CostAwarePolicy(PolicyBase):
         bucket = self._bucket(features)
         self._round.append(bucket)
         a = self._estimate(bucket)
-        if not self._exploring and self._survival * a * self.target_step() <= self._increment(features.position):
+        forced = self._exploring and features.position == 0
+        if not forced and self._survival * a * self.target_step() <= self._increment(features.position):
             return False
         self._survival *= a
         self._current = a
@@ -152,8 +190,6 @@ class CostAwarePolicy(PolicyBase):
             self._round.append(self._bucket(features))
             self._current = self._estimate(self._round[-1])
             self._survival *= self._current
-        if self._exploring:
-            return Decision.STOP
         gain = self._survival * self._current * self.target_step()
         if gain <= self.draft_step() + self._increment(features.position + 1):
             return Decision.STOP
@@ -161,23 +197,56 @@ class CostAwarePolicy(PolicyBase):
 
     def observe(self, verification: Verification) -> None:
         drafted, accepted = verification.drafted, verification.accepted
-        if self._untimed:
-            self._untimed = False  # the first round of a call also prefills the prompt
-        elif self.measure:
-            if verification.verify_seconds > 0:
-                self._verify.setdefault(drafted + 1, deque(maxlen=TIMING_WINDOW)).append(verification.verify_seconds)
-            if self._round and verification.draft_seconds > 0:
-                self._draft.append(verification.draft_seconds / len(self._round))
+        if self.measure:
+            self._measure(verification)
+        self._untimed = False  # the first round of a call also prefills the prompt
         for i, bucket in enumerate(self._round[: min(drafted, accepted + 1)]):
             self._update(bucket, i < accepted)
         if self._round:  # a draft was attempted: did it yield an accepted token?
             decay = 1.0 - 1.0 / self.memory
             self._first[0] = self._first[0] * decay + (accepted > 0)
             self._first[1] = self._first[1] * decay + 1.0
-        self._idle = 0 if drafted > 0 else self._idle + 1
+            # the draft has read the context and its kept tokens but the last (cropped at a rejection)
+            self._synced = verification.context_length + min(accepted, drafted - 1) if drafted else self._synced
+            self._idle_time = 0.0
+        else:
+            step = verification.verify_seconds if self.measure and verification.verify_seconds > 0 else self.target_step()
+            self._idle_time += step
         self._reset_round()
 
     # ------------------------------------------------------------------ internals
+    def _measure(self, verification: Verification) -> None:
+        if not self._untimed and verification.verify_seconds > 0:
+            self._verify.setdefault(verification.drafted + 1, deque(maxlen=TIMING_WINDOW)).append(verification.verify_seconds)
+        positions, seconds = len(self._round), verification.draft_seconds
+        if not positions or seconds <= 0:
+            return
+        if self._unread <= 2:
+            self._draft.append(seconds / positions)
+        elif self._unread >= 16:
+            self._catchup.append(max(seconds - positions * self.draft_step(), 0.0) / (self._unread - 1))
+
+    def _remember_costs(self) -> None:
+        """Verify costs depend on the context length: a new call re-measures them, keeping their shape."""
+        if self._verify:
+            step = self.target_step()
+            self._ratios.update({w: statistics.median(t) / step for w, t in self._verify.items() if step > 0})
+            self._ratios[1] = 1.0
+            self._step_prior = step
+            self._verify.clear()
+
+    def _shrink(self) -> None:
+        """Keep at most `carry` observations of each acceptance estimate for the next prompt."""
+        def scale(count: float) -> float:
+            return self.carry / count if count > self.carry else 1.0
+
+        factor = scale(self._first[1])
+        self._first = [self._first[0] * factor, self._first[1] * factor]
+        for b, count in enumerate(self._counts):
+            factor = scale(count)
+            self._hits[b] *= factor
+            self._counts[b] *= factor
+
     def _reset_round(self) -> None:
         self._round.clear()
         self._survival = 1.0
