@@ -1,7 +1,7 @@
 """Hugging Face transformers backend: any causal LM by path, hub id or object.
 
-The KV cache is a `DynamicCache` kept across calls and cropped in place, so the prefix is never
-re-encoded. A directory holding a `.gguf` file is loaded through transformers' GGUF reader (which
+The KV cache is a `DynamicCache` whose layers append in place (`kv_cache.GrowingLayer`), kept
+across calls and cropped by moving its length, so the prefix is never re-encoded or copied. A directory holding a `.gguf` file is loaded through transformers' GGUF reader (which
 dequantises to float32, slowly) and a safetensors copy is cached so later loads are fast.
 """
 
@@ -110,9 +110,9 @@ class HFModel:
         return view
 
     def _new_cache(self):
-        from transformers import DynamicCache
+        from .kv_cache import growing_cache
 
-        return DynamicCache(config=self.model.config)
+        return growing_cache(self.model.config)
 
     @property
     def cached_length(self) -> int:
@@ -202,12 +202,10 @@ class HFModel:
         """
         if not 0 <= length <= self._length or any(not length <= p < self._length for p in positions):
             raise ValueError(f"cannot keep {length} entries and positions {list(positions)} of a cache of {self._length}")
-        keep = torch.tensor(list(range(length)) + [int(p) for p in positions], dtype=torch.long)
-        for layer in self._cache.layers:
-            if getattr(layer, "keys", None) is not None and layer.keys.numel():
-                layer.keys = layer.keys.index_select(-2, keep)
-                layer.values = layer.values.index_select(-2, keep)
-        self._length = int(keep.numel())
+        from .kv_cache import keep_entries
+
+        keep_entries(self._cache, length, positions)
+        self._length = length + len(positions)
 
     def __repr__(self) -> str:
         return f"HFModel({self.name!r}, vocab_size={self.vocab_size})"
