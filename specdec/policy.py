@@ -90,6 +90,12 @@ def non_negative_int(_: object, attribute: attrs.Attribute, value: int) -> None:
         raise ConfigurationError(f"{attribute.name} must be an integer >= 0, got {value!r}")
 
 
+def optional_positive_int(_: object, attribute: attrs.Attribute, value: int | None) -> None:
+    """attrs validator: None or an integer >= 1 (e.g. a proposer's `head_tokens`)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigurationError(f"{attribute.name} must be a positive integer or None, got {value!r}")
+
+
 def boolean(_: object, attribute: attrs.Attribute, value: bool) -> None:
     """attrs validator: a real bool (so that a mistyped 'false' string is not silently truthy)."""
     if not isinstance(value, bool):

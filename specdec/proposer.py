@@ -7,6 +7,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import attrs
 
 from specdec.draft import Draft
+from specdec.integrations.base import LanguageModel
 from specdec.policy import LengthPolicy
 from specdec.sampling import SamplingConfig
 from specdec.samplers import Sampler
@@ -63,3 +64,22 @@ class Proposer(Protocol):
 
     def observe(self, verification: Verification) -> None:
         ...
+
+
+class ModelCounters:
+    """Mixin for proposers that draft with a language model in `self.model`: the counters the
+    decoder reads are the model's own."""
+
+    model: LanguageModel
+
+    @property
+    def vocab_size(self) -> int | None:
+        return self.model.vocab_size
+
+    @property
+    def forwards(self) -> int:
+        return self.model.forwards
+
+    @property
+    def forward_seconds(self) -> float:
+        return self.model.forward_seconds

@@ -166,7 +166,9 @@ def test_fewer_draft_forwards_than_the_plain_draft_on_the_tiny_pair():
 
 # ------------------------------------------------------------------------ the default pair
 @pytest.mark.slow
-@pytest.mark.parametrize("settings", [{}, {"branches": 3, "draft_phrases": 2}], ids=["default", "wide"])
+@pytest.mark.parametrize(
+    "settings", [{}, {"branches": 3, "draft_phrases": 2}, {"int8": True, "head_tokens": 16384}], ids=["default", "wide", "int8-head"]
+)
 def test_default_pair_greedy_output_is_the_targets(settings):
     from tests.test_real_greedy_identity import hf_greedy, spec_bench_prompts
 

@@ -201,12 +201,27 @@ def test_cost_aware_returns_plain_steps_when_drafting_cannot_pay_and_explores_de
 def test_cost_aware_weighs_the_drafts_catch_up_on_a_long_prompt_against_the_rounds_left():
     policy = CostAwarePolicy(measure=False, draft_cost=0.1, width_cost=0.05, catchup_cost=0.005, explore_share=0.0)
     policy.start()
+    # a new prompt's first round is only ever an exploration (none here: explore_share 0)
+    assert policy.begin_round(RoundState(context_length=3, generated=0, remaining=10)) == 0
     # a0 = .5: a round gains .5 - .1 - .05 = .35 over about 10 / 1.5 rounds = 2.33 in all, less than
     # reading a 2,000-token prompt first (.005 * 1,999 = 10.0); a 3-token prompt costs .01
     assert policy.begin_round(RoundState(context_length=2000, generated=0, remaining=10)) == 0
     assert policy.begin_round(RoundState(context_length=3, generated=0, remaining=10)) == 16
     # with 1,000 tokens left the long prompt pays too: .35 * 666.7 = 233 > 10
     assert policy.begin_round(RoundState(context_length=2000, generated=0, remaining=1000)) == 16
+
+
+def test_cost_aware_weighs_costs_with_a_safety_margin():
+    state = RoundState(context_length=3, generated=0, remaining=100)
+    decisions = []
+    for margin in (0.0, 0.5):
+        policy = CostAwarePolicy(measure=False, draft_cost=0.1, width_cost=0.05, prior_acceptance=0.2, catchup_cost=0.0,
+                                 explore_share=0.0, margin=margin)
+        policy.start()
+        policy.observe(verdict(0, 0))  # past the new prompt's first round
+        decisions.append(policy.begin_round(state))
+    # a0 = .2 against D + V(2) - V(1) = .15: worth it at cost, not at 1.5 x cost (.225)
+    assert decisions == [16, 0]
 
 
 def test_cost_aware_keeps_only_a_few_observations_of_acceptance_for_the_next_prompt():
@@ -361,6 +376,7 @@ BAD_PARAMETERS = [
     (CostAwarePolicy, {"prior_weight": 0.0}),
     (CostAwarePolicy, {"explore_share": 1.5}),
     (CostAwarePolicy, {"carry": -1.0}),
+    (CostAwarePolicy, {"margin": math.inf}),
     (CostAwarePolicy, {"catchup_cost": math.nan}),
     (CostAwarePolicy, {"max_draft": 0}),
     (OraclePolicy, {"max_draft": 0}),

@@ -17,19 +17,27 @@ import attrs
 from specdec.integrations.base import LanguageModel
 
 
-def forward_seconds(model: LanguageModel, context: Sequence[int], width: int, repeats: int = 7) -> float:
-    """Median seconds of one forward over `width` new tokens after `context` (cache reused)."""
-    model.reset()
-    model.forward(list(context), keep=1)
-    times = []
-    new = list(context[-width:]) if len(context) >= width else [context[-1]] * width
+def sweep_seconds(models: dict[str, tuple[LanguageModel, Sequence[int]]], context: Sequence[int], repeats: int) -> dict[str, list[float]]:
+    """Median forward seconds of each model at each of its widths after `context`.
+
+    Every (model, width) is timed once per sweep and the sweeps repeat, so a slow moment of the
+    machine touches all widths alike instead of skewing one of them.
+    """
+    for model, _ in models.values():
+        model.reset()
+        model.forward(list(context), keep=1)
+    times = {name: {w: [] for w in widths} for name, (_, widths) in models.items()}
     for _ in range(repeats):
-        start = time.perf_counter()
-        model.forward(new, keep=width)
-        times.append(time.perf_counter() - start)
-        model.crop(len(context))
-    model.reset()
-    return statistics.median(times)
+        for name, (model, widths) in models.items():
+            for width in widths:
+                new = list(context[-width:]) if len(context) >= width else [context[-1]] * width
+                start = time.perf_counter()
+                model.forward(new, keep=width)
+                times[name][width].append(time.perf_counter() - start)
+                model.crop(len(context))
+    for model, _ in models.values():
+        model.reset()
+    return {name: [statistics.median(times[name][w]) for w in widths] for name, (_, widths) in models.items()}
 
 
 def prefill_seconds(model: LanguageModel, context: Sequence[int], repeats: int = 3) -> float:
@@ -86,8 +94,6 @@ def measure_prefill(target: LanguageModel, draft: LanguageModel, context: Sequen
     return Prefill(target=prefill_seconds(target, context), draft=prefill_seconds(draft, context))
 
 
-def measure_step_costs(target: LanguageModel, draft: LanguageModel, context: Sequence[int], max_width: int = 9) -> StepCosts:
-    return StepCosts(
-        target=tuple(forward_seconds(target, context, n) for n in range(1, max_width + 1)),
-        draft=tuple(forward_seconds(draft, context, n) for n in (1, 2)),
-    )
+def measure_step_costs(target: LanguageModel, draft: LanguageModel, context: Sequence[int], max_width: int = 9, repeats: int = 11) -> StepCosts:
+    measured = sweep_seconds({"target": (target, range(1, max_width + 1)), "draft": (draft, (1, 2))}, context, repeats)
+    return StepCosts(target=tuple(measured["target"]), draft=tuple(measured["draft"]))

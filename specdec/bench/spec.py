@@ -4,7 +4,8 @@
 default); `target-only` is plain decoding; `hf-*` names run transformers' own `generate` on the
 same models: `hf-greedy` (no assistant), `hf-assisted` (its defaults: 20 tokens, confidence stop
 0.4), `hf-assisted-heuristic`, `hf-assisted-k4` (constant k, no confidence stop) and
-`hf-prompt-lookup`.
+`hf-prompt-lookup`. A `-int8` suffix on an assisted method gives transformers the same int8 draft
+that specdec's `draft:int8=true` uses (`HFModel.quantized`), for a like-for-like comparison.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from specdec.decoder import Decoder
 from specdec.errors import ConfigurationError
 from specdec.plugins import registry
 
-HF_HELP = "hf-greedy, hf-assisted, hf-assisted-heuristic, hf-assisted-kN, hf-prompt-lookup"
+HF_HELP = "hf-greedy, hf-assisted, hf-assisted-heuristic, hf-assisted-kN, hf-prompt-lookup (assisted ones also with -int8)"
 
 
 def _split(part: str) -> tuple[str, dict[str, str]]:
@@ -59,14 +60,16 @@ def _hf_method(spec: str, target, draft_loader) -> HFGenerateMethod:
         return HFGenerateMethod(spec, model)
     if spec == "hf-prompt-lookup":
         return HFGenerateMethod(spec, model, {"prompt_lookup_num_tokens": 10})
-    assistant = draft_loader().model
-    if spec == "hf-assisted":
+    kind, int8 = (spec[: -len("-int8")], True) if spec.endswith("-int8") else (spec, False)
+    draft = draft_loader()
+    assistant = (draft.quantized() if int8 else draft).model
+    if kind == "hf-assisted":
         options = {"num_assistant_tokens": 20, "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.4}
         return HFGenerateMethod(spec, model, options, assistant)
-    if spec == "hf-assisted-heuristic":
+    if kind == "hf-assisted-heuristic":
         options = {"num_assistant_tokens": 5, "num_assistant_tokens_schedule": "heuristic", "assistant_confidence_threshold": 0.0}
         return HFGenerateMethod(spec, model, options, assistant)
-    match = re.fullmatch(r"hf-assisted-k(\d+)", spec)
+    match = re.fullmatch(r"hf-assisted-k(\d+)", kind)
     if match:
         options = {"num_assistant_tokens": int(match.group(1)), "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.0}
         return HFGenerateMethod(spec, model, options, assistant)

@@ -201,17 +201,18 @@ def _append(parts: dict[str, list[torch.Tensor]], hidden: torch.Tensor, q_logits
 
 def measure_costs(target: Any, draft: Any, context: Sequence[int], max_width: int, *, repeats: int = 5) -> dict[str, Any]:
     """Seconds of a draft step and of target forwards over 1..max_width tokens, on this machine."""
-    from specdec.bench.costs import forward_seconds
+    from specdec.bench.costs import sweep_seconds
 
     widths = sorted({w for w in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 33) if w <= max_width} | {max_width})
-    measured = {w: forward_seconds(target, context, w, repeats) for w in widths}
+    swept = sweep_seconds({"target": (target, widths), "draft": (draft, [1])}, context, repeats)
+    measured = dict(zip(widths, swept["target"]))
     table = []
     for w in range(1, max_width + 1):  # linear interpolation between measured widths
         lo = max(x for x in widths if x <= w)
         hi = min(x for x in widths if x >= w)
         frac = 0.0 if hi == lo else (w - lo) / (hi - lo)
         table.append(measured[lo] + frac * (measured[hi] - measured[lo]))
-    return {"draft": forward_seconds(draft, context, 1, repeats), "target": table, "context": len(context)}
+    return {"draft": swept["draft"][0], "target": table, "context": len(context)}
 
 
 def collect(

@@ -52,8 +52,9 @@ class CostAwarePolicy(PolicyBase):
         verify increment;
       - once drawn and kept, `decide` STOPs unless the next token, assumed as likely as this
         one, pays for its draft step and verify increment: P * a**2 * V(1) > D + V(n + 3) - V(n + 2).
-    `begin_round` drafts (up to `max_draft`) if a first token is expected to pay, g = a0 * V(1) -
-    D - (V(2) - V(1)) > 0, with a0 the discounted rate of attempted drafts whose first token was
+    Every cost above is weighed with a safety `margin` (15%: an estimated break-even is not worth
+    the risk of being slower than plain decoding). `begin_round` drafts (up to `max_draft`) if a
+    first token is expected to pay, g = a0 * V(1) - (D + V(2) - V(1)) > 0, with a0 the discounted rate of attempted drafts whose first token was
     accepted (prior `prior_acceptance`), and if the catch-up B * (T - 1) is repaid by g over the
     rounds left in the call; else it returns 0, a plain target step. Every kept token's expected
     saving exceeds its marginal cost, so (with calibrated estimates) a round costs less than plain
@@ -75,9 +76,10 @@ class CostAwarePolicy(PolicyBase):
     width_cost: float = attrs.field(default=0.05, validator=finite_in(0.0, math.inf))
     catchup_cost: float = attrs.field(default=0.005, validator=finite_in(0.0, math.inf))
     prior_acceptance: float = attrs.field(default=0.5, validator=finite_in(0.0, 1.0))
-    prior_weight: float = attrs.field(default=2.0, validator=finite_in(0.0, math.inf, low_open=True))
+    prior_weight: float = attrs.field(default=1.0, validator=finite_in(0.0, math.inf, low_open=True))
     memory: int = attrs.field(default=500, validator=positive_int)
-    carry: float = attrs.field(default=2.0, validator=finite_in(0.0, math.inf))
+    carry: float = attrs.field(default=1.0, validator=finite_in(0.0, math.inf))
+    margin: float = attrs.field(default=0.15, validator=finite_in(0.0, math.inf))
     explore_share: float = attrs.field(default=0.02, validator=finite_in(0.0, 1.0))
     measure: bool = attrs.field(default=True, validator=boolean)
     # learned state
@@ -163,11 +165,12 @@ class CostAwarePolicy(PolicyBase):
         self._unread = max(state.context_length - self._synced, 1)
         first = self.first_acceptance()
         setup = self.catchup_seconds(self._unread)
-        gain = first * self.target_step() - self.draft_step() - self._increment(0)
-        if gain > 0 and gain * state.remaining / (1.0 + first) > setup:
+        gain = first * self.target_step() - (1.0 + self.margin) * (self.draft_step() + self._increment(0))
+        # a0 carried from other prompts does not commit a new one to reading its prompt: the first
+        # round of a call is an exploration, tried if reading the prompt is cheap next to the call
+        if not new_prompt and gain > 0 and gain * state.remaining / (1.0 + first) > setup:
             return self.max_draft
         explore = self.draft_step() + setup + self._increment(0)
-        # a new prompt is tried once if reading it is cheap next to the call; later, idle time pays
         budget = state.remaining * self.target_step() if new_prompt else self._idle_time
         if budget * self.explore_share >= explore:
             self._exploring = True
@@ -179,7 +182,7 @@ class CostAwarePolicy(PolicyBase):
         self._round.append(bucket)
         a = self._estimate(bucket)
         forced = self._exploring and features.position == 0
-        if not forced and self._survival * a * self.target_step() <= self._increment(features.position):
+        if not forced and self._survival * a * self.target_step() <= (1.0 + self.margin) * self._increment(features.position):
             return False
         self._survival *= a
         self._current = a
@@ -191,7 +194,7 @@ class CostAwarePolicy(PolicyBase):
             self._current = self._estimate(self._round[-1])
             self._survival *= self._current
         gain = self._survival * self._current * self.target_step()
-        if gain <= self.draft_step() + self._increment(features.position + 1):
+        if gain <= (1.0 + self.margin) * (self.draft_step() + self._increment(features.position + 1)):
             return Decision.STOP
         return Decision.CONTINUE
 
@@ -200,6 +203,7 @@ class CostAwarePolicy(PolicyBase):
         if self.measure:
             self._measure(verification)
         self._untimed = False  # the first round of a call also prefills the prompt
+        self._new_prompt = False
         for i, bucket in enumerate(self._round[: min(drafted, accepted + 1)]):
             self._update(bucket, i < accepted)
         if self._round:  # a draft was attempted: did it yield an accepted token?

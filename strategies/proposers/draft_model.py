@@ -11,8 +11,8 @@ from specdec.draft import Draft
 from specdec.errors import ConfigurationError
 from specdec.features import draft_features, token_features
 from specdec.integrations.base import LanguageModel, as_model
-from specdec.policy import Decision, boolean
-from specdec.proposer import ProposalRequest
+from specdec.policy import Decision, boolean, optional_positive_int
+from specdec.proposer import ModelCounters, ProposalRequest
 from specdec.sampling import SamplingConfig, checked_max, warp
 from specdec.sequence_cache import SequenceCache
 from specdec.verification import Verification
@@ -21,7 +21,7 @@ from .frequent_tokens import frequent_tokens
 
 
 @attrs.define
-class DraftModelProposer:
+class DraftModelProposer(ModelCounters):
     """Draft with a smaller model of the same vocabulary.
 
     Greedy: the draft proposes its argmax (a deterministic proposal). Sampling: it samples from
@@ -38,30 +38,13 @@ class DraftModelProposer:
 
     name = "draft"
     model: LanguageModel = attrs.field(converter=as_model)
-    head_tokens: int | None = attrs.field(default=None, kw_only=True)
+    head_tokens: int | None = attrs.field(default=None, kw_only=True, validator=optional_positive_int)
     int8: bool = attrs.field(default=False, kw_only=True, validator=boolean)
     _cache: SequenceCache = attrs.field(init=False)
-
-    @head_tokens.validator
-    def _check_head_tokens(self, attribute: attrs.Attribute, value: int | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigurationError(f"head_tokens must be a positive integer or None, got {value!r}")
 
     def __attrs_post_init__(self) -> None:
         self.model = cheaper_draft(self.model, self.head_tokens, self.int8)
         self._cache = SequenceCache(self.model)
-
-    @property
-    def vocab_size(self) -> int | None:
-        return self.model.vocab_size
-
-    @property
-    def forwards(self) -> int:
-        return self.model.forwards
-
-    @property
-    def forward_seconds(self) -> float:
-        return self.model.forward_seconds
 
     def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
         self._cache.restart()

@@ -45,11 +45,13 @@ from specdec.features import TokenFeatures, draft_features, token_features
 from specdec.integrations.base import LanguageModel, as_model, supports_tree
 from specdec.ngram import NgramIndex
 from specdec.phrase_pool import PhrasePool
-from specdec.policy import Decision, boolean, finite_in, non_negative_int, positive_int
-from specdec.proposer import ProposalRequest
+from specdec.policy import Decision, boolean, finite_in, non_negative_int, optional_positive_int, positive_int
+from specdec.proposer import ModelCounters, ProposalRequest
 from specdec.sampling import SamplingConfig, checked_max
 from specdec.sequence_cache import SequenceCache
 from specdec.verification import Verification
+
+from .draft_model import cheaper_draft
 
 # shortest phrase harvested from a round (the prompt's n-grams are always full length)
 MIN_HARVEST = 2
@@ -103,7 +105,7 @@ class OuroborosStats:
 
 
 @attrs.define
-class OuroborosProposer:
+class OuroborosProposer(ModelCounters):
     """Draft-model proposer with phrase extension from a bounded phrase pool."""
 
     name = "ouroboros"
@@ -122,6 +124,8 @@ class OuroborosProposer:
     warm_start: bool = attrs.field(default=True, validator=boolean)  # keep the pool across generate calls
     pool_file: str | None = None  # JSON pool loaded at construction (see PhrasePool.save)
     pool: PhrasePool | None = None  # share a pool between proposers (built from the bounds if None)
+    head_tokens: int | None = attrs.field(default=None, validator=optional_positive_int)  # as DraftModelProposer's
+    int8: bool = attrs.field(default=False, validator=boolean)  # as DraftModelProposer's
     stats: OuroborosStats = attrs.field(init=False, factory=OuroborosStats)
     _cache: SequenceCache = attrs.field(init=False, repr=False)
     _index: NgramIndex = attrs.field(init=False, repr=False)
@@ -137,6 +141,7 @@ class OuroborosProposer:
     _branch_kinds: list[str] = attrs.field(init=False, factory=list, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        self.model = cheaper_draft(self.model, self.head_tokens, self.int8)
         if self.pool is None:
             if self.pool_file is not None and os.path.exists(self.pool_file):
                 self.pool = PhrasePool.load(
@@ -150,18 +155,6 @@ class OuroborosProposer:
             )
         self._cache = SequenceCache(self.model)
         self._index = NgramIndex(self.max_ngram)
-
-    @property
-    def vocab_size(self) -> int | None:
-        return self.model.vocab_size
-
-    @property
-    def forwards(self) -> int:
-        return self.model.forwards
-
-    @property
-    def forward_seconds(self) -> float:
-        return self.model.forward_seconds
 
     def save_pool(self, path: str | os.PathLike | None = None) -> None:
         """Write the pool to `path` (default: `pool_file`) for a later warm start."""

@@ -1,0 +1,42 @@
+"""Benchmark method strings build the decoders they name, and every method decodes the target's greedy output."""
+
+from __future__ import annotations
+
+import pytest
+
+from specdec.bench.spec import build_method
+from specdec.errors import ConfigurationError
+from tests.models import real_model
+
+pytestmark = pytest.mark.slow
+
+METHODS = ["fixed:k=2", "auto+draft:int8=true", "svip+prompt-lookup", "hf-greedy", "hf-assisted-k2", "hf-assisted-k2-int8", "hf-prompt-lookup"]
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return real_model("stories260K"), real_model("stories260K-draft")
+
+
+def test_every_method_decodes_the_targets_greedy_output(pair):
+    target, draft = pair
+    ids = target.codec.encode("Once upon a time, there was a little girl")
+    reference = build_method("target-only", target, lambda: draft).run(ids, 24, 0.0, 0).ids
+    for spec in METHODS:
+        run = build_method(spec, target, lambda: draft).run(ids, 24, 0.0, 0)
+        assert run.ids == reference, spec
+
+
+def test_int8_methods_get_a_quantized_draft(pair):
+    target, draft = pair
+    method = build_method("hf-assisted-k2-int8", target, lambda: draft)
+    assert any("quantized" in type(m).__module__ for m in method.assistant.modules())
+    plain = build_method("hf-assisted-k2", target, lambda: draft)
+    assert not any("quantized" in type(m).__module__ for m in plain.assistant.modules())
+
+
+@pytest.mark.parametrize("spec", ["hf-nonsense", "hf-assisted-kx-int8", "fixed:k"])
+def test_unknown_or_malformed_methods_are_refused(pair, spec):
+    target, draft = pair
+    with pytest.raises(ConfigurationError):
+        build_method(spec, target, lambda: draft)
