@@ -280,7 +280,9 @@ def test_cost_aware_re_measures_verify_costs_per_call_keeping_their_shape():
     assert policy.target_step() == pytest.approx(0.010) and policy.verify_cost(4) == pytest.approx(0.020)
     policy.observe(verdict(0, 0, verify=5.0))
     policy.observe(verdict(0, 0, verify=0.030))
-    assert policy.target_step() == pytest.approx(0.030)
+    assert policy.target_step() == pytest.approx(0.010)  # one timing is padded with the old estimate
+    policy.observe(verdict(0, 0, verify=0.030))
+    assert policy.target_step() == pytest.approx(0.030)  # two of three: the new cost wins
     assert policy.verify_cost(4) == pytest.approx(0.060)  # the ratio 2 measured before, until re-measured
     assert policy.verify_cost(3) == pytest.approx(0.030 * (1 + 2 * 0.05))  # never measured: the prior slope
 

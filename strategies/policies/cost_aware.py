@@ -28,7 +28,8 @@ class CostAwarePolicy(PolicyBase):
         that forward costs D + B * (T - 1) for T tokens, B measured from rounds with T >= 16;
       - V(w): one target forward over w tokens = median of the recent verify_seconds of rounds
         that verified w - 1 draft tokens in this call (plain target steps give V(1)); they grow
-        with the context, so each call re-measures them. A width not measured yet is priced as
+        with the context, so each call re-measures them (padded with the earlier calls' estimate
+        until it has three timings). A width not measured yet is priced as
         V(1) times its ratio V(w) / V(1) in earlier calls (on a CPU a forward over 4 tokens can
         cost far more than over 3), else times 1 + `width_cost` * (w - 1).
     Priors, in units of V(1), stand in until measured: D = `draft_cost` * V(1), B =
@@ -120,8 +121,9 @@ class CostAwarePolicy(PolicyBase):
 
     def target_step(self) -> float:
         """V(1): one plain target step (seconds; the last call's until measured; 1.0 before anything is)."""
+        prior = self._step_prior if self._ratios else None
         if 1 in self._verify:
-            return statistics.median(self._verify[1])
+            return _robust_median(self._verify[1], prior)
         if self._verify:
             width = min(self._verify)
             return statistics.median(self._verify[width]) / self._shape(width)
@@ -130,7 +132,8 @@ class CostAwarePolicy(PolicyBase):
     def verify_cost(self, width: int) -> float:
         """V(width): one target forward over `width` tokens."""
         if width in self._verify:
-            return statistics.median(self._verify[width])
+            prior = self.target_step() * self._ratios[width] if width in self._ratios and width > 1 else None
+            return _robust_median(self._verify[width], prior)
         return self.target_step() * self._shape(width)
 
     def _shape(self, width: int) -> float:
@@ -274,3 +277,13 @@ class CostAwarePolicy(PolicyBase):
         decay = 1.0 - 1.0 / self.memory
         self._hits[bucket] = self._hits[bucket] * decay + accepted
         self._counts[bucket] = self._counts[bucket] * decay + 1.0
+
+
+def _robust_median(samples: deque[float], prior: float | None, weight: int = 3) -> float:
+    """Median of this call's timings, padded with the earlier calls' estimate while there are
+    fewer than `weight` of them, so that one slow forward cannot stop drafting for a whole call
+    (a width that is no longer drafted is never re-measured)."""
+    values = list(samples)
+    if prior is not None and len(values) < weight:
+        values += [prior] * (weight - len(values))
+    return statistics.median(values)
