@@ -187,15 +187,21 @@ def drive(policy, probs: list[float], accepted: int, *, draft: float = 0.0, veri
 
 
 def test_cost_aware_returns_plain_steps_when_drafting_cannot_pay_and_explores_deterministically():
-    policy = CostAwarePolicy(measure=False, draft_cost=1.0, prior_acceptance=0.2, catchup_cost=0.0, explore_share=0.3, max_draft=4)
+    policy = CostAwarePolicy(measure=False, draft_cost=1.0, prior_acceptance=0.2, catchup_cost=0.0, explore_share=0.05, max_draft=4)
     policy.start()
-    # first token: 0.2 accepted * V(1)=1 is less than D=1 + the verify increment .05. An exploration
-    # costs D + .05 = 1.05: a new prompt is explored at once (0.3 * 100 tokens left covers it), then
-    # once 0.3 * the idle time (1 per plain step) covers it: after 4 plain steps
-    rounds = [drive(policy, [0.01, 0.01], 0) for _ in range(10)]
-    assert [budget for budget, _ in rounds] == [4, 0, 0, 0, 0, 4, 0, 0, 0, 0]
+    # first token: 0.2 accepted * V(1)=1 is less than D=1 + the verify increment .05: never worth it.
+    # An exploration costs D + .05 = 1.05; a new prompt grants .05 * 64 tokens = 3.2 up front: three
+    rounds = [drive(policy, [0.01, 0.01], 0) for _ in range(6)]
+    assert [budget for budget, _ in rounds] == [4, 4, 4, 0, 0, 0]
     # an exploring round keeps its first token whatever it looks like, and then follows the rule
-    assert rounds[0][1] == rounds[5][1] == [Decision.STOP]
+    assert rounds[0][1] == [Decision.STOP]
+    # past the first 64 tokens each plain step adds .05: the .05 left + 20 steps pay the next one
+    late = RoundState(context_length=80, generated=70, remaining=100)
+    budgets = []
+    for _ in range(22):
+        budgets.append(policy.begin_round(late))
+        policy.observe(verdict(1 if budgets[-1] else 0, 0))
+    assert budgets.index(4) == 20 and budgets.count(4) == 1
 
 
 def test_cost_aware_weighs_the_drafts_catch_up_on_a_long_prompt_against_the_rounds_left():

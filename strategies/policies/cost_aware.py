@@ -13,7 +13,8 @@ from specdec.policy import Decision, PolicyBase, RoundState, boolean, finite_in,
 from specdec.verification import Verification
 
 PROB_BUCKETS = 10  # acceptance is calibrated per decile of the draft's top-1 probability, plus deterministic tokens
-TIMING_WINDOW = 9  # timings kept per verify width (and for the draft step); their median is used
+TIMING_WINDOW = 9
+FRONT = 64  # tokens of a call whose exploration budget is granted up front  # timings kept per verify width (and for the draft step); their median is used
 
 
 @attrs.define
@@ -96,7 +97,8 @@ class CostAwarePolicy(PolicyBase):
     _untimed: bool = attrs.field(init=False, default=True, repr=False)
     _synced: int = attrs.field(init=False, default=0, repr=False)  # context length the draft has read
     _unread: int = attrs.field(init=False, default=1, repr=False)  # tokens to catch up on this round
-    _idle_time: float = attrs.field(init=False, default=0.0, repr=False)
+    _credit: float = attrs.field(init=False, default=0.0, repr=False)  # exploration budget left (see begin_round)
+    _generated: int = attrs.field(init=False, default=0, repr=False)
     _new_prompt: bool = attrs.field(init=False, default=True, repr=False)
     _round: list[int] = attrs.field(init=False, factory=list, repr=False)  # bucket of each draft position
     _survival: float = attrs.field(init=False, default=1.0, repr=False)  # P(all kept tokens are accepted)
@@ -156,7 +158,7 @@ class CostAwarePolicy(PolicyBase):
     def start(self) -> None:
         self._untimed = True
         self._synced = 0
-        self._idle_time = 0.0
+        self._credit = 0.0
         self._new_prompt = True
         self._remember_costs()
         self._shrink()
@@ -173,9 +175,12 @@ class CostAwarePolicy(PolicyBase):
         # round of a call is an exploration, tried if reading the prompt is cheap next to the call
         if not new_prompt and gain > 0 and gain * state.remaining / (1.0 + first) > setup:
             return self.max_draft
+        if new_prompt:  # a new prompt's exploration budget: a share of its first FRONT tokens
+            self._credit += self.explore_share * min(state.remaining, FRONT) * self.target_step()
+        self._generated = state.generated
         explore = self.draft_step() + setup + self._increment(0)
-        budget = state.remaining * self.target_step() if new_prompt else self._idle_time
-        if budget * self.explore_share >= explore:
+        if self._credit >= explore:
+            self._credit -= explore
             self._exploring = True
             return self.max_draft
         return 0
@@ -215,10 +220,9 @@ class CostAwarePolicy(PolicyBase):
             self._first[1] = self._first[1] * decay + 1.0
             # the draft has read the context and its kept tokens but the last (cropped at a rejection)
             self._synced = verification.context_length + min(accepted, drafted - 1) if drafted else self._synced
-            self._idle_time = 0.0
-        else:
+        elif self._generated >= FRONT:  # past the front budget, idle time earns exploration budget
             step = verification.verify_seconds if self.measure and verification.verify_seconds > 0 else self.target_step()
-            self._idle_time += step
+            self._credit += self.explore_share * step
         self._reset_round()
 
     # ------------------------------------------------------------------ internals
