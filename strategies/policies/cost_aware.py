@@ -34,7 +34,8 @@ class CostAwarePolicy(PolicyBase):
         V(1) times its ratio V(w) / V(1) in earlier calls (on a CPU a forward over 4 tokens can
         cost far more than over 3), else times 1 + `width_cost` * (w - 1).
     Priors, in units of V(1), stand in until measured: D = `draft_cost` * V(1), B =
-    `catchup_cost` * V(1). `measure=False` uses the priors only, so that runs are reproducible
+    `catchup_cost` * V(1) (B is never estimated below that: reading a long prompt is what it
+    guards against, and its cost is underrated by the short reads after idle stretches). `measure=False` uses the priors only, so that runs are reproducible
     regardless of the clock. The first round of each call (prefill) is not timed for the target.
 
     Acceptance model: the conditional acceptance a of a draft position is the discounted frequency
@@ -147,7 +148,10 @@ class CostAwarePolicy(PolicyBase):
 
     def catchup_seconds(self, unread: int) -> float:
         """Extra cost of the draft's first forward when it has `unread` tokens to read, beyond one step."""
-        per_token = statistics.median(self._catchup) if self._catchup else self.catchup_cost * self.target_step()
+        # floored at the prior: reads measured after short idle stretches underrate a long prompt's
+        per_token = self.catchup_cost * self.target_step()
+        if self._catchup:
+            per_token = max(per_token, statistics.median(self._catchup))
         return per_token * max(unread - 1, 0)
 
     def _increment(self, kept: int) -> float:
