@@ -51,10 +51,75 @@ class HFCodec:
         return list(out)
 
 
-class HFModel:
-    """A transformers causal LM with one cached sequence, behind `LanguageModel`."""
+class TransformersStack:
+    """transformers' own decoder stack and cache: runs any architecture `LeanLlama` does not."""
 
-    def __init__(self, model: Any, tokenizer: Any = None, *, name: str | None = None, threads: int | None = None) -> None:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.base = getattr(model, model.base_model_prefix)
+        self.cache = self._new_cache()
+
+    def _new_cache(self):
+        from .kv_cache import growing_cache
+
+        return growing_cache(self.model.config)
+
+    def sibling(self) -> "TransformersStack":
+        return TransformersStack(self.model)
+
+    def reset(self) -> None:
+        self.cache = self._new_cache()
+
+    def crop(self, length: int) -> None:
+        self.cache.crop(length - self.cache.get_seq_length())  # a negative count drops tokens from the end
+
+    def keep(self, length: int, positions: Sequence[int]) -> None:
+        from .kv_cache import keep_entries
+
+        keep_entries(self.cache, length, positions)
+
+    def run(
+        self, tokens: Sequence[int], start: int, keep: int, positions: torch.Tensor | None = None, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Same contract as `LeanLlama.run`: the final normed hidden states of the last `keep` tokens."""
+        extra: dict[str, torch.Tensor] = {}
+        if allowed is not None:
+            # transformers 5.x passes a 4D additive mask through unchanged (masking_utils)
+            dtype = self.model.dtype
+            extra["attention_mask"] = torch.zeros(1, 1, *allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+        if positions is not None:
+            extra["position_ids"] = positions.unsqueeze(0)
+        input_ids = torch.tensor([list(tokens)], dtype=torch.long)
+        out = self.base(input_ids=input_ids, past_key_values=self.cache, use_cache=True, **extra)
+        return out.last_hidden_state[0, -keep:]
+
+
+def decoder_stack(model: Any, lean: bool = True) -> "LeanLlama | TransformersStack":
+    """The fastest exact forward for `model`: `LeanLlama` where it applies, else transformers'."""
+    from .lean_llama import LeanLlama, unsupported_reason
+
+    if lean and unsupported_reason(model) is None:
+        return LeanLlama(model)
+    return TransformersStack(model)
+
+
+class HFModel:
+    """A transformers causal LM with one cached sequence, behind `LanguageModel`.
+
+    The forward runs through `decoder_stack` (the lean llama forward where it applies, pass
+    `lean=False` for transformers' own), then the LM head over the kept positions only.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        name: str | None = None,
+        threads: int | None = None,
+        lean: bool = True,
+        stack: Any = None,
+    ) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
         self.model = model.eval()
@@ -67,10 +132,29 @@ class HFModel:
         self.forwards = 0
         self.tokens_processed = 0
         self.forward_seconds = 0.0
-        self._cache = self._new_cache()
+        self.lean = lean
+        self._stack = stack  # built on first use (see `stack`)
         self._length = 0
         self._head_ids: torch.Tensor | None = None  # see with_head_subset
-        self._head: torch.nn.Module | None = None
+        self._head: Any = None
+
+    @property
+    def stack(self) -> Any:
+        """The decoder stack this model runs (built on first use: loading stays cheap)."""
+        if self._stack is None:
+            self._stack = decoder_stack(self.model, self.lean)
+        return self._stack
+
+    @property
+    def head(self) -> Any:
+        if self._head is None:
+            from .projection import projection
+
+            self._head = projection(self.model.get_output_embeddings())
+        return self._head
+
+    def _view(self, model: Any, name: str, stack: Any = None) -> "HFModel":
+        return HFModel(model, self.codec.tokenizer if self.codec else None, name=name, lean=self.lean, stack=stack)
 
     def with_head_subset(self, token_ids: Sequence[int]) -> "HFModel":
         """A view of this model whose LM head scores only `token_ids` (others get -inf logits).
@@ -80,14 +164,14 @@ class HFModel:
         draft then proposes from that subset, and q is 0 elsewhere, which the verifier handles.
         The view shares the weights but has its own cache.
         """
-        view = HFModel(self.model, self.codec.tokenizer if self.codec else None, name=f"{self.name}[head {len(token_ids)}]")
+        from .projection import projection
+
         ids = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
         if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size:
             raise ValueError(f"head subset must be non-empty token ids below {self.vocab_size}")
+        view = self._view(self.model, f"{self.name}[head {len(ids)}]", self.stack.sibling())
         view._head_ids = ids
-        head = torch.nn.Linear(self.hidden_size, len(ids), bias=False)
-        head.weight = torch.nn.Parameter(_head_weight(self.model)[ids].contiguous(), requires_grad=False)
-        view._head = head
+        view._head = projection(_subset_linear(self.model, ids))
         return view
 
     def quantized(self) -> "HFModel":
@@ -102,17 +186,15 @@ class HFModel:
             warnings.simplefilter("ignore")
             from torch.ao.quantization import quantize_dynamic
 
+            from .projection import projection
+
             model = quantize_dynamic(copy.deepcopy(self.model), {torch.nn.Linear}, dtype=torch.qint8)
-            view = HFModel(model, self.codec.tokenizer if self.codec else None, name=f"{self.name}[int8]")
+            view = self._view(model, f"{self.name}[int8]")
             if self._head_ids is not None:
                 view._head_ids = self._head_ids
-                view._head = quantize_dynamic(torch.nn.Sequential(self._head), {torch.nn.Linear}, dtype=torch.qint8)
+                head = quantize_dynamic(torch.nn.Sequential(_subset_linear(self.model, self._head_ids)), {torch.nn.Linear}, dtype=torch.qint8)
+                view._head = projection(head[0])
         return view
-
-    def _new_cache(self):
-        from .kv_cache import growing_cache
-
-        return growing_cache(self.model.config)
 
     @property
     def cached_length(self) -> int:
@@ -130,20 +212,20 @@ class HFModel:
         if length == 0:
             self.reset()
         elif length < self._length:
-            self._cache.crop(length - self._length)  # a negative count drops tokens from the end
+            self.stack.crop(length)
             self._length = length
 
     def reset(self) -> None:
-        self._cache = self._new_cache()
+        if self._stack is not None:
+            self._stack.reset()
         self._length = 0
 
     def forward_tree(self, tokens: Sequence[int], parents: Sequence[int], *, keep: int = 1, hidden: bool = False) -> ModelOutput:
         """Append a token tree in one forward (see `TreeLanguageModel`).
 
-        transformers 5.x passes a 4D attention mask through unchanged (masking_utils returns a
-        4D mask as-is), so each token gets a row that admits the whole cache and its own
-        ancestors, and explicit position ids give every token its depth: a branch restarts where
-        its parent ends. The cache holds all tree tokens afterwards; `compact` keeps one path.
+        Each token gets an attention row that admits the whole cache and its own ancestors, and
+        an explicit position (its depth): a branch restarts where its parent ends. The cache
+        holds all tree tokens afterwards; `compact` keeps one path.
         """
         check_keep(tokens, keep)
         n = len(tokens)
@@ -161,33 +243,21 @@ class HFModel:
             if p >= 0:
                 allowed[i, cached:] = allowed[p, cached:]
             allowed[i, cached + i] = True
-        dtype = self.model.dtype
-        mask = torch.zeros(1, 1, n, cached + n, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-        position_ids = torch.tensor([[cached + d - 1 for d in depth]], dtype=torch.long)
-        return self._run(tokens, keep, hidden, attention_mask=mask, position_ids=position_ids)
+        positions = torch.tensor([cached + d - 1 for d in depth], dtype=torch.long)
+        return self._run(tokens, keep, hidden, positions=positions, allowed=allowed)
 
-    def _run(self, tokens: Sequence[int], keep: int, hidden: bool, **extra: torch.Tensor) -> ModelOutput:
-        """One forward appending `tokens` (plain or tree: `extra` holds its mask and positions)."""
-        input_ids = torch.tensor([list(tokens)], dtype=torch.long)
+    def _run(self, tokens: Sequence[int], keep: int, hidden: bool, **tree: torch.Tensor) -> ModelOutput:
+        """One forward appending `tokens` (plain, or a tree given by its positions and mask)."""
         start = time.perf_counter()
         with torch.inference_mode():
+            last = self.stack.run(tokens, self._length, keep, **tree)
+            scores = self.head(last).float()
             if self._head_ids is None:
-                out = self.model(
-                    input_ids=input_ids,
-                    past_key_values=self._cache,
-                    use_cache=True,
-                    logits_to_keep=keep,
-                    output_hidden_states=hidden,
-                    **extra,
-                )
-                logits = out.logits[0, -keep:].float()
-                states = out.hidden_states[-1][0, -keep:].float() if hidden else None
+                logits = scores
             else:  # a head-subset view: score only its tokens
-                base = getattr(self.model, self.model.base_model_prefix)
-                last = base(input_ids=input_ids, past_key_values=self._cache, use_cache=True, **extra).last_hidden_state[0, -keep:]
                 logits = torch.full((keep, self.vocab_size), -math.inf)
-                logits[:, self._head_ids] = self._head(last).float()
-                states = last.float() if hidden else None
+                logits[:, self._head_ids] = scores
+            states = last.float() if hidden else None
         self.forward_seconds += time.perf_counter() - start
         self._length += len(tokens)
         self.forwards += 1
@@ -202,13 +272,19 @@ class HFModel:
         """
         if not 0 <= length <= self._length or any(not length <= p < self._length for p in positions):
             raise ValueError(f"cannot keep {length} entries and positions {list(positions)} of a cache of {self._length}")
-        from .kv_cache import keep_entries
-
-        keep_entries(self._cache, length, positions)
+        self.stack.keep(length, positions)
         self._length = length + len(positions)
 
     def __repr__(self) -> str:
         return f"HFModel({self.name!r}, vocab_size={self.vocab_size})"
+
+
+def _subset_linear(model: Any, ids: torch.Tensor) -> torch.nn.Linear:
+    """A linear layer holding the LM head's rows for `ids` only."""
+    weight = _head_weight(model)[ids].contiguous()
+    head = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    head.weight = torch.nn.Parameter(weight, requires_grad=False)
+    return head
 
 
 def _head_weight(model: Any) -> torch.Tensor:
@@ -235,8 +311,13 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     threads: int | None = None,
     attn_implementation: str | None = None,
+    lean: bool = True,
 ) -> HFModel:
-    """Load a local directory (safetensors or GGUF) or a locally cached hub id."""
+    """Load a local directory (safetensors or GGUF) or a locally cached hub id.
+
+    `lean=False` keeps transformers' own forward for llama models too (see `decoder_stack`), as
+    does asking for a transformers attention implementation.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(source).expanduser()
@@ -261,7 +342,7 @@ def load_model(
             f"cannot load model {str(source)!r}: not a local model directory, and not a hub id cached on this "
             f"machine (downloads are off here). Pass a directory such as ../shared/models/smollm2-draft. ({error})"
         ) from None
-    return HFModel(model, tokenizer, name=name, threads=threads)
+    return HFModel(model, tokenizer, name=name, threads=threads, lean=lean and not attn_implementation)
 
 
 def _looks_like_path(source: str) -> bool:

@@ -40,3 +40,29 @@ def test_unknown_or_malformed_methods_are_refused(pair, spec):
     target, draft = pair
     with pytest.raises(ConfigurationError):
         build_method(spec, target, lambda: draft)
+
+
+def test_method_order_rotates_from_prompt_to_prompt():
+    """No method always runs first (or right after the same one): position effects are shared."""
+    from specdec.bench.methods import MethodRun
+    from specdec.bench.prompts import BenchPrompt
+    from specdec.bench.runner import run_benchmark
+
+    calls: list[str] = []
+
+    class Recording:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def run(self, ids, max_new_tokens, temperature, seed) -> MethodRun:
+            calls.append(self.name)
+            return MethodRun(ids=(1,), seconds=1.0)
+
+    methods = [Recording(name) for name in "abc"]
+    prompts = [BenchPrompt("c", i, "x") for i in range(3)]
+    records = run_benchmark(methods, prompts, lambda text: [1], max_new_tokens=4, repeats=2, warmup=0, progress=False)
+    assert len(records) == 18
+    firsts = [calls[i] for i in range(0, 18, 3)]
+    assert sorted(firsts) == ["a", "a", "b", "b", "c", "c"]
+    for start in range(0, 18, 3):
+        assert sorted(calls[start : start + 3]) == ["a", "b", "c"]

@@ -85,20 +85,28 @@ def test_two_decoders_sharing_a_target_do_not_corrupt_each_other():
     assert spec.generate("Tom had a ball", 30).ids == a
 
 
-def test_growing_cache_appends_in_place_and_matches_a_fresh_forward():
-    """The in-place KV layers give the logits of a fresh forward after appends, crops and regrowth."""
+@pytest.mark.parametrize("lean", [False, True], ids=["transformers-stack", "lean-stack"])
+def test_kv_buffers_append_in_place_and_match_a_fresh_forward(lean):
+    """Both stacks' KV buffers give the logits of a fresh forward after appends, crops and regrowth."""
+    from specdec.integrations.hf import load_model
     from specdec.integrations.kv_cache import GrowingLayer
+    from tests.models import model_path
 
-    model = real_model("stories260K")
-    assert all(isinstance(layer, GrowingLayer) for layer in model._cache.layers)
+    model = load_model(model_path("stories260K"), lean=lean)
+
+    def key_buffer():
+        return model.stack._keys if lean else model.stack.cache.layers[0]._key_buffer
+
+    if not lean:
+        assert all(isinstance(layer, GrowingLayer) for layer in model.stack.cache.layers)
     ids = list(range(1, 300))  # crosses the initial 256-entry capacity
-    model.reset()
     model.forward(ids[:100])
-    buffer = model._cache.layers[0]._key_buffer
+    buffer = key_buffer()
     model.forward(ids[100:110])
-    assert model._cache.layers[0]._key_buffer is buffer  # appended, not re-allocated
+    assert key_buffer() is buffer  # appended, not re-allocated
     model.crop(105)
     out = model.forward(ids[105:300], keep=3)
+    assert key_buffer() is not buffer  # grew
     model.reset()
     fresh = model.forward(ids, keep=3)
     assert torch.allclose(out.logits, fresh.logits, atol=1e-4)

@@ -251,6 +251,23 @@ def test_cost_aware_drafts_when_the_draft_is_cheap_and_accepted():
     assert drive(policy, [0.35, 0.97], 0)[1] == [Decision.STOP]
 
 
+def test_cost_aware_counts_first_token_acceptance_only_for_verified_drafts():
+    policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.9, max_draft=8, explore_share=0.0)
+    policy.start()
+    assert policy.begin_round(STATE) == 0  # a new prompt's first round: no exploration budget here
+    policy.observe(verdict(0, 0))
+    before = policy.first_acceptance()
+    # the draft ran (its top-1 .01 is in the decile with prior .05 < the .1 increment) but proposed nothing
+    budget = policy.begin_round(STATE)
+    features = feats(prob=0.01, position=0)
+    assert budget == 8 and not policy.should_draft(features)
+    policy.observe(verdict(0, 0, context=40))
+    assert policy.first_acceptance() == before  # nothing was verified: no evidence either way
+    assert policy._synced == 40  # but the draft has read the whole context
+    drive(policy, [0.97, 0.97, 0.01], 0)  # two drafted, the first rejected
+    assert policy.first_acceptance() < before
+
+
 def test_cost_aware_learns_acceptance_from_outcomes():
     policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.0, max_draft=8)
     assert policy.acceptance(feats(prob=0.95)) == pytest.approx(0.95)

@@ -38,7 +38,12 @@ def run_benchmark(
     seed: int = 0,
     progress: bool = True,
 ) -> list[Record]:
-    """Each prompt: every method in turn (after `warmup` untimed runs on the first prompt)."""
+    """Each prompt: every method in turn (after `warmup` untimed runs on the first prompt).
+
+    The order of the methods rotates by one from prompt to prompt (and repeat to repeat), so that
+    whatever running first or right after another method costs (allocator state, caches, clock
+    changes) falls on every method alike instead of always on the same one.
+    """
     encoded = [encode(p.text) for p in prompts]
     if warmup and encoded:
         for method in methods:
@@ -48,13 +53,21 @@ def run_benchmark(
     total = len(prompts) * repeats * len(methods)
     with tqdm(total=total, desc="benchmark", unit="run", disable=not progress) as bar:
         for repeat in range(repeats):
-            for prompt, ids in zip(prompts, encoded):
-                for method in methods:
+            for index, (prompt, ids) in enumerate(zip(prompts, encoded)):
+                for method in rotated(methods, index + repeat):
                     bar.set_postfix_str(f"{prompt.category}: {method.name}")
                     run = method.run(ids, max_new_tokens, temperature, seed + repeat)
                     records.append(Record(method.name, prompt.category, prompt.question_id, repeat, len(ids), run))
                     bar.update()
     return records
+
+
+def rotated(items: Sequence, shift: int) -> list:
+    """`items` starting from position `shift` (mod its length), wrapping around."""
+    if not items:
+        return []
+    shift %= len(items)
+    return list(items[shift:]) + list(items[:shift])
 
 
 @attrs.frozen

@@ -218,12 +218,12 @@ class CostAwarePolicy(PolicyBase):
         self._new_prompt = False
         for i, bucket in enumerate(self._round[: min(drafted, accepted + 1)]):
             self._update(bucket, i < accepted)
-        if self._round:  # a draft was attempted: did it yield an accepted token?
+        if self._round:  # the draft ran: it has read the context and its kept tokens but the last
+            self._synced = verification.context_length + max(min(accepted, drafted - 1), 0)
+        if drafted:  # a draft was verified: did it yield an accepted token?
             decay = 1.0 - 1.0 / self.memory
             self._first[0] = self._first[0] * decay + (accepted > 0)
             self._first[1] = self._first[1] * decay + 1.0
-            # the draft has read the context and its kept tokens but the last (cropped at a rejection)
-            self._synced = verification.context_length + min(accepted, drafted - 1) if drafted else self._synced
         elif self._generated >= FRONT:  # past the front budget, idle time earns exploration budget
             step = verification.verify_seconds if self.measure and verification.verify_seconds > 0 else self.target_step()
             self._credit += self.explore_share * step
