@@ -66,3 +66,19 @@ def test_method_order_rotates_from_prompt_to_prompt():
     assert sorted(firsts) == ["a", "a", "b", "b", "c", "c"]
     for start in range(0, 18, 3):
         assert sorted(calls[start : start + 3]) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("spec, tokens", [("hf-assisted-k2", 2), ("hf-assisted-k5-int8", 5), ("hf-assisted", 20)])
+def test_hf_assisted_options_reach_the_assistant_and_are_restored(pair, spec, tokens):
+    """transformers reads them from the assistant's own generation config, not from generate()."""
+    target, draft = pair
+    method = build_method(spec, target, lambda: draft)
+    before = method.assistant.generation_config.to_dict()
+    seen: list[int] = []
+    hook = method.assistant.register_forward_hook(lambda module, args, out: seen.append(module.generation_config.num_assistant_tokens))
+    try:
+        method.run(target.codec.encode("Once upon a time"), 12, 0.0, 0)
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {tokens}
+    assert method.assistant.generation_config.to_dict() == before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import time
 from typing import Any, Callable, Protocol, Sequence
 
@@ -51,6 +53,9 @@ class SpecdecMethod:
         )
 
 
+ASSISTANT_OPTIONS = frozenset({"num_assistant_tokens", "num_assistant_tokens_schedule", "assistant_confidence_threshold"})
+
+
 @attrs.define
 class HFGenerateMethod:
     """transformers' own `generate`, optionally with assisted generation (same models, same run)."""
@@ -60,6 +65,23 @@ class HFGenerateMethod:
     options: dict[str, Any] = attrs.field(factory=dict)
     assistant: Any = None
     counter: Callable[[], tuple[int, int]] | None = None
+
+    @contextlib.contextmanager
+    def _assistant_configured(self):
+        """transformers (5.x) reads the assisted-generation options from the *assistant's*
+        generation config, not from `generate`'s arguments (and its heuristic schedule writes its
+        state back there): set them on the assistant for this run, then restore its config, so
+        methods sharing one draft model do not leak settings into each other."""
+        if self.assistant is None:
+            yield
+            return
+        saved = copy.deepcopy(self.assistant.generation_config)
+        for key in ASSISTANT_OPTIONS & self.options.keys():
+            setattr(self.assistant.generation_config, key, self.options[key])
+        try:
+            yield
+        finally:
+            self.assistant.generation_config = saved
 
     def run(self, ids: Sequence[int], max_new_tokens: int, temperature: float, seed: int) -> MethodRun:
         kwargs = dict(self.options)
@@ -71,8 +93,9 @@ class HFGenerateMethod:
         kwargs["pad_token_id"] = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
         torch.manual_seed(seed)
         input_ids = torch.tensor([list(ids)])
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = self.model.generate(input_ids, max_new_tokens=max_new_tokens, assistant_model=self.assistant, **kwargs)
-        seconds = time.perf_counter() - start
+        with self._assistant_configured():
+            start = time.perf_counter()
+            with torch.inference_mode():
+                out = self.model.generate(input_ids, max_new_tokens=max_new_tokens, assistant_model=self.assistant, **kwargs)
+            seconds = time.perf_counter() - start
         return MethodRun(tuple(out[0, len(ids):].tolist()), seconds)
