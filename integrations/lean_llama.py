@@ -122,7 +122,10 @@ class LeanLlama:
             size = max(needed, 2 * self._cos.shape[0], MIN_CAPACITY)
             freqs = torch.outer(torch.arange(size, dtype=torch.float32), self.inv_freq)
             angles = torch.cat((freqs, freqs), dim=-1)
-            self._cos, self._sin = angles.cos(), angles.sin()
+            # rotate_half(x) = cat(-x2, x1) = roll(x, half) * (-1 on the first half): fold the sign in
+            sign = torch.ones(self.head_dim)
+            sign[: self.head_dim // 2] = -1.0
+            self._cos, self._sin = angles.cos(), angles.sin() * sign
         return self._cos[positions], self._sin[positions]
 
     # --------------------------------------------------------------------------- forward
@@ -147,21 +150,24 @@ class LeanLlama:
                 allowed = torch.ones(n, end, dtype=torch.bool).tril(start)
         self._reserve(end)
         cos, sin = self._rotary(positions, int(positions.max()) + 1)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [n, 1, dim]: broadcast over heads
         mask = allowed
         causal = n > 1 and allowed is None  # a fresh prompt: plain causal attention
         x = self.embed[torch.tensor(list(tokens), dtype=torch.long)]
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         q_width, k_width = heads * dim, kv_heads * dim
+        half, hidden_shape, eps = dim // 2, x.shape[-1:], self.eps
         for index, layer in enumerate(self.layers):
-            qkv = layer.qkv(self._norm(x, layer.input_norm))
-            q = qkv[:, :q_width].view(n, heads, dim).transpose(0, 1)
-            k = qkv[:, q_width : q_width + k_width].view(n, kv_heads, dim).transpose(0, 1)
-            v = qkv[:, q_width + k_width :].view(n, kv_heads, dim).transpose(0, 1)
+            qkv = layer.qkv(F.rms_norm(x, hidden_shape, layer.input_norm, eps))
+            # q and k rotated together: x * cos + rotate_half(x) * sin, rotate_half as a roll
+            # with the sign folded into the sine table
+            qk = qkv[:, : q_width + k_width].view(n, heads + kv_heads, dim)
+            qk = torch.addcmul(qk * cos, qk.roll(half, dims=-1), sin)
             keys, values = self._keys[index], self._values[index]
-            keys[:, start:end] = _rotate(k, cos, sin)
-            values[:, start:end] = v
+            keys[:, start:end] = qk[:, heads:].transpose(0, 1)
+            values[:, start:end] = qkv[:, q_width + k_width :].view(n, kv_heads, dim).transpose(0, 1)
             attended = F.scaled_dot_product_attention(
-                _rotate(q, cos, sin).unsqueeze(0),
+                qk[:, :heads].transpose(0, 1).unsqueeze(0),
                 keys[:, :end].unsqueeze(0),
                 values[:, :end].unsqueeze(0),
                 attn_mask=mask,
@@ -169,15 +175,6 @@ class LeanLlama:
                 enable_gqa=heads != kv_heads,
             )
             x = x + layer.out(attended[0].transpose(0, 1).reshape(n, q_width))
-            gate, up = layer.gate_up(self._norm(x, layer.post_norm)).split(self.intermediate, dim=-1)
+            gate, up = layer.gate_up(F.rms_norm(x, hidden_shape, layer.post_norm, eps)).split(self.intermediate, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
-        return self._norm(x[-keep:], self.final_norm)
-
-    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """RMSNorm as transformers computes it (in float32, then scaled)."""
-        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+        return F.rms_norm(x[-keep:], hidden_shape, self.final_norm, eps)

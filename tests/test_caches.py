@@ -110,3 +110,18 @@ def test_kv_buffers_append_in_place_and_match_a_fresh_forward(lean):
     model.reset()
     fresh = model.forward(ids, keep=3)
     assert torch.allclose(out.logits, fresh.logits, atol=1e-4)
+
+
+def test_tail_view_behaves_like_the_sliced_list():
+    from specdec.strategies.proposers.draft_model import TailView
+
+    tokens = list(range(10, 20))
+    for offset in (0, 3, 10, 12):
+        view, expected = TailView(tokens, offset), tokens[offset:]
+        assert len(view) == len(expected) and list(view) == expected
+        for a, b in ((None, None), (1, None), (0, 2), (2, 100), (-2, None)):
+            assert view[a:b] == expected[a:b]
+        if expected:
+            assert view[0] == expected[0] and view[-1] == expected[-1]
+        with pytest.raises(IndexError):
+            view[len(expected)]

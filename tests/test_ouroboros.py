@@ -55,16 +55,23 @@ class Recorder(FixedPolicy):
 
 class Spy(OuroborosProposer):
     drafts: list
+    cache_checks: list
 
     def propose(self, request):
+        steps = self.stats.draft_steps
         draft = super().propose(request)
         self.drafts.append(draft)
+        if self.stats.draft_steps > steps:  # the draft model ran this round (not only copies)
+            cached, context = self._cache.ids, list(request.context)
+            read = cached[len(context):]
+            self.cache_checks.append(cached[: len(context)] == context and read == list(draft.tokens[: len(read)]))
         return draft
 
 
 def spy(model, **kw) -> Spy:
     proposer = Spy(model, **kw)
     proposer.drafts = []
+    proposer.cache_checks = []
     return proposer
 
 
@@ -72,7 +79,7 @@ def test_phrase_tokens_go_through_the_policy_with_draft_features():
     target = toy(seed=1)
     draft_model = toy(seed=1)  # the draft agrees with the target: phrases from the output are agreed
     policy = Recorder(k=6)
-    proposer = spy(draft_model, branches=0)
+    proposer = spy(draft_model, branches=0, copy=False)  # copies are deterministic: tested below
     result = Decoder(target, proposer=proposer, policy=policy).generate([1, 2, 3], 40)
     assert result.ids == Decoder(target).generate([1, 2, 3], 40).ids
     assert proposer.stats.phrase_tokens > 0  # some forwards added agreed phrase tokens
@@ -81,6 +88,38 @@ def test_phrase_tokens_go_through_the_policy_with_draft_features():
     assert not any(det for _, _, det in policy.decided)  # features come from the draft's logits
     assert len(policy.asked) == len(policy.decided)
     assert proposer.stats.draft_steps < proposer.stats.draft_tokens  # > 1 token per draft forward
+
+
+def test_context_copies_are_deterministic_draft_tokens_that_the_draft_then_reads():
+    target = toy(seed=1)
+    prompt = Decoder(target).generate([1, 2, 3], 30).ids  # the target's own text: copies of it are accepted
+    policy = Recorder(k=8)
+    proposer = spy(toy(seed=7), branches=0)  # a draft that disagrees with the target
+    decoder = Decoder(target, proposer=proposer, policy=policy)
+    ids = [1, 2, 3, *prompt[:20], 1, 2, 3]  # the output will repeat the context from here
+    result = decoder.generate(ids, 24)
+    assert result.ids == Decoder(target).generate(ids, 24).ids
+    assert proposer.stats.copied_tokens > 0
+    copied = [(position, token) for position, token, deterministic in policy.decided if deterministic]
+    assert len(copied) == proposer.stats.copied_tokens
+    # after every proposal the draft model had read the context and then a prefix of the draft
+    # (copies included, in order): what it drafted after a copy was conditioned on that copy
+    assert proposer.cache_checks and all(proposer.cache_checks)
+    assert result.stats.accepted >= proposer.stats.copied_tokens // 2
+
+
+def test_copies_stop_while_the_target_rejects_them():
+    target = toy(seed=1)
+    proposer = spy(toy(seed=1), branches=0)  # the draft agrees with the target
+    decoder = Decoder(target, proposer=proposer, policy=FixedPolicy(4))
+    # a context full of a pattern the target never continues with: copies keep being rejected
+    ids = [4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 1, 2, 3]
+    result = decoder.generate(ids, 40)
+    assert result.ids == Decoder(target).generate(ids, 40).ids
+    gate, stats = proposer._entry, proposer.stats
+    # tried, then closed behind the draft's better record: copies stay a small share of the drafts
+    assert 0 < stats.copied_tokens < stats.draft_tokens / 4
+    assert gate["copy"].value < gate["draft"].value
 
 
 def test_sampling_drafts_are_deterministic_proposals():
@@ -209,9 +248,10 @@ def greedy_continuation(model, context, n):
 @pytest.mark.parametrize("draft_phrases", [1, 3])
 def test_phrase_drafting_proposes_exactly_the_drafts_greedy_continuation(draft_phrases):
     """Phrases only save forwards: the draft tokens are the draft model's greedy tokens (so the
-    draft cache, cropped and compacted around the phrases, stays right)."""
+    draft cache, cropped and compacted around the phrases, stays right). Copies, which are not the
+    draft's tokens, are off here and checked by the copy tests above."""
     target, draft_model = toy(seed=10), toy(seed=11, sharp=6.0)
-    proposer = Recording(draft_model, draft_phrases=draft_phrases, branches=2)
+    proposer = Recording(draft_model, draft_phrases=draft_phrases, branches=2, copy=False)  # copies are not the draft's
     proposer.rounds = []
     Decoder(target, proposer=proposer, policy=FixedPolicy(5)).generate([1, 2, 3, 1, 2, 3, 1], 60)
     assert proposer.stats.phrase_tokens > 0
@@ -222,7 +262,7 @@ def test_phrase_drafting_proposes_exactly_the_drafts_greedy_continuation(draft_p
 
 def test_phrase_drafting_on_a_real_draft_matches_its_greedy_continuation():
     target, draft_model = real_model("stories260K"), real_model("stories260K-draft")
-    proposer = Recording(draft_model, draft_phrases=2, branches=1)
+    proposer = Recording(draft_model, draft_phrases=2, branches=1, copy=False)
     proposer.rounds = []
     decoder = Decoder(target, proposer=proposer, policy=FixedPolicy(5))
     decoder.generate(decoder.encode("The cat sat. The cat sat. The cat sat on the"), 48)

@@ -145,6 +145,40 @@ def test_the_cap_and_tokens_without_hidden_states():
     assert policy.evaluations == 1 and policy.overhead_seconds > 0
 
 
+@pytest.mark.parametrize("config", [{}, {"hidden_rank": 0}, {"embedding_rank": 3, "vocab_size": 11}], ids=["hidden", "scalars", "tokens"])
+def test_the_folded_token_scorer_equals_the_network(config):
+    net = random_network(**config)
+    with torch.no_grad():  # random, non-trivial standardisation and norms
+        net.scalar_mean.copy_(torch.tensor([-2.0, 1.0, 0.3, 0.6]))
+        net.scalar_std.copy_(torch.tensor([1.5, 0.5, 0.2, 0.3]))
+        if net.config.embedding_rank:
+            net.token_table.normal_()
+    scorer = net.token_scorer()
+    generator = torch.Generator().manual_seed(3)
+    for position in (0, 5, 40):  # 40 is past the learned positions: shares the last row
+        hidden = torch.randn(6, generator=generator)
+        scalars = [-1.2, 0.8, 0.4, 0.7]
+        token = position % 11
+        expected = torch.nn.functional.logsigmoid(
+            net(hidden[None], torch.tensor([scalars]), torch.tensor([position]), torch.tensor([token]))
+        ).item()
+        assert scorer.log_hazard(hidden, scalars, position, token) == pytest.approx(expected, abs=1e-5)
+    assert random_network(arch="attention").token_scorer() is None and _Constant(0.5).token_scorer() is None
+
+
+def test_policy_decisions_with_the_folded_scorer_follow_the_network():
+    net = random_network()
+    policy = PacerPolicy.from_verifier(net, block_size=2, threshold=0.3)
+    policy.begin_round(RoundState(5, 0, 50))
+    hidden = [torch.randn(6, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    decisions = [policy.decide(features(i, hidden[i], prob=0.9 - 0.2 * i)) for i in range(4)]
+    scalars = torch.tensor([[math.log(0.9 - 0.2 * i), 1.0, 0.1, 1.0] for i in range(4)])  # top_prob defaults to 1
+    with torch.no_grad():
+        logs = torch.nn.functional.logsigmoid(net(torch.stack(hidden), scalars, torch.arange(4), torch.ones(4, dtype=torch.long)))
+    expected = [Decision.CONTINUE if i % 2 == 0 or logs[i - 1 : i + 1].sum().exp() >= 0.3 else Decision.STOP for i in range(4)]
+    assert decisions == expected and policy.evaluations == 2
+
+
 def test_the_shipped_pre_verifier_loads_with_its_tuned_settings():
     policy = PacerPolicy()
     config = policy.network.config

@@ -90,3 +90,17 @@ def test_int8_draft_on_the_default_pair_is_exact(head_tokens):
         result = decoder.generate(ids, NEW_TOKENS)
         assert list(result.ids) == hf_greedy(target, ids, NEW_TOKENS)
         assert result.stats.accepted > 0  # the int8 draft still proposes what the target says
+
+
+def test_draft_context_window_reads_only_the_prompt_tail_and_stays_exact():
+    target = real_model("stories260K")
+    proposer = DraftModelProposer(real_model("stories260K-draft"), context_window=4)
+    decoder = Decoder(target, proposer=proposer, policy=FixedPolicy(3))
+    for prompt in ["Once upon a time, there was a little girl named Lily who", "The little dog ran to the park and"]:
+        ids = decoder.encode(prompt)
+        result = decoder.generate(ids, 48)
+        assert list(result.ids) == hf_greedy(target, ids, 48)
+        # the draft's cache starts at the prompt's last 4 tokens and follows the output from there
+        assert proposer._cache.ids[:4] == list(ids[-4:])
+        assert proposer._cache.ids[4:8] == list(result.ids[:4])
+        assert result.stats.accepted > 0

@@ -218,12 +218,14 @@ class CostAwarePolicy(PolicyBase):
         self._new_prompt = False
         for i, bucket in enumerate(self._round[: min(drafted, accepted + 1)]):
             self._update(bucket, i < accepted)
-        if self._round:  # the draft ran: it has read the context and its kept tokens but the last
-            self._synced = verification.context_length + max(min(accepted, drafted - 1), 0)
-        if drafted:  # a draft was verified: did it yield an accepted token?
+        if self._round:  # the draft ran: did the round yield an accepted token?
+            # A round whose first token was declined counts as a miss: a0 prices a round in which
+            # the draft runs (begin_round's gain), and that round paid a draft step for nothing.
             decay = 1.0 - 1.0 / self.memory
             self._first[0] = self._first[0] * decay + (accepted > 0)
             self._first[1] = self._first[1] * decay + 1.0
+            # the draft has read the context and its kept tokens but the last (cropped at a rejection)
+            self._synced = verification.context_length + max(min(accepted, drafted - 1), 0)
         elif self._generated >= FRONT:  # past the front budget, idle time earns exploration budget
             step = verification.verify_seconds if self.measure and verification.verify_seconds > 0 else self.target_step()
             self._credit += self.explore_share * step

@@ -10,6 +10,7 @@ draft: the method is lossless whatever the network says.
 from __future__ import annotations
 
 import contextvars
+import math
 import time
 from importlib import resources
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 from specdec.errors import ConfigurationError
 from specdec.features import TokenFeatures
 from specdec.integrations.base import LanguageModel
-from specdec.pacer.model import PreVerifier, draft_fingerprint, draft_hidden_size, scalar_features
+from specdec.pacer.model import PreVerifier, TokenScorer, draft_fingerprint, draft_hidden_size, scalar_features
 from specdec.policy import Decision, PolicyBase, RoundState, finite_in, positive_int
 
 DEFAULT_DIR = "pacer_default"
@@ -67,6 +68,8 @@ class PacerPolicy(PolicyBase):
     _scalars: list[list[float]] = attrs.field(init=False, factory=list, repr=False)
     _tokens: list[int] = attrs.field(init=False, factory=list, repr=False)
     _positions: list[int] = attrs.field(init=False, factory=list, repr=False)
+    _log_hazards: list[float] = attrs.field(init=False, factory=list, repr=False)
+    _scorer: TokenScorer | None = attrs.field(init=False, default=None, repr=False)
     _checked: bool = attrs.field(init=False, default=False, repr=False)
     _no_hidden: torch.Tensor = attrs.field(init=False, factory=lambda: torch.zeros(0), repr=False)
 
@@ -103,6 +106,7 @@ class PacerPolicy(PolicyBase):
 
     def _use(self, network: PreVerifier, *, shipped: bool) -> None:
         self.network = network.eval()
+        self._scorer = network.token_scorer()
         self._no_hidden = torch.zeros(network.config.hidden_size)
         for p in self.network.parameters():
             p.requires_grad_(False)
@@ -175,25 +179,30 @@ class PacerPolicy(PolicyBase):
             self._reset_round()
         if not self._checked and features.hidden is not None:
             self._check_hidden(features.hidden)
-        self._hidden.append(features.hidden if features.hidden is not None else self._no_hidden)
-        self._scalars.append(scalar_features(features.prob, features.entropy, features.margin, features.top_prob))
-        self._tokens.append(features.token)
-        self._positions.append(features.position)
-        if len(self._tokens) % self.block:
+        hidden = features.hidden if features.hidden is not None else self._no_hidden
+        scalars = scalar_features(features.prob, features.entropy, features.margin, features.top_prob)
+        if self._scorer is not None:  # an MLP scores each token once, as it comes
+            self._log_hazards.append(self._scorer.log_hazard(hidden, scalars, features.position, features.token))
+        else:  # attention reads the whole round
+            self._hidden.append(hidden)
+            self._scalars.append(scalars)
+            self._tokens.append(features.token)
+            self._positions.append(features.position)
+        if len(self._log_hazards if self._scorer is not None else self._tokens) % self.block:
             return Decision.CONTINUE
         return Decision.CONTINUE if self.block_score() >= self.tau else Decision.STOP
 
     def block_score(self) -> float:
         """P(the last block is accepted | the earlier ones were), from the tokens seen this round."""
         self.evaluations += 1
-        n, b = len(self._tokens), self.block
-        attention = self.network.config.arch == "attention"
-        first = 0 if attention else n - b  # the MLP scores tokens independently: only the block's
+        b = self.block
+        if self._scorer is not None:
+            return math.exp(sum(self._log_hazards[-b:]))
         with torch.inference_mode():
-            hidden = torch.stack(self._hidden[first:]).float()
-            scalars = torch.tensor(self._scalars[first:])
-            positions = torch.tensor(self._positions[first:])
-            tokens = torch.tensor(self._tokens[first:])
+            hidden = torch.stack(self._hidden).float()
+            scalars = torch.tensor(self._scalars)
+            positions = torch.tensor(self._positions)
+            tokens = torch.tensor(self._tokens)
             logits = self.network(hidden, scalars, positions, tokens)[-b:]
             return float(torch.nn.functional.logsigmoid(logits).sum().exp())
 
@@ -208,6 +217,7 @@ class PacerPolicy(PolicyBase):
         self._checked = True
 
     def _reset_round(self) -> None:
+        self._log_hazards.clear()
         self._hidden.clear()
         self._scalars.clear()
         self._tokens.clear()

@@ -33,14 +33,18 @@ class DraftModelProposer(ModelCounters):
     the head is most of a small draft's cost): drafts come from that subset, q is 0 elsewhere and
     the output stays exact. `int8=True` runs the draft's linear layers in int8 (about twice as
     fast on a CPU; `HFModel.quantized`): its proposals change a little, the output does not. Both
-    need a transformers draft.
+    need a transformers draft. `context_window=N` lets the draft read only the last N prompt tokens
+    (and everything generated after them): on a long prompt the draft's own prefill is then cheap,
+    so speculation can start at once; its proposals may get worse, the output cannot.
     """
 
     name = "draft"
     model: LanguageModel = attrs.field(converter=as_model)
     head_tokens: int | None = attrs.field(default=None, kw_only=True, validator=optional_positive_int)
     int8: bool = attrs.field(default=False, kw_only=True, validator=boolean)
+    context_window: int | None = attrs.field(default=None, kw_only=True, validator=optional_positive_int)
     _cache: SequenceCache = attrs.field(init=False)
+    _offset: int = attrs.field(init=False, default=0)  # context tokens the draft does not read
 
     def __attrs_post_init__(self) -> None:
         self.model = cheaper_draft(self.model, self.head_tokens, self.int8)
@@ -48,6 +52,7 @@ class DraftModelProposer(ModelCounters):
 
     def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
         self._cache.restart()
+        self._offset = max(len(prompt) - self.context_window, 0) if self.context_window else 0
 
     def propose(self, request: ProposalRequest) -> Draft:
         policy, sampling = request.policy, request.sampling
@@ -55,7 +60,8 @@ class DraftModelProposer(ModelCounters):
         tokens: list[int] = []
         qs: list[torch.Tensor | None] = []
         features = []
-        out = self._cache.sync(request.context, hidden=hidden)
+        context = TailView(request.context, self._offset) if self._offset else request.context
+        out = self._cache.sync(context, hidden=hidden)
         while True:
             logits = out.logits[-1]
             state = out.hidden[-1] if hidden and out.hidden is not None else None
@@ -90,6 +96,27 @@ class DraftModelProposer(ModelCounters):
 
     def observe(self, verification: Verification) -> None:
         pass
+
+
+class TailView(Sequence[int]):
+    """`tokens[offset:]` without copying (the context grows every round; a copy would cost a
+    prompt's length per round)."""
+
+    def __init__(self, tokens: Sequence[int], offset: int) -> None:
+        self.tokens, self.offset = tokens, offset
+
+    def __len__(self) -> int:
+        return max(len(self.tokens) - self.offset, 0)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            return self.tokens[self.offset + start : self.offset + stop : step]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.tokens[self.offset + index]
 
 
 def cheaper_draft(model: LanguageModel, head_tokens: int | None, int8: bool) -> LanguageModel:

@@ -41,7 +41,7 @@ import torch
 
 from specdec.draft import Branch, Draft, TokenTree
 from specdec.errors import ConfigurationError
-from specdec.features import TokenFeatures, draft_features, token_features
+from specdec.features import TokenFeatures, deterministic_features, draft_features, token_features
 from specdec.integrations.base import LanguageModel, as_model, supports_tree
 from specdec.ngram import NgramIndex
 from specdec.phrase_pool import PhrasePool
@@ -99,6 +99,7 @@ class OuroborosStats:
     draft_steps: int = 0  # draft forwards made while drafting
     draft_tokens: int = 0  # tokens those forwards put in drafts
     phrase_tokens: int = 0  # of which came from an agreeing pool / context phrase
+    copied_tokens: int = 0  # draft tokens copied from the context without a draft forward
     branch_rounds: int = 0  # rounds that attached branches
     branch_tokens_offered: int = 0  # tokens in attached branches (target compute spent on them)
     branch_kinds: dict[str, int] = attrs.field(factory=dict)  # branch tokens emitted, per kind
@@ -121,6 +122,8 @@ class OuroborosProposer(ModelCounters):
     adaptive: bool = attrs.field(default=True, validator=boolean)  # gate phrases and branches by their payoff
     draft_token_cost: float = attrs.field(default=0.15, validator=finite_in(0.0, 1.0))  # extra draft-forward token / a draft forward
     target_token_cost: float = attrs.field(default=0.05, validator=finite_in(0.0, 1.0))  # extra target token / an emitted token
+    copy: bool = attrs.field(default=True, validator=boolean)  # propose context copies directly (gated)
+    copy_length: int = attrs.field(default=10, validator=positive_int)  # tokens per copy, at most
     warm_start: bool = attrs.field(default=True, validator=boolean)  # keep the pool across generate calls
     pool_file: str | None = None  # JSON pool loaded at construction (see PhrasePool.save)
     pool: PhrasePool | None = None  # share a pool between proposers (built from the bounds if None)
@@ -139,6 +142,7 @@ class OuroborosProposer(ModelCounters):
     _cont: dict[str, Rate] = attrs.field(init=False, factory=dict, repr=False)
     _closed: dict[str, int] = attrs.field(init=False, factory=dict, repr=False)  # refusals per gate
     _branch_kinds: list[str] = attrs.field(init=False, factory=list, repr=False)
+    _copies: list[tuple[int, int]] = attrs.field(init=False, factory=list, repr=False)  # (start, length) this round
 
     def __attrs_post_init__(self) -> None:
         self.model = cheaper_draft(self.model, self.head_tokens, self.int8)
@@ -193,6 +197,8 @@ class OuroborosProposer(ModelCounters):
         if draft is None or verification.drafted != len(draft):
             return
         self._harvest(draft, verification)
+        if self.copy:
+            self._learn_copies(len(draft), verification.accepted)
         if draft.branches and len(self._branch_kinds) == len(draft.branches):
             self._learn_branches(draft, verification)
 
@@ -211,9 +217,14 @@ class OuroborosProposer(ModelCounters):
         alternatives: list[tuple[Branch, str]] = []
         pending: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []  # (logits, hidden, argmax)
         first = True
+        self._copies = []
         while True:
             if not pending:
+                if self.copy and not self._copy(request, tokens, features):
+                    break
                 room = request.budget - len(tokens) - 1  # phrase tokens this forward may add
+                if room < 0:
+                    break
                 fed, found = self._draft_phrases(request.context, tokens, room)
                 pending = self._step(request.context, tokens, fed, found, first, hidden, who, alternatives)
                 first = False
@@ -231,6 +242,61 @@ class OuroborosProposer(ModelCounters):
                 break
         self.stats.draft_tokens += len(tokens)
         return tokens, features, [(b, source) for b, source in alternatives if b.at <= len(tokens)]
+
+    def _copy(self, request: ProposalRequest, tokens: list[int], features: list[TokenFeatures]) -> bool:
+        """Propose what followed the current n-gram in the context, directly (no draft forward).
+
+        Inputs that the output repeats are where a small draft agrees least with the target and a
+        copy most: while copies have lately been accepted at least as often as the draft's own
+        first tokens (per prompt), a copy goes into the draft as deterministic tokens, each offered
+        to the policy; the draft model reads them in its next forward and drafts on after them.
+        Returns False when the draft is over (the policy stopped, the budget, an end token).
+        """
+        if len(tokens) >= request.budget or (tokens and tokens[-1] in request.eos_token_ids):
+            return len(tokens) < request.budget
+        found = self._candidates(request.context, tokens, self.copy_length, 1, pool=False)
+        if not found:
+            return True
+        copy_rate = self._entry.setdefault("copy", Rate()).value
+        if copy_rate < self._entry.setdefault("draft", Rate()).value and not self._probe("copy"):
+            return True
+        start = len(tokens)
+        going = True
+        for token in found[0][0]:
+            feats = deterministic_features(token, len(tokens))
+            if not request.policy.should_draft(feats):
+                going = False
+                break
+            decision = request.policy.decide(feats)
+            if decision is Decision.DROP:
+                going = False
+                break
+            tokens.append(token)
+            features.append(feats)
+            if decision is Decision.STOP or len(tokens) >= request.budget or token in request.eos_token_ids:
+                going = False
+                break
+        if len(tokens) > start:
+            self._copies.append((start, len(tokens) - start))
+            self.stats.copied_tokens += len(tokens) - start
+        return going
+
+    def _learn_copies(self, drafted: int, accepted: int) -> None:
+        """Update the copy gate (first copied token accepted? how far on?) and the draft's own
+        first-token acceptance, from the positions each reached."""
+        copied = set()
+        for start, length in self._copies:
+            copied.update(range(start, start + length))
+            if accepted < start:
+                continue
+            took = min(accepted - start, length)
+            self._entry.setdefault("copy", Rate()).add(float(took > 0), 1.0)
+            if took:
+                self._cont.setdefault("copy", Rate()).add(took - 1, took - 1 + (took < length))
+        own = next((i for i in range(drafted) if i not in copied), None)
+        if own is not None and accepted >= own:
+            self._entry.setdefault("draft", Rate()).add(float(accepted > own), 1.0)
+        self._copies = []
 
     def _draft_phrases(
         self, context: Sequence[int], tokens: list[int], room: int
@@ -284,7 +350,8 @@ class OuroborosProposer(ModelCounters):
         the draft's own token after it. Phrases the draft parts from become `alternatives`: fed
         ones where its argmax leaves them, the others if its next token already differs.
         """
-        lead = [] if first else [tokens[-1]]
+        # draft tokens the draft model has not read: its own last token, and any copies after it
+        lead = list(tokens) if first else list(tokens[len(self._cache.ids) - len(context):])
         chain = len(candidates) <= 1 or not supports_tree(self.model)  # one phrase: a plain forward
         candidates = candidates[:1] if chain else candidates
         phrases = [phrase for phrase, _ in candidates]
@@ -292,11 +359,11 @@ class OuroborosProposer(ModelCounters):
         if chain:
             nodes = list(tree.tokens)
             if first:
-                out = self._cache.sync(context, nodes, keep=len(nodes) + 1, hidden=hidden)
+                out = self._cache.sync(context, lead + nodes, keep=len(nodes) + 1, hidden=hidden)
             else:
                 out = self._cache.extend(lead + nodes, keep=len(nodes) + 1, hidden=hidden)
         elif first:
-            out = self._cache.sync(context, keep=len(tree) + 1, hidden=hidden, tree=(tree.tokens, tree.parents))
+            out = self._cache.sync(context, lead, keep=len(tree) + 1, hidden=hidden, tree=(tree.tokens, tree.parents))
         else:
             out = self._cache.extend_tree(lead, tree.tokens, tree.parents, keep=len(tree) + 1, hidden=hidden)
         self.stats.draft_steps += 1
