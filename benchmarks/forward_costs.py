@@ -42,7 +42,9 @@ class TransformersForward:
         return ModelOutput(logits=out.logits[0])
 
     def crop(self, length: int) -> None:
-        self.cache.crop(length)
+        drop = self.cache.get_seq_length() - length
+        if drop > 0:
+            self.cache.crop(-drop)  # transformers 5 takes a negative count of tokens to remove
 
 
 def main() -> None:

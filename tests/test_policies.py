@@ -213,8 +213,15 @@ def test_cost_aware_weighs_the_drafts_catch_up_on_a_long_prompt_against_the_roun
     # reading a 2,000-token prompt first (.005 * 1,999 = 10.0); a 3-token prompt costs .01
     assert policy.begin_round(RoundState(context_length=2000, generated=0, remaining=10)) == 0
     assert policy.begin_round(RoundState(context_length=3, generated=0, remaining=10)) == 16
-    # with 1,000 tokens left the long prompt pays too: .35 * 666.7 = 233 > 10
-    assert policy.begin_round(RoundState(context_length=2000, generated=0, remaining=1000)) == 16
+    # with 1,000 tokens left the long prompt would pay (.35 * 666.7 = 233 > 10), but a0 is not yet
+    # this call's own: reading 64+ unread tokens waits for a verified draft of this call
+    long = RoundState(context_length=2000, generated=0, remaining=1000)
+    assert policy.begin_round(long) == 0
+    policy.observe(verdict(1, 1, context=3))  # the short read above paid off once
+    assert policy.begin_round(long) == 16
+    policy.start()  # a new call: its own evidence again
+    policy.observe(verdict(0, 0))
+    assert policy.begin_round(long) == 0
 
 
 def test_cost_aware_weighs_costs_with_a_safety_margin():

@@ -14,6 +14,7 @@ from specdec.verification import Verification
 
 PROB_BUCKETS = 10  # acceptance is calibrated per decile of the draft's top-1 probability, plus deterministic tokens
 TIMING_WINDOW = 9
+LONG_READ = 64  # unread tokens (a prompt) whose reading by the draft needs this call's own evidence
 FRONT = 64  # tokens of a call whose exploration budget is granted up front  # timings kept per verify width (and for the draft step); their median is used
 
 
@@ -59,7 +60,9 @@ class CostAwarePolicy(PolicyBase):
     the risk of being slower than plain decoding). `begin_round` drafts (up to `max_draft`) if a
     first token is expected to pay, g = a0 * V(1) - (D + V(2) - V(1)) > 0, with a0 the discounted rate of attempted drafts whose first token was
     accepted (prior `prior_acceptance`), and if the catch-up B * (T - 1) is repaid by g over the
-    rounds left in the call; else it returns 0, a plain target step. Every kept token's expected
+    rounds left in the call; else it returns 0, a plain target step. Reading 64 or more unread
+    tokens (a prompt) also needs evidence from this call (a verified draft): a0 carried from other
+    prompts does not commit the draft to reading a long one. Every kept token's expected
     saving exceeds its marginal cost, so (with calibrated estimates) a round costs less than plain
     decoding of its expected output. So that it keeps learning while idle, it explores (drafts
     the first token whatever its features; later ones by the rule) when `explore_share` of a
@@ -101,6 +104,7 @@ class CostAwarePolicy(PolicyBase):
     _credit: float = attrs.field(init=False, default=0.0, repr=False)  # exploration budget left (see begin_round)
     _generated: int = attrs.field(init=False, default=0, repr=False)
     _new_prompt: bool = attrs.field(init=False, default=True, repr=False)
+    _verified_rounds: int = attrs.field(init=False, default=0, repr=False)  # rounds of this call with a verified draft
     _round: list[int] = attrs.field(init=False, factory=list, repr=False)  # bucket of each draft position
     _survival: float = attrs.field(init=False, default=1.0, repr=False)  # P(all kept tokens are accepted)
     _current: float = attrs.field(init=False, default=1.0, repr=False)  # a at the latest position
@@ -164,6 +168,7 @@ class CostAwarePolicy(PolicyBase):
         self._synced = 0
         self._credit = 0.0
         self._new_prompt = True
+        self._verified_rounds = 0
         self._remember_costs()
         self._shrink()
         self._reset_round()
@@ -176,8 +181,12 @@ class CostAwarePolicy(PolicyBase):
         setup = self.catchup_seconds(self._unread)
         gain = first * self.target_step() - (1.0 + self.margin) * (self.draft_step() + self._increment(0))
         # a0 carried from other prompts does not commit a new one to reading its prompt: the first
-        # round of a call is an exploration, tried if reading the prompt is cheap next to the call
-        if not new_prompt and gain > 0 and gain * state.remaining / (1.0 + first) > setup:
+        # round of a call is an exploration, and reading a long stretch (LONG_READ tokens or more)
+        # is an investment made only on this call's own evidence (a verified draft) or through
+        # the exploration budget, so that a long prompt costs at most that budget when the draft
+        # turns out not to agree with the target on it
+        evidence = self._verified_rounds > 0 or self._unread < LONG_READ
+        if not new_prompt and evidence and gain > 0 and gain * state.remaining / (1.0 + first) > setup:
             return self.max_draft
         if new_prompt:  # a new prompt's exploration budget: a share of its first FRONT tokens
             self._credit += self.explore_share * min(state.remaining, FRONT) * self.target_step()
@@ -216,6 +225,7 @@ class CostAwarePolicy(PolicyBase):
             self._measure(verification)
         self._untimed = False  # the first round of a call also prefills the prompt
         self._new_prompt = False
+        self._verified_rounds += drafted > 0
         for i, bucket in enumerate(self._round[: min(drafted, accepted + 1)]):
             self._update(bucket, i < accepted)
         if self._round:  # the draft ran: did the round yield an accepted token?
