@@ -271,3 +271,17 @@ def test_the_disable_variable_is_documented(capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert specdec.plugins.DISABLE_ENV in capsys.readouterr().out
+
+
+def test_the_oracle_runs_from_the_command_line_by_name_alone(capsys):
+    """`--policy oracle` computes the target's greedy continuation first, then drafts exactly it."""
+    common = ["generate", "Once upon a time", "--target", tiny(TINY_TARGET), "--max-new-tokens", "16", "--json"]
+    assert main([*common, "--target-only"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*common, "--draft", tiny(TINY_DRAFT), "--policy", "oracle"]) == 0
+    captured = capsys.readouterr()
+    oracle = json.loads(captured.out)
+    assert "analysis only" in captured.err
+    assert oracle["ids"] == plain["ids"]
+    stats = oracle["stats"]
+    assert stats["accepted"] == stats["drafted"] > 0  # it drafts only what the target will say

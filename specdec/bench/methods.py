@@ -41,10 +41,9 @@ class SpecdecMethod:
     decoder: Decoder
 
     def run(self, ids: Sequence[int], max_new_tokens: int, temperature: float, seed: int) -> MethodRun:
-        policy = self.decoder.policy
-        if hasattr(policy, "set_continuation"):  # the analysis-only oracle: untimed greedy reference
-            reference = Decoder(self.decoder.target).generate(list(ids), max_new_tokens)
-            policy.set_continuation(list(ids) + list(reference.ids))
+        from specdec.strategies.policies.oracle import prepare_oracle
+
+        prepare_oracle(self.decoder, list(ids), max_new_tokens)  # the analysis-only oracle: untimed reference
         result = self.decoder.generate(list(ids), max_new_tokens, temperature=temperature, seed=seed)
         s = result.stats
         return MethodRun(

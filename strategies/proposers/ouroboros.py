@@ -262,7 +262,7 @@ class OuroborosProposer(ModelCounters):
             return True
         start = len(tokens)
         going = True
-        for token in found[0][0]:
+        for token in found[0][0]:  # the policy decides the length, token by token
             feats = deterministic_features(token, len(tokens))
             if not request.policy.should_draft(feats):
                 going = False
