@@ -29,6 +29,9 @@ def add_parser(subparsers) -> None:
     models.add_argument("--target", help="target model directory (default: the embedded SmolLM2-135M-Instruct)")
     models.add_argument("--draft", help="draft model directory (default: the embedded 4-layer SmolLM2 draft)")
     models.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    models.add_argument("--int8-draft", action="store_true",
+                        help="collect features and step costs with the draft in int8 (as used with --proposer-param int8=true), "
+                        "so that the threshold is tuned for that draft's cost")
     data = parser.add_argument_group("data")
     data.add_argument("--prompts", help="JSONL (question/prompt/text/turns field) or plain text, one prompt a line "
                       "(default: ../shared/data/gsm8k_train.jsonl)")
@@ -118,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     cache = out / "features.safetensors"
     key = hashlib.sha256(json.dumps([prompts, args.max_new_tokens, not args.no_chat, Path(target_path).name,
-                                     Path(draft_path).name, args.max_draft]).encode()).hexdigest()[:16]
+                                     Path(draft_path).name, args.max_draft] + (["int8"] if args.int8_draft else [])).encode()).hexdigest()[:16]
     data = None
     if cache.is_file() and not args.recollect:
         data = PacerData.load(cache)
@@ -132,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         from specdec.integrations.hf import load_model
 
         draft = load_model(draft_path)
+        if args.int8_draft:  # same fingerprint (the embedding is not quantized), int8 hidden states and costs
+            draft = draft.quantized()
     if data is None:
         from specdec.integrations.hf import load_model
 
