@@ -264,9 +264,12 @@ def test_train_pacer_end_to_end_on_the_tiny_pair(tmp_path, capsys):
     assert result.ids == plain.ids
     assert main(args) == 0  # the second run reuses the cached features
     assert "reusing" in capsys.readouterr().out
-    assert main([*args, "--int8-draft"]) == 0  # an int8 draft: collected again (other hidden states and costs)
+    assert main([*args, "--int8-draft"]) == 0  # the int8 draft's step is timed: collected again
     printed = capsys.readouterr().out
     assert "collecting again" in printed and "held-out" in printed
+    from specdec.pacer.collect import PacerData
+
+    assert PacerData.load(out / "features.safetensors").meta["cost_draft"].endswith("[int8]")
     assert PacerPolicy(path=str(out), model=real_model("stories260K-draft")).cap == 6  # same draft fingerprint
 
 

@@ -30,8 +30,8 @@ def add_parser(subparsers) -> None:
     models.add_argument("--draft", help="draft model directory (default: the embedded 4-layer SmolLM2 draft)")
     models.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     models.add_argument("--int8-draft", action="store_true",
-                        help="collect features and step costs with the draft in int8 (as used with --proposer-param int8=true), "
-                        "so that the threshold is tuned for that draft's cost")
+                        help="time the draft step in int8 (as used with --proposer-param int8=true), so that the threshold "
+                        "is tuned for that draft's cost (features still come from the float draft)")
     data = parser.add_argument_group("data")
     data.add_argument("--prompts", help="JSONL (question/prompt/text/turns field) or plain text, one prompt a line "
                       "(default: ../shared/data/gsm8k_train.jsonl)")
@@ -135,8 +135,6 @@ def run(args: argparse.Namespace) -> int:
         from specdec.integrations.hf import load_model
 
         draft = load_model(draft_path)
-        if args.int8_draft:  # same fingerprint (the embedding is not quantized), int8 hidden states and costs
-            draft = draft.quantized()
     if data is None:
         from specdec.integrations.hf import load_model
 
@@ -145,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         data = collect(
             target, draft, prompts, max_new_tokens=args.max_new_tokens, chat=not args.no_chat, batch_size=args.batch_size,
             generation_dtype=getattr(torch, args.generation_dtype), max_draft=args.max_draft,
+            cost_draft=draft.quantized() if args.int8_draft else None,
         )
         data.meta["key"] = key
         data.meta["collect_seconds"] = round(time.perf_counter() - started, 1)

@@ -218,9 +218,15 @@ def measure_costs(target: Any, draft: Any, context: Sequence[int], max_width: in
 def collect(
     target: Any, draft: Any, prompts: Sequence[str], *, max_new_tokens: int = 96, chat: bool = True,
     batch_size: int = 16, generation_dtype: torch.dtype = torch.bfloat16, max_draft: int = 24,
-    progress: bool = True, measure: bool = True,
+    progress: bool = True, measure: bool = True, cost_draft: Any = None,
 ) -> PacerData:
-    """Run both models over the prompts and return (uncached) training data with provenance."""
+    """Run both models over the prompts and return (uncached) training data with provenance.
+
+    `cost_draft` (default: `draft`) is the draft whose step is timed for the threshold tuning: an
+    int8 copy is timed that way, while the features come from `draft`, because an int8 draft
+    teacher-forced over whole padded batches quantizes its activations with one scale for the
+    batch and is not the draft that decodes one token at a time.
+    """
     if target.vocab_size != draft.vocab_size:
         raise ConfigurationError(f"target and draft vocabularies differ ({target.vocab_size} vs {draft.vocab_size})")
     ids = encode_prompts(target, list(prompts), chat)
@@ -240,5 +246,6 @@ def collect(
     if measure:
         longest = max(range(len(ids)), key=lambda i: len(ids[i]) + len(continuations[i]))
         context = (ids[longest] + continuations[longest])[: max(8, len(ids[longest]) + len(continuations[longest]) // 2)]
-        meta["costs"] = measure_costs(target, draft, context, max_draft + 1)
+        meta["costs"] = measure_costs(target, cost_draft if cost_draft is not None else draft, context, max_draft + 1)
+        meta["cost_draft"] = Path(str((cost_draft if cost_draft is not None else draft).name)).name
     return attrs.evolve(data, meta=meta)
