@@ -151,7 +151,6 @@ class LeanLlama:
         self._reserve(end)
         cos, sin = self._rotary(positions, int(positions.max()) + 1)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [n, 1, dim]: broadcast over heads
-        mask = allowed
         causal = n > 1 and allowed is None  # a fresh prompt: plain causal attention
         x = self.embed[torch.tensor(list(tokens), dtype=torch.long)]
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
@@ -170,7 +169,7 @@ class LeanLlama:
                 qk[:, :heads].transpose(0, 1).unsqueeze(0),
                 keys[:, :end].unsqueeze(0),
                 values[:, :end].unsqueeze(0),
-                attn_mask=mask,
+                attn_mask=allowed,
                 is_causal=causal,
                 enable_gqa=heads != kv_heads,
             )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import attrs
 
 from specdec.draft import Draft
 from specdec.integrations.base import LanguageModel
-from specdec.policy import LengthPolicy
+from specdec.features import TokenFeatures, deterministic_features
+from specdec.policy import Decision, LengthPolicy
 from specdec.sampling import SamplingConfig
 from specdec.samplers import Sampler
 from specdec.verification import Verification
@@ -83,3 +84,24 @@ class ModelCounters:
     @property
     def forward_seconds(self) -> float:
         return self.model.forward_seconds
+
+
+def offer_deterministic(request: ProposalRequest, candidates: Iterable[int], tokens: list[int], features: list[TokenFeatures]) -> bool:
+    """Offer tokens proposed without a distribution (copies, lookups) to the policy one by one.
+
+    Kept tokens and their features are appended to `tokens` and `features`. The token is known
+    before the policy is asked, so declining it cannot bias the output. Returns whether the draft
+    may go on: False once the policy declines or stops, the budget is full or an end token is kept.
+    """
+    for token in candidates:
+        feats = deterministic_features(token, len(tokens))
+        if not request.policy.should_draft(feats):
+            return False
+        decision = request.policy.decide(feats)
+        if decision is Decision.DROP:
+            return False
+        tokens.append(token)
+        features.append(feats)
+        if decision is Decision.STOP or len(tokens) >= request.budget or token in request.eos_token_ids:
+            return False
+    return True

@@ -246,6 +246,7 @@ def collect(
     if measure:
         longest = max(range(len(ids)), key=lambda i: len(ids[i]) + len(continuations[i]))
         context = (ids[longest] + continuations[longest])[: max(8, len(ids[longest]) + len(continuations[longest]) // 2)]
-        meta["costs"] = measure_costs(target, cost_draft if cost_draft is not None else draft, context, max_draft + 1)
-        meta["cost_draft"] = Path(str((cost_draft if cost_draft is not None else draft).name)).name
+        timed = cost_draft if cost_draft is not None else draft
+        meta["costs"] = measure_costs(target, timed, context, max_draft + 1)
+        meta["cost_draft"] = Path(str(timed.name)).name
     return attrs.evolve(data, meta=meta)

@@ -41,12 +41,12 @@ import torch
 
 from specdec.draft import Branch, Draft, TokenTree
 from specdec.errors import ConfigurationError
-from specdec.features import TokenFeatures, deterministic_features, draft_features, token_features
+from specdec.features import TokenFeatures, draft_features, token_features
 from specdec.integrations.base import LanguageModel, as_model, supports_tree
 from specdec.ngram import NgramIndex
 from specdec.phrase_pool import PhrasePool
 from specdec.policy import Decision, boolean, finite_in, non_negative_int, optional_positive_int, positive_int
-from specdec.proposer import ModelCounters, ProposalRequest
+from specdec.proposer import ModelCounters, ProposalRequest, offer_deterministic
 from specdec.sampling import SamplingConfig, checked_max
 from specdec.sequence_cache import SequenceCache
 from specdec.verification import Verification
@@ -223,8 +223,6 @@ class OuroborosProposer(ModelCounters):
                 if self.copy and not self._copy(request, tokens, features):
                     break
                 room = request.budget - len(tokens) - 1  # phrase tokens this forward may add
-                if room < 0:
-                    break
                 fed, found = self._draft_phrases(request.context, tokens, room)
                 pending = self._step(request.context, tokens, fed, found, first, hidden, who, alternatives)
                 first = False
@@ -252,8 +250,6 @@ class OuroborosProposer(ModelCounters):
         to the policy; the draft model reads them in its next forward and drafts on after them.
         Returns False when the draft is over (the policy stopped, the budget, an end token).
         """
-        if len(tokens) >= request.budget or (tokens and tokens[-1] in request.eos_token_ids):
-            return len(tokens) < request.budget
         found = self._candidates(request.context, tokens, self.copy_length, 1, pool=False)
         if not found:
             return True
@@ -261,21 +257,7 @@ class OuroborosProposer(ModelCounters):
         if copy_rate < self._entry.setdefault("draft", Rate()).value and not self._probe("copy"):
             return True
         start = len(tokens)
-        going = True
-        for token in found[0][0]:  # the policy decides the length, token by token
-            feats = deterministic_features(token, len(tokens))
-            if not request.policy.should_draft(feats):
-                going = False
-                break
-            decision = request.policy.decide(feats)
-            if decision is Decision.DROP:
-                going = False
-                break
-            tokens.append(token)
-            features.append(feats)
-            if decision is Decision.STOP or len(tokens) >= request.budget or token in request.eos_token_ids:
-                going = False
-                break
+        going = offer_deterministic(request, found[0][0], tokens, features)  # the policy decides the length
         if len(tokens) > start:
             self._copies.append((start, len(tokens) - start))
             self.stats.copied_tokens += len(tokens) - start

@@ -19,10 +19,9 @@ import attrs
 
 from specdec.draft import EMPTY_DRAFT, Draft
 from specdec.errors import ConfigurationError
-from specdec.features import deterministic_features
 from specdec.ngram import NgramIndex
-from specdec.policy import Decision, positive_int
-from specdec.proposer import ProposalRequest
+from specdec.policy import positive_int
+from specdec.proposer import ProposalRequest, offer_deterministic
 from specdec.sampling import SamplingConfig
 from specdec.verification import Verification
 
@@ -68,20 +67,14 @@ class PromptLookupProposer:
         if position is None:
             return EMPTY_DRAFT
         tokens: list[int] = []
-        features = []
-        while len(tokens) < min(self.num_tokens, request.budget):
-            # read on through the drafted tokens: a match near the end repeats periodically
-            token = index.continuation(position + len(tokens), 1, tokens)[0]
-            feats = deterministic_features(token, len(tokens))
-            if not request.policy.should_draft(feats):  # the proposed token is known beforehand
-                break
-            decision = request.policy.decide(feats)
-            if decision is Decision.DROP:
-                break
-            tokens.append(token)
-            features.append(feats)
-            if decision is Decision.STOP or token in request.eos_token_ids:
-                break
+        features: list = []
+
+        def continuation():
+            while len(tokens) < self.num_tokens:
+                # read on through the drafted tokens: a match near the end repeats periodically
+                yield index.continuation(position + len(tokens), 1, tokens)[0]
+
+        offer_deterministic(request, continuation(), tokens, features)
         return Draft(tuple(tokens), (None,) * len(tokens), tuple(features))
 
     def observe(self, verification: Verification) -> None:

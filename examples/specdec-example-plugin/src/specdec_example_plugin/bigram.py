@@ -7,9 +7,8 @@ from typing import Sequence
 import attrs
 
 from specdec.draft import Draft
-from specdec.features import deterministic_features
-from specdec.policy import Decision, positive_int
-from specdec.proposer import ProposalRequest
+from specdec.policy import positive_int
+from specdec.proposer import ProposalRequest, offer_deterministic
 from specdec.sampling import SamplingConfig
 from specdec.verification import Verification
 
@@ -50,23 +49,16 @@ class BigramProposer:
     def propose(self, request: ProposalRequest) -> Draft:
         self._learn(request.context)
         tokens: list[int] = []
-        features = []
-        last = request.context[-1]
-        while len(tokens) < request.budget:
-            token = self._successor(last)
-            if token is None:
-                break
-            feats = deterministic_features(token, len(tokens))
-            if not request.policy.should_draft(feats):  # the policy may end the round first
-                break
-            decision = request.policy.decide(feats)
-            if decision is Decision.DROP:
-                break
-            tokens.append(token)
-            features.append(feats)
-            if decision is Decision.STOP or token in request.eos_token_ids:
-                break
-            last = token
+        features: list = []
+
+        def chain():
+            last = request.context[-1]
+            while (token := self._successor(last)) is not None:
+                yield token
+                last = token
+
+        # each token goes to the policy, which may end the round first (specdec's own helper)
+        offer_deterministic(request, chain(), tokens, features)
         return Draft(tuple(tokens), (None,) * len(tokens), tuple(features))
 
     def observe(self, verification: Verification) -> None:
