@@ -82,3 +82,22 @@ def test_hf_assisted_options_reach_the_assistant_and_are_restored(pair, spec, to
         hook.remove()
     assert seen and set(seen) == {tokens}
     assert method.assistant.generation_config.to_dict() == before
+
+
+def test_a_policy_that_times_itself_reports_its_share_of_the_run(pair):
+    """PACER's pre-verifier time is reported on its own (bench column "policy"), inside the overhead."""
+    import math
+
+    from specdec import Decoder
+    from specdec.bench.methods import SpecdecMethod
+    from specdec.pacer.model import PacerConfig, PreVerifier
+    from specdec.strategies.policies.pacer import PacerPolicy
+    from specdec.strategies.proposers import DraftModelProposer
+
+    target, draft = pair
+    ids = target.codec.encode("Once upon a time")
+    network = PreVerifier.random(PacerConfig(hidden_size=64, width=8), seed=0)
+    policy = PacerPolicy.from_verifier(network, threshold=0.0, max_draft=3)
+    run = SpecdecMethod("pacer", Decoder(target, proposer=DraftModelProposer(draft), policy=policy)).run(ids, 16, 0.0, 0)
+    assert run.drafted > 0 and 0 < run.policy_seconds <= run.overhead_seconds
+    assert math.isnan(build_method("fixed:k=2", target, lambda: draft).run(ids, 16, 0.0, 0).policy_seconds)

@@ -11,6 +11,7 @@ import torch
 from specdec import ConfigurationError, Decoder
 from specdec.features import TokenFeatures
 from specdec.pacer.collect import PacerData
+from specdec.verification import Verification
 from specdec.pacer.model import PacerConfig, PreVerifier, draft_fingerprint
 from specdec.pacer.train import Costs, auc, round_starts, simulate, split_sequences, token_examples
 from specdec.plugins import registry
@@ -101,7 +102,7 @@ def test_bad_parameters_raise_configuration_error(params):
         PacerPolicy.from_verifier(random_network(), **params)
 
 
-@pytest.mark.parametrize("params", [{"threshold": "high"}, {"block_size": "two"}, {"path": "/nonexistent/pacer"}])
+@pytest.mark.parametrize("params", [{"threshold": "high"}, {"block_size": "two"}, {"path": "/nonexistent/pacer"}, {"rule": "maybe"}])
 def test_bad_command_line_parameters_raise_configuration_error(params):
     with pytest.raises(ConfigurationError):
         registry().build("policy", "pacer", params)
@@ -143,6 +144,23 @@ def test_the_cap_and_tokens_without_hidden_states():
     assert policy.decide(features(0, None)) is Decision.CONTINUE  # a lookup token: nothing to score
     assert policy.decide(features(1, torch.zeros(2))) is Decision.STOP
     assert policy.evaluations == 1 and policy.overhead_seconds > 0
+
+
+def test_the_cost_rule_prices_the_networks_scores_with_the_cost_aware_rule():
+    from specdec.strategies.policies.cost_aware import CostAwarePolicy
+
+    state = RoundState(5, 0, 50)
+    for p, expected in ((0.97, Decision.CONTINUE), (0.15, Decision.STOP)):
+        policy = PacerPolicy.from_verifier(_Constant(p), rule="cost", max_draft=6)
+        reference = CostAwarePolicy(max_draft=6)
+        assert policy.begin_round(state) == reference.begin_round(state)  # a new prompt: an exploration
+        assert policy.should_draft(features(0, torch.zeros(2), prob=0.5))
+        # the network's score (not the draft's .5) prices the token: decile prior .95 continues
+        # (.95**2 > 1.15 * .25 prior draft cost + .05 width), .15 stops
+        assert policy.decide(features(0, torch.zeros(2), prob=0.5)) is expected
+        assert policy.evaluations == 1
+    policy.observe(Verification(1, 0, (4,), verify_seconds=0.02, context_length=5))  # reaches the cost rule
+    assert policy._costs.first_acceptance() < 0.5
 
 
 @pytest.mark.parametrize("config", [{}, {"hidden_rank": 0}, {"embedding_rank": 3, "vocab_size": 11}], ids=["hidden", "scalars", "tokens"])

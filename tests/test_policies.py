@@ -274,6 +274,35 @@ def test_cost_aware_counts_a_declined_first_token_as_a_miss_and_the_context_as_r
     assert policy._synced == 40  # the draft has read the whole context, not one token less
 
 
+def test_cost_aware_takes_a_predictors_score_after_the_draw_and_calibrates_it():
+    policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.9, max_draft=8)
+    policy.begin_round(STATE)
+    features = feats(prob=0.97, position=0)
+    assert policy.should_draft(features)
+    # top-1 decile prior .95 would continue (.95**2 > .05 + .1); the predictor's .15 (decile prior
+    # .15) replaces it: .15**2 < .15, stop
+    assert policy.decide(features, predicted=0.15) is Decision.STOP
+    policy.begin_round(STATE)
+    assert policy.decide(feats(prob=0.97, position=0)) is Decision.CONTINUE  # no score: the top-1 decile
+    # a predictor that says .95 but whose tokens are always rejected is recalibrated from outcomes;
+    # the top-1 decile it replaced learns nothing from those rounds
+    for _ in range(30):
+        policy.begin_round(STATE)
+        features = feats(prob=0.97, position=0)
+        policy.should_draft(features)
+        policy.decide(features, predicted=0.95)
+        policy.observe(verdict(1, 0))
+    policy.begin_round(STATE)
+    features = feats(prob=0.97, position=0)
+    assert policy.should_draft(features) and policy.acceptance(features) == pytest.approx(0.95)
+    assert policy.decide(features, predicted=0.95) is Decision.STOP
+    # deterministic tokens keep their own bucket (prior .9 here): a score is not applied to them
+    fresh = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.9, max_draft=8)
+    fresh.begin_round(STATE)
+    lookup = TokenFeatures(position=0, token=3, prob=1.0, entropy=0.0, margin=1.0, deterministic=True)
+    assert fresh.decide(lookup, predicted=0.0) is Decision.CONTINUE
+
+
 def test_cost_aware_learns_acceptance_from_outcomes():
     policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.0, max_draft=8)
     assert policy.acceptance(feats(prob=0.95)) == pytest.approx(0.95)
@@ -304,7 +333,11 @@ def test_cost_aware_re_measures_verify_costs_per_call_keeping_their_shape():
     policy.observe(verdict(0, 0, verify=5.0))  # prefill: not timed
     policy.observe(verdict(0, 0, verify=0.010))
     policy.observe(verdict(3, 3, verify=0.020))
-    assert policy.verify_cost(4) == pytest.approx(0.020)
+    # one timing of a width is padded with its prior shape (1 + 3 * .05) * V(1), also in a first
+    # call: one slow forward cannot price a width out before it is measured again
+    assert policy.verify_cost(4) == pytest.approx(0.0115)
+    policy.observe(verdict(3, 3, verify=0.020))
+    assert policy.verify_cost(4) == pytest.approx(0.020)  # two of three: the measurement wins
     policy.start()  # a longer prompt: every forward costs three times as much
     assert policy.target_step() == pytest.approx(0.010) and policy.verify_cost(4) == pytest.approx(0.020)
     policy.observe(verdict(0, 0, verify=5.0))

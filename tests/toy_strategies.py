@@ -129,6 +129,7 @@ POLICY_STRATEGIES: dict[str, st.SearchStrategy | Callable[[ToyPair], st.SearchSt
         threshold=st.floats(0.0, 1.0),
         block_size=st.integers(1, 3),
         max_draft=_caps,
+        rule=st.sampled_from(["threshold", "cost"]),
     ),
 }
 

@@ -25,6 +25,7 @@ class MethodRun:
     draft_seconds: float = 0.0
     verify_seconds: float = 0.0
     overhead_seconds: float = float("nan")  # time outside model forwards (specdec methods only)
+    policy_seconds: float = float("nan")  # of which in the policy, for policies that time themselves (PACER)
 
 
 class Method(Protocol):
@@ -44,11 +45,13 @@ class SpecdecMethod:
         from specdec.strategies.policies.oracle import prepare_oracle
 
         prepare_oracle(self.decoder, list(ids), max_new_tokens)  # the analysis-only oracle: untimed reference
+        policy_before = getattr(self.decoder.policy, "overhead_seconds", float("nan"))
         result = self.decoder.generate(list(ids), max_new_tokens, temperature=temperature, seed=seed)
         s = result.stats
         return MethodRun(
             result.ids, s.seconds, s.rounds, s.drafted, s.accepted, s.target_forwards, s.draft_forwards,
             s.draft_seconds, s.verify_seconds, s.overhead_seconds,
+            getattr(self.decoder.policy, "overhead_seconds", float("nan")) - policy_before,
         )
 
 

@@ -21,6 +21,7 @@ COLUMNS = (
     ("target_forwards_per_token", "target fwd/tok", "{:.2f}"),
     ("draft_forwards_per_token", "draft fwd/tok", "{:.2f}"),
     ("overhead_fraction", "overhead", "{:.1%}"),
+    ("policy_fraction", "policy", "{:.1%}"),
 )
 
 

@@ -88,6 +88,7 @@ class Summary:
     target_forwards_per_token: float
     draft_forwards_per_token: float
     overhead_fraction: float  # specdec's own time (not in model forwards) over total time
+    policy_fraction: float = float("nan")  # of which the policy's own (PACER's pre-verifier), over total time
 
     def to_dict(self) -> dict:
         return attrs.asdict(self)
@@ -130,6 +131,7 @@ def summarize(records: Sequence[Record], baseline: str) -> list[Summary]:
                 target_forwards_per_token=sum(r.run.target_forwards for r in rs) / tokens if rounds else float("nan"),
                 draft_forwards_per_token=sum(r.run.draft_forwards for r in rs) / tokens if rounds else float("nan"),
                 overhead_fraction=sum(r.run.overhead_seconds for r in rs) / seconds,
+                policy_fraction=sum(r.run.policy_seconds for r in rs) / seconds,
             )
         )
     return summaries

@@ -13,6 +13,8 @@ from specdec.policy import Decision, PolicyBase, RoundState, boolean, finite_in,
 from specdec.verification import Verification
 
 PROB_BUCKETS = 10  # acceptance is calibrated per decile of the draft's top-1 probability, plus deterministic tokens
+SCORED = PROB_BUCKETS + 1  # then per decile of an external predictor's score (`decide(..., predicted=)`, PACER)
+BUCKETS = SCORED + PROB_BUCKETS
 TIMING_WINDOW = 9
 LONG_READ = 64  # unread tokens (a prompt) whose reading by the draft needs this call's own evidence
 FRONT = 64  # tokens of a call whose exploration budget is granted up front  # timings kept per verify width (and for the draft step); their median is used
@@ -30,8 +32,8 @@ class CostAwarePolicy(PolicyBase):
         that forward costs D + B * (T - 1) for T tokens, B measured from rounds with T >= 16;
       - V(w): one target forward over w tokens = median of the recent verify_seconds of rounds
         that verified w - 1 draft tokens in this call (plain target steps give V(1)); they grow
-        with the context, so each call re-measures them (padded with the earlier calls' estimate
-        until it has three timings). A width not measured yet is priced as
+        with the context, so each call re-measures them (padded with the earlier calls' estimate,
+        in a first call with the prior shape below, until it has three timings). A width not measured yet is priced as
         V(1) times its ratio V(w) / V(1) in earlier calls (on a CPU a forward over 4 tokens can
         cost far more than over 3), else times 1 + `width_cost` * (w - 1).
     Priors, in units of V(1), stand in until measured: D = `draft_cost` * V(1), B =
@@ -43,7 +45,9 @@ class CostAwarePolicy(PolicyBase):
     of accepted outcomes in the decile of the draft's top-1 probability there (deterministic
     proposals have their own bucket), shrunk towards a prior (the decile's midpoint;
     `prior_acceptance` for deterministic proposals) with `prior_weight` pseudo-observations;
-    observations are discounted by 1 - 1/`memory`. Outcomes are the drafted tokens up to and
+    observations are discounted by 1 - 1/`memory`. A predictor's score for a drawn token
+    (`decide(features, predicted=...)`, PACER's `rule="cost"`) replaces the top-1 decile there by
+    the score's own decile, calibrated the same way (prior: its midpoint). Outcomes are the drafted tokens up to and
     including the first rejection (later ones were not tested). a depends on the distribution
     only, so leaving a position out never depends on the token drawn there (which would bias
     the output at T > 0). Acceptance depends on the prompt, so a new call keeps at most `carry`
@@ -111,8 +115,8 @@ class CostAwarePolicy(PolicyBase):
     _exploring: bool = attrs.field(init=False, default=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        self._hits = [0.0] * (PROB_BUCKETS + 1)
-        self._counts = [0.0] * (PROB_BUCKETS + 1)
+        self._hits = [0.0] * BUCKETS
+        self._counts = [0.0] * BUCKETS
         self._first = [0.0, 0.0]
         self._draft = deque(maxlen=TIMING_WINDOW)
         self._catchup = deque(maxlen=TIMING_WINDOW)
@@ -139,7 +143,9 @@ class CostAwarePolicy(PolicyBase):
     def verify_cost(self, width: int) -> float:
         """V(width): one target forward over `width` tokens."""
         if width in self._verify:
-            prior = self.target_step() * self._ratios[width] if width in self._ratios and width > 1 else None
+            # padded with the shape known so far (earlier calls, else the prior), also in a first call:
+            # one slow forward at a width must not price that width out before it is measured again
+            prior = self.target_step() * self._shape(width) if width > 1 else None
             return _robust_median(self._verify[width], prior)
         return self.target_step() * self._shape(width)
 
@@ -209,11 +215,23 @@ class CostAwarePolicy(PolicyBase):
         self._current = a
         return True
 
-    def decide(self, features: TokenFeatures) -> Decision:
+    def decide(self, features: TokenFeatures, predicted: float | None = None) -> Decision:
+        """`predicted`: another model's estimate of this token's acceptance (PACER's pre-verifier).
+
+        It replaces the top-1 decile for this position: the estimate becomes the calibrated
+        acceptance of its own decile (prior: the decile's midpoint), so a miscalibrated predictor
+        still yields calibrated costs. Used after the draw only, where stopping cannot bias.
+        """
         if len(self._round) <= features.position:  # a proposer that does not call should_draft
             self._round.append(self._bucket(features))
             self._current = self._estimate(self._round[-1])
             self._survival *= self._current
+        if predicted is not None and not features.deterministic:
+            bucket = SCORED + _decile(predicted)
+            self._round[features.position] = bucket
+            a = self._estimate(bucket)
+            self._survival = self._survival / self._current * a if self._current > 0 else 0.0
+            self._current = a
         gain = self._survival * self._current * self.target_step()
         if gain <= (1.0 + self.margin) * (self.draft_step() + self._increment(features.position + 1)):
             return Decision.STOP
@@ -257,7 +275,7 @@ class CostAwarePolicy(PolicyBase):
         """Verify costs depend on the context length: a new call re-measures them, keeping their shape."""
         if self._verify:
             step = self.target_step()
-            self._ratios.update({w: statistics.median(t) / step for w, t in self._verify.items() if step > 0})
+            self._ratios.update({w: self.verify_cost(w) / step for w in self._verify if step > 0})
             self._ratios[1] = 1.0
             self._step_prior = step
             self._verify.clear()
@@ -282,12 +300,12 @@ class CostAwarePolicy(PolicyBase):
 
     @staticmethod
     def _bucket(features: DraftFeatures) -> int:
-        if features.deterministic:
-            return PROB_BUCKETS
-        return min(max(int(features.top_prob * PROB_BUCKETS), 0), PROB_BUCKETS - 1)
+        return PROB_BUCKETS if features.deterministic else _decile(features.top_prob)
 
     def _prior(self, bucket: int) -> float:
-        return self.prior_acceptance if bucket == PROB_BUCKETS else (bucket + 0.5) / PROB_BUCKETS
+        if bucket == PROB_BUCKETS:
+            return self.prior_acceptance
+        return ((bucket % SCORED) + 0.5) / PROB_BUCKETS
 
     def _estimate(self, bucket: int) -> float:
         weight = self.prior_weight
@@ -297,6 +315,10 @@ class CostAwarePolicy(PolicyBase):
         decay = 1.0 - 1.0 / self.memory
         self._hits[bucket] = self._hits[bucket] * decay + accepted
         self._counts[bucket] = self._counts[bucket] * decay + 1.0
+
+
+def _decile(probability: float) -> int:
+    return min(max(int(probability * PROB_BUCKETS), 0), PROB_BUCKETS - 1)
 
 
 def _robust_median(samples: deque[float], prior: float | None, weight: int = 3) -> float:

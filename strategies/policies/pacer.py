@@ -20,10 +20,15 @@ import attrs
 import torch
 
 from specdec.errors import ConfigurationError
-from specdec.features import TokenFeatures
+from specdec.features import DraftFeatures, TokenFeatures
 from specdec.integrations.base import LanguageModel
 from specdec.pacer.model import PreVerifier, TokenScorer, draft_fingerprint, draft_hidden_size, scalar_features
 from specdec.policy import Decision, PolicyBase, RoundState, finite_in, positive_int
+from specdec.verification import Verification
+
+from .cost_aware import CostAwarePolicy
+
+RULES = ("threshold", "cost")
 
 DEFAULT_DIR = "pacer_default"
 # set by `from_verifier` for the duration of one constructor call
@@ -33,6 +38,11 @@ _PRELOADED: contextvars.ContextVar[PreVerifier | None] = contextvars.ContextVar(
 def default_path() -> Path:
     """The pre-verifier shipped for the default draft (smollm2-draft), installed as package data."""
     return Path(str(resources.files(__package__).joinpath(DEFAULT_DIR)))
+
+
+def _rule(_: object, attribute: attrs.Attribute, value: str) -> None:
+    if value not in RULES:
+        raise ConfigurationError(f"{attribute.name} must be one of {', '.join(RULES)}, got {value!r}")
 
 
 def _optional(validator):
@@ -53,6 +63,13 @@ class PacerPolicy(PolicyBase):
     proposer's): it is checked against the draft the pre-verifier was trained for. Without it, the
     hidden size is checked at the first drafted token. Tokens proposed without a distribution (a
     lookup proposer) cannot be scored and never stop the draft.
+
+    `rule` says what the scores decide. "threshold" (the paper's rule): stop at the first block
+    whose score is below `threshold`. "cost": each token's score is the acceptance estimate of
+    the cost-aware rule of `auto` (strategies/policies/cost_aware.py), calibrated online per decile
+    of the score: drafting goes on while the next token's expected saving exceeds its measured
+    draft and verify cost, and a round whose first token is not expected to pay is a plain target
+    step. `block_size` and `threshold` do not apply to it.
     """
 
     name = "pacer"
@@ -60,6 +77,7 @@ class PacerPolicy(PolicyBase):
     threshold: float | None = attrs.field(default=None, validator=_optional(finite_in(0.0, 1.0)))
     block_size: int | None = attrs.field(default=None, validator=_optional(positive_int))
     max_draft: int | None = attrs.field(default=None, validator=_optional(positive_int))
+    rule: str = attrs.field(default="threshold", validator=_rule)
     model: LanguageModel | None = attrs.field(default=None, repr=False, eq=False)
     network: PreVerifier = attrs.field(init=False, repr=False, eq=False)
     overhead_seconds: float = attrs.field(init=False, default=0.0)  # time spent in decide(), all calls
@@ -72,8 +90,14 @@ class PacerPolicy(PolicyBase):
     _scorer: TokenScorer | None = attrs.field(init=False, default=None, repr=False)
     _checked: bool = attrs.field(init=False, default=False, repr=False)
     _no_hidden: torch.Tensor = attrs.field(init=False, factory=lambda: torch.zeros(0), repr=False)
+    _costs: CostAwarePolicy | None = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        self._load()
+        if self.rule == "cost":
+            self._costs = CostAwarePolicy(max_draft=self.cap)
+
+    def _load(self) -> None:
         preloaded = _PRELOADED.get()
         if preloaded is not None:
             self._use(preloaded, shipped=False)
@@ -152,14 +176,24 @@ class PacerPolicy(PolicyBase):
     # ------------------------------------------------------------------ the protocol
     def start(self) -> None:
         self._reset_round()
+        if self._costs is not None:
+            self._costs.start()
 
     def begin_round(self, state: RoundState) -> int:
         self._reset_round()
-        return self.cap
+        return self.cap if self._costs is None else self._costs.begin_round(state)
+
+    def should_draft(self, features: DraftFeatures) -> bool:
+        return True if self._costs is None else self._costs.should_draft(features)
+
+    def observe(self, verification: Verification) -> None:
+        if self._costs is not None:
+            self._costs.observe(verification)
 
     def decide(self, features: TokenFeatures) -> Decision:
-        if features.deterministic or (features.hidden is None and self.wants_hidden):
-            return Decision.CONTINUE  # a lookup token has no distribution (or state) to score
+        unscored = features.deterministic or (features.hidden is None and self.wants_hidden)
+        if unscored:  # a lookup token has no distribution (or state) to score
+            return Decision.CONTINUE if self._costs is None else self._costs.decide(features)
         start = time.perf_counter()
         # Everything here works on a few hundred numbers (and one softmax for the lazy features):
         # a second intra-op thread only adds synchronisation, which on a busy CPU costs milliseconds.
@@ -188,14 +222,16 @@ class PacerPolicy(PolicyBase):
             self._scalars.append(scalars)
             self._tokens.append(features.token)
             self._positions.append(features.position)
+        if self._costs is not None:
+            return self._costs.decide(features, predicted=self.block_score(1))
         if len(self._log_hazards if self._scorer is not None else self._tokens) % self.block:
             return Decision.CONTINUE
         return Decision.CONTINUE if self.block_score() >= self.tau else Decision.STOP
 
-    def block_score(self) -> float:
-        """P(the last block is accepted | the earlier ones were), from the tokens seen this round."""
+    def block_score(self, size: int | None = None) -> float:
+        """P(the last `size` tokens (a block) are accepted | the earlier ones were), from this round's tokens."""
         self.evaluations += 1
-        b = self.block
+        b = self.block if size is None else size
         if self._scorer is not None:
             return math.exp(sum(self._log_hazards[-b:]))
         with torch.inference_mode():
