@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import attrs
@@ -86,22 +88,30 @@ class ModelCounters:
         return self.model.forward_seconds
 
 
-def offer_deterministic(request: ProposalRequest, candidates: Iterable[int], tokens: list[int], features: list[TokenFeatures]) -> bool:
+class Offer(enum.Enum):
+    """How an offer of deterministic tokens ended (see `offer_deterministic`)."""
+
+    OPEN = "open"  # every candidate was kept: the draft may go on
+    DECLINED = "declined"  # the policy did not want the next candidate here: another proposal may take the position
+    OVER = "over"  # the draft is over: the policy stopped, the budget is full or an end token was kept
+
+
+def offer_deterministic(request: ProposalRequest, candidates: Iterable[int], tokens: list[int], features: list[TokenFeatures]) -> Offer:
     """Offer tokens proposed without a distribution (copies, lookups) to the policy one by one.
 
     Kept tokens and their features are appended to `tokens` and `features`. The token is known
-    before the policy is asked, so declining it cannot bias the output. Returns whether the draft
-    may go on: False once the policy declines or stops, the budget is full or an end token is kept.
+    before the policy is asked, so declining it cannot bias the output, and neither can proposing
+    something else at that position (a draft model's token): the choice depends on the context only.
     """
     for token in candidates:
         feats = deterministic_features(token, len(tokens))
         if not request.policy.should_draft(feats):
-            return False
+            return Offer.DECLINED
         decision = request.policy.decide(feats)
         if decision is Decision.DROP:
-            return False
+            return Offer.DECLINED
         tokens.append(token)
         features.append(feats)
         if decision is Decision.STOP or len(tokens) >= request.budget or token in request.eos_token_ids:
-            return False
-    return True
+            return Offer.OVER
+    return Offer.OPEN

@@ -108,6 +108,31 @@ def test_context_copies_are_deterministic_draft_tokens_that_the_draft_then_reads
     assert result.stats.accepted >= proposer.stats.copied_tokens // 2
 
 
+@attrs.define
+class NoCopies(Recorder):
+    """Declines every deterministic token before it is kept."""
+
+    def should_draft(self, features):
+        self.asked.append((features.position, features.deterministic))
+        return not features.deterministic
+
+
+def test_a_declined_copy_leaves_the_position_to_the_draft_model():
+    target = toy(seed=1)
+    prompt = Decoder(target).generate([1, 2, 3], 30).ids
+    ids = [1, 2, 3, *prompt[:20], 1, 2, 3]  # copies are found from here on
+    policy = NoCopies(k=4)
+    proposer = spy(toy(seed=1), branches=0)
+    result = Decoder(target, proposer=proposer, policy=policy).generate(ids, 24)
+    assert result.ids == Decoder(target).generate(ids, 24).ids
+    declined = [position for position, deterministic in policy.asked if deterministic]
+    assert declined and proposer.stats.copied_tokens == 0
+    # every declined copy was followed by the draft model's own token at the same position
+    model_positions = {position for position, _, deterministic in policy.decided if not deterministic}
+    assert set(declined) <= model_positions
+    assert result.stats.drafted > 0 and proposer.stats.draft_steps > 0
+
+
 def test_copies_stop_while_the_target_rejects_them():
     target = toy(seed=1)
     proposer = spy(toy(seed=1), branches=0)  # the draft agrees with the target

@@ -303,6 +303,19 @@ def test_cost_aware_takes_a_predictors_score_after_the_draw_and_calibrates_it():
     assert fresh.decide(lookup, predicted=0.0) is Decision.CONTINUE
 
 
+def test_cost_aware_does_not_record_a_declined_position_so_another_proposal_can_take_it():
+    policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.05, max_draft=8, explore_share=0.0)
+    policy.begin_round(STATE)
+    copy = TokenFeatures(position=0, token=3, prob=1.0, entropy=0.0, margin=1.0, deterministic=True)
+    assert not policy.should_draft(copy)  # a copy at prior .05 is below its .1 verify increment
+    model = feats(prob=0.97, position=0)
+    assert policy.should_draft(model) and policy.decide(model) is Decision.CONTINUE  # the draft's own token
+    policy.observe(verdict(1, 1))
+    # the outcome went to the draft's decile (.95 prior, one more hit), not to the declined copy's
+    assert policy.acceptance(feats(prob=0.97)) == pytest.approx((1 + 0.95) / 2)
+    assert policy.acceptance(copy) == pytest.approx(0.05)
+
+
 def test_cost_aware_learns_acceptance_from_outcomes():
     policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.0, max_draft=8)
     assert policy.acceptance(feats(prob=0.95)) == pytest.approx(0.95)

@@ -113,6 +113,7 @@ class CostAwarePolicy(PolicyBase):
     _survival: float = attrs.field(init=False, default=1.0, repr=False)  # P(all kept tokens are accepted)
     _current: float = attrs.field(init=False, default=1.0, repr=False)  # a at the latest position
     _exploring: bool = attrs.field(init=False, default=False, repr=False)
+    _asked: int = attrs.field(init=False, default=0, repr=False)  # should_draft calls this round (positions looked at)
 
     def __attrs_post_init__(self) -> None:
         self._hits = [0.0] * BUCKETS
@@ -205,12 +206,15 @@ class CostAwarePolicy(PolicyBase):
         return 0
 
     def should_draft(self, features: DraftFeatures) -> bool:
+        # a declined position is not recorded: a proposer may offer something else there (a draft
+        # model's token where a copy was declined), and outcomes are attributed position by position
+        self._asked += 1
         bucket = self._bucket(features)
-        self._round.append(bucket)
         a = self._estimate(bucket)
         forced = self._exploring and features.position == 0
         if not forced and self._survival * a * self.target_step() <= (1.0 + self.margin) * self._increment(features.position):
             return False
+        self._round.append(bucket)
         self._survival *= a
         self._current = a
         return True
@@ -246,7 +250,7 @@ class CostAwarePolicy(PolicyBase):
         self._verified_rounds += drafted > 0
         for i, bucket in enumerate(self._round[: min(drafted, accepted + 1)]):
             self._update(bucket, i < accepted)
-        if self._round:  # the draft ran: did the round yield an accepted token?
+        if self._asked or self._round:  # the draft ran: did the round yield an accepted token?
             # A round whose first token was declined counts as a miss: a0 prices a round in which
             # the draft runs (begin_round's gain), and that round paid a draft step for nothing.
             decay = 1.0 - 1.0 / self.memory
@@ -263,7 +267,7 @@ class CostAwarePolicy(PolicyBase):
     def _measure(self, verification: Verification) -> None:
         if not self._untimed and verification.verify_seconds > 0:
             self._verify.setdefault(verification.drafted + 1, deque(maxlen=TIMING_WINDOW)).append(verification.verify_seconds)
-        positions, seconds = len(self._round), verification.draft_seconds
+        positions, seconds = max(self._asked, len(self._round)), verification.draft_seconds
         if not positions or seconds <= 0:
             return
         if self._unread <= 2:
@@ -293,6 +297,7 @@ class CostAwarePolicy(PolicyBase):
             self._counts[b] *= factor
 
     def _reset_round(self) -> None:
+        self._asked = 0
         self._round.clear()
         self._survival = 1.0
         self._current = 1.0

@@ -46,7 +46,7 @@ from specdec.integrations.base import LanguageModel, as_model, supports_tree
 from specdec.ngram import NgramIndex
 from specdec.phrase_pool import PhrasePool
 from specdec.policy import Decision, boolean, finite_in, non_negative_int, optional_positive_int, positive_int
-from specdec.proposer import ModelCounters, ProposalRequest, offer_deterministic
+from specdec.proposer import ModelCounters, Offer, ProposalRequest, offer_deterministic
 from specdec.sampling import SamplingConfig, checked_max
 from specdec.sequence_cache import SequenceCache
 from specdec.verification import Verification
@@ -257,11 +257,12 @@ class OuroborosProposer(ModelCounters):
         if copy_rate < self._entry.setdefault("draft", Rate()).value and not self._probe("copy"):
             return True
         start = len(tokens)
-        going = offer_deterministic(request, found[0][0], tokens, features)  # the policy decides the length
+        # the policy decides the length; a copy it declines leaves the position to the draft model
+        outcome = offer_deterministic(request, found[0][0], tokens, features)
         if len(tokens) > start:
             self._copies.append((start, len(tokens) - start))
             self.stats.copied_tokens += len(tokens) - start
-        return going
+        return outcome is not Offer.OVER
 
     def _learn_copies(self, drafted: int, accepted: int) -> None:
         """Update the copy gate (first copied token accepted? how far on?) and the draft's own
