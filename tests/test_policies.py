@@ -346,20 +346,38 @@ def test_cost_aware_re_measures_verify_costs_per_call_keeping_their_shape():
     policy.observe(verdict(0, 0, verify=5.0))  # prefill: not timed
     policy.observe(verdict(0, 0, verify=0.010))
     policy.observe(verdict(3, 3, verify=0.020))
-    # one timing of a width is padded with its prior shape (1 + 3 * .05) * V(1), also in a first
-    # call: one slow forward cannot price a width out before it is measured again
+    # fewer than three timings of a width are padded with its prior shape (1 + 3 * .05) * V(1),
+    # also in a first call, and the lower quartile is taken: slow forwards cannot price a width
+    # out before it is measured again
     assert policy.verify_cost(4) == pytest.approx(0.0115)
     policy.observe(verdict(3, 3, verify=0.020))
-    assert policy.verify_cost(4) == pytest.approx(0.020)  # two of three: the measurement wins
+    assert policy.verify_cost(4) == pytest.approx(0.0115)
+    policy.observe(verdict(3, 3, verify=0.020))
+    assert policy.verify_cost(4) == pytest.approx(0.020)  # three timings: the measurement alone
     policy.start()  # a longer prompt: every forward costs three times as much
     assert policy.target_step() == pytest.approx(0.010) and policy.verify_cost(4) == pytest.approx(0.020)
     policy.observe(verdict(0, 0, verify=5.0))
+    for _ in range(2):
+        policy.observe(verdict(0, 0, verify=0.030))
+        assert policy.target_step() == pytest.approx(0.010)  # padded with the old estimate
     policy.observe(verdict(0, 0, verify=0.030))
-    assert policy.target_step() == pytest.approx(0.010)  # one timing is padded with the old estimate
-    policy.observe(verdict(0, 0, verify=0.030))
-    assert policy.target_step() == pytest.approx(0.030)  # two of three: the new cost wins
+    assert policy.target_step() == pytest.approx(0.030)  # three timings: the new cost
     assert policy.verify_cost(4) == pytest.approx(0.060)  # the ratio 2 measured before, until re-measured
     assert policy.verify_cost(3) == pytest.approx(0.030 * (1 + 2 * 0.05))  # never measured: the prior slope
+
+
+def test_cost_aware_summarises_timings_by_their_lower_quartile():
+    """Interference only adds time: a burst of slow forwards must not price drafting out."""
+    policy = CostAwarePolicy(explore_share=0.0)
+    policy.start()
+    policy.observe(verdict(0, 0, verify=5.0))
+    for seconds in (0.010, 0.030, 0.011, 0.029, 0.010, 0.028, 0.012, 0.031, 0.010):  # nine, four of them in bursts
+        policy.observe(verdict(0, 0, verify=seconds))
+    assert policy.target_step() == pytest.approx(0.010)  # sorted, index int(.25 * 8) = 2: .010 (median: .012)
+    # a mostly slow window is still what it costs
+    for seconds in (0.030,) * 7:
+        policy.observe(verdict(0, 0, verify=seconds))
+    assert policy.target_step() == pytest.approx(0.030)
 
 
 def test_cost_aware_keeps_drafting_with_a_cheap_accurate_draft():

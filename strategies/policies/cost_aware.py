@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
 
 import attrs
@@ -17,7 +16,8 @@ SCORED = PROB_BUCKETS + 1  # then per decile of an external predictor's score (`
 BUCKETS = SCORED + PROB_BUCKETS
 TIMING_WINDOW = 9
 LONG_READ = 64  # unread tokens (a prompt) whose reading by the draft needs this call's own evidence
-FRONT = 64  # tokens of a call whose exploration budget is granted up front  # timings kept per verify width (and for the draft step); their median is used
+FRONT = 64  # tokens of a call whose exploration budget is granted up front
+QUANTILE = 0.25  # timings are summarised by their lower quartile (see `_typical`)
 
 
 @attrs.define
@@ -25,12 +25,12 @@ class CostAwarePolicy(PolicyBase):
     """Our design (docs/algorithms.md has no source for it): speculate only where it pays.
 
     Cost model, measured online from each round's `Verification` (`measure=True`):
-      - D: one draft step = median over recent steady rounds (the draft had at most two tokens to
+      - D: one draft step = lower quartile over recent steady rounds (the draft had at most two tokens to
         catch up on) of draft_seconds / draft positions looked at (`should_draft` calls);
       - catch-up: before its first token the draft must read every token it has not seen (the
         whole prompt at the start of a call, the tokens of plain steps after an idle stretch);
         that forward costs D + B * (T - 1) for T tokens, B measured from rounds with T >= 16;
-      - V(w): one target forward over w tokens = median of the recent verify_seconds of rounds
+      - V(w): one target forward over w tokens = lower quartile of the recent verify_seconds of rounds
         that verified w - 1 draft tokens in this call (plain target steps give V(1)); they grow
         with the context, so each call re-measures them (padded with the earlier calls' estimate,
         in a first call with the prior shape below, until it has three timings). A width not measured yet is priced as
@@ -135,10 +135,10 @@ class CostAwarePolicy(PolicyBase):
         """V(1): one plain target step (seconds; the last call's until measured; 1.0 before anything is)."""
         prior = self._step_prior if self._ratios else None
         if 1 in self._verify:
-            return _robust_median(self._verify[1], prior)
+            return _typical(self._verify[1], prior)
         if self._verify:
             width = min(self._verify)
-            return statistics.median(self._verify[width]) / self._shape(width)
+            return _typical(self._verify[width]) / self._shape(width)
         return self._step_prior
 
     def verify_cost(self, width: int) -> float:
@@ -147,7 +147,7 @@ class CostAwarePolicy(PolicyBase):
             # padded with the shape known so far (earlier calls, else the prior), also in a first call:
             # one slow forward at a width must not price that width out before it is measured again
             prior = self.target_step() * self._shape(width) if width > 1 else None
-            return _robust_median(self._verify[width], prior)
+            return _typical(self._verify[width], prior)
         return self.target_step() * self._shape(width)
 
     def _shape(self, width: int) -> float:
@@ -155,14 +155,14 @@ class CostAwarePolicy(PolicyBase):
         return self._ratios.get(width, 1.0 + self.width_cost * (width - 1))
 
     def draft_step(self) -> float:
-        return statistics.median(self._draft) if self._draft else self.draft_cost * self.target_step()
+        return _typical(self._draft) if self._draft else self.draft_cost * self.target_step()
 
     def catchup_seconds(self, unread: int) -> float:
         """Extra cost of the draft's first forward when it has `unread` tokens to read, beyond one step."""
         # floored at the prior: reads measured after short idle stretches underrate a long prompt's
         per_token = self.catchup_cost * self.target_step()
         if self._catchup:
-            per_token = max(per_token, statistics.median(self._catchup))
+            per_token = max(per_token, _typical(self._catchup))
         return per_token * max(unread - 1, 0)
 
     def _increment(self, kept: int) -> float:
@@ -326,11 +326,18 @@ def _decile(probability: float) -> int:
     return min(max(int(probability * PROB_BUCKETS), 0), PROB_BUCKETS - 1)
 
 
-def _robust_median(samples: deque[float], prior: float | None, weight: int = 3) -> float:
-    """Median of this call's timings, padded with the earlier calls' estimate while there are
-    fewer than `weight` of them, so that one slow forward cannot stop drafting for a whole call
-    (a width that is no longer drafted is never re-measured)."""
+def _typical(samples: deque[float], prior: float | None = None, weight: int = 3) -> float:
+    """What a forward costs, from this call's timings: their lower quartile.
+
+    Interference on a shared CPU (other processes, stolen time) only ever adds time, in bursts;
+    the median of a handful of timings of one width then moves by 20-60% with the burst it fell in
+    (seen on a 2-core machine), which switched drafting off for whole calls. The lower quartile
+    keeps the ratios between widths, which decide what to draft. While there are fewer than
+    `weight` timings they are padded with the earlier estimate (`prior`), so that one slow forward
+    cannot stop drafting for a whole call (a width that is no longer drafted is never re-measured).
+    """
     values = list(samples)
     if prior is not None and len(values) < weight:
         values += [prior] * (weight - len(values))
-    return statistics.median(values)
+    values.sort()
+    return values[int(QUANTILE * (len(values) - 1))]
