@@ -316,6 +316,28 @@ def test_cost_aware_does_not_record_a_declined_position_so_another_proposal_can_
     assert policy.acceptance(copy) == pytest.approx(0.05)
 
 
+def test_cost_aware_prices_a_round_by_the_draft_models_first_token_not_by_a_copys():
+    policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.9, max_draft=8, explore_share=0.0)
+    copy = TokenFeatures(position=0, token=3, prob=1.0, entropy=0.0, margin=1.0, deterministic=True)
+    before = policy.first_acceptance()
+    for _ in range(10):  # rounds led by a copy that the target rejects (then declined: no draft at all)
+        policy.begin_round(STATE)
+        if policy.should_draft(copy):
+            policy.decide(copy)
+            policy.observe(verdict(1, 0))
+        else:
+            policy.observe(verdict(0, 0))
+    assert policy.first_acceptance() == before  # a0 (the draft model's first token) is untouched ...
+    assert policy.acceptance(copy) < 0.115  # ... the copies' own bucket learned they do not pay
+    policy.begin_round(STATE)
+    assert not policy.should_draft(copy)  # declined: the draft model's token takes the position
+    model = feats(prob=0.97, position=0)
+    assert policy.should_draft(model)
+    policy.decide(model)
+    policy.observe(verdict(1, 0))
+    assert policy.first_acceptance() < before  # that round was the draft model's, and it missed
+
+
 def test_cost_aware_learns_acceptance_from_outcomes():
     policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.0, max_draft=8)
     assert policy.acceptance(feats(prob=0.95)) == pytest.approx(0.95)

@@ -63,7 +63,8 @@ class CostAwarePolicy(PolicyBase):
     Every cost above is weighed with a safety `margin` (15%: an estimated break-even is not worth
     the risk of being slower than plain decoding). `begin_round` drafts (up to `max_draft`) if a
     first token is expected to pay, g = a0 * V(1) - (D + V(2) - V(1)) > 0, with a0 the discounted rate of attempted drafts whose first token was
-    accepted (prior `prior_acceptance`), and if the catch-up B * (T - 1) is repaid by g over the
+    accepted (prior `prior_acceptance`; rounds led by a deterministic proposal, priced by their own
+    bucket, do not count), and if the catch-up B * (T - 1) is repaid by g over the
     rounds left in the call; else it returns 0, a plain target step. Reading 64 or more unread
     tokens (a prompt) also needs evidence from this call (a verified draft): a0 carried from other
     prompts does not commit the draft to reading a long one. Every kept token's expected
@@ -114,6 +115,7 @@ class CostAwarePolicy(PolicyBase):
     _current: float = attrs.field(init=False, default=1.0, repr=False)  # a at the latest position
     _exploring: bool = attrs.field(init=False, default=False, repr=False)
     _asked: int = attrs.field(init=False, default=0, repr=False)  # should_draft calls this round (positions looked at)
+    _lead_deterministic: bool = attrs.field(init=False, default=False, repr=False)  # the round's first proposal had no distribution
 
     def __attrs_post_init__(self) -> None:
         self._hits = [0.0] * BUCKETS
@@ -209,6 +211,8 @@ class CostAwarePolicy(PolicyBase):
         # a declined position is not recorded: a proposer may offer something else there (a draft
         # model's token where a copy was declined), and outcomes are attributed position by position
         self._asked += 1
+        if features.position == 0:  # the last proposal looked at for the first position
+            self._lead_deterministic = features.deterministic
         bucket = self._bucket(features)
         a = self._estimate(bucket)
         forced = self._exploring and features.position == 0
@@ -227,6 +231,8 @@ class CostAwarePolicy(PolicyBase):
         still yields calibrated costs. Used after the draw only, where stopping cannot bias.
         """
         if len(self._round) <= features.position:  # a proposer that does not call should_draft
+            if features.position == 0:
+                self._lead_deterministic = features.deterministic
             self._round.append(self._bucket(features))
             self._current = self._estimate(self._round[-1])
             self._survival *= self._current
@@ -253,9 +259,12 @@ class CostAwarePolicy(PolicyBase):
         if self._asked or self._round:  # the draft ran: did the round yield an accepted token?
             # A round whose first token was declined counts as a miss: a0 prices a round in which
             # the draft runs (begin_round's gain), and that round paid a draft step for nothing.
-            decay = 1.0 - 1.0 / self.memory
-            self._first[0] = self._first[0] * decay + (accepted > 0)
-            self._first[1] = self._first[1] * decay + 1.0
+            # A round led by a deterministic proposal (a copy, a lookup) says nothing about the
+            # draft model's first token: those are priced by their own bucket in should_draft.
+            if not self._lead_deterministic:
+                decay = 1.0 - 1.0 / self.memory
+                self._first[0] = self._first[0] * decay + (accepted > 0)
+                self._first[1] = self._first[1] * decay + 1.0
             # the draft has read the context and its kept tokens but the last (cropped at a rejection)
             self._synced = verification.context_length + max(min(accepted, drafted - 1), 0)
         elif self._generated >= FRONT:  # past the front budget, idle time earns exploration budget
@@ -298,6 +307,7 @@ class CostAwarePolicy(PolicyBase):
 
     def _reset_round(self) -> None:
         self._asked = 0
+        self._lead_deterministic = False
         self._round.clear()
         self._survival = 1.0
         self._current = 1.0
