@@ -300,9 +300,10 @@ def test_train_pacer_refuses_the_evaluation_set(tmp_path):
 
 
 @pytest.mark.slow
-def test_pacer_greedy_output_is_the_targets_on_the_default_pair():
+@pytest.mark.parametrize("rule", ["threshold", "cost"])
+def test_pacer_greedy_output_is_the_targets_on_the_default_pair(rule):
     target, draft = real_model("smollm2-135m-instruct"), real_model("smollm2-draft")
-    policy = registry().build("policy", "pacer", {}, model=draft)
+    policy = registry().build("policy", "pacer", {"rule": rule}, model=draft)
     decoder = Decoder(target, proposer=DraftModelProposer(draft), policy=policy)
     for prompt in ["Write a short poem about the sea.", "What is 17 times 23? Explain step by step."]:
         ids = decoder.encode(prompt, chat=True)
