@@ -35,7 +35,7 @@ def test_int8_methods_get_a_quantized_draft(pair):
     assert not any("quantized" in type(m).__module__ for m in plain.assistant.modules())
 
 
-@pytest.mark.parametrize("spec", ["hf-nonsense", "hf-assisted-kx-int8", "fixed:k"])
+@pytest.mark.parametrize("spec", ["hf-nonsense", "hf-assisted-kx-int8", "fixed:k", "target-only#", "#control"])
 def test_unknown_or_malformed_methods_are_refused(pair, spec):
     target, draft = pair
     with pytest.raises(ConfigurationError):
@@ -101,3 +101,15 @@ def test_a_policy_that_times_itself_reports_its_share_of_the_run(pair):
     run = SpecdecMethod("pacer", Decoder(target, proposer=DraftModelProposer(draft), policy=policy)).run(ids, 16, 0.0, 0)
     assert run.drafted > 0 and 0 < run.policy_seconds <= run.overhead_seconds
     assert math.isnan(build_method("fixed:k=2", target, lambda: draft).run(ids, 16, 0.0, 0).policy_seconds)
+
+
+def test_a_labelled_method_is_the_same_method_under_another_name(pair):
+    """`target-only#control`: an A/A control whose speedup over target-only is the run's noise."""
+    target, draft = pair
+    ids = target.codec.encode("Once upon a time")
+    control = build_method("target-only#control", target, lambda: draft)
+    labelled = build_method("fixed:k=2+draft#b", target, lambda: draft)
+    assert control.name == "target-only#control" and control.decoder.proposer is None
+    assert labelled.name == "fixed:k=2+draft#b" and labelled.decoder.policy.k == 2
+    reference = build_method("target-only", target, lambda: draft).run(ids, 12, 0.0, 0).ids
+    assert control.run(ids, 12, 0.0, 0).ids == reference == labelled.run(ids, 12, 0.0, 0).ids

@@ -6,6 +6,10 @@ same models: `hf-greedy` (no assistant), `hf-assisted` (its defaults: 20 tokens,
 0.4), `hf-assisted-heuristic`, `hf-assisted-k4` (constant k, no confidence stop) and
 `hf-prompt-lookup`. A `-int8` suffix on an assisted method gives transformers the same int8 draft
 that specdec's `draft:int8=true` uses (`HFModel.quantized`), for a like-for-like comparison.
+
+A `#LABEL` suffix runs the same method again under another name: `target-only#control` is a
+second plain decoder whose speedup over `target-only` in the same run measures the run's own noise
+(an A/A control), against which the differences between methods can be read.
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ def _split(part: str) -> tuple[str, dict[str, str]]:
 def build_method(spec: str, target, draft_loader) -> Any:
     """A benchmark method from its specification; `draft_loader()` gives the draft model."""
     spec = spec.strip()
+    base, labelled, label = spec.partition("#")
+    if labelled:
+        if not label.strip() or not base.strip():
+            raise ConfigurationError(f"a method label is METHOD#LABEL with both parts, got {spec!r}")
+        method = build_method(base, target, draft_loader)
+        method.name = spec
+        return method
     if spec == "target-only":
         return SpecdecMethod(spec, Decoder(target))
     if spec.startswith("hf-"):
