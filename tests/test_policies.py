@@ -229,7 +229,7 @@ def test_cost_aware_weighs_costs_with_a_safety_margin():
     decisions = []
     for margin in (0.0, 0.5):
         policy = CostAwarePolicy(measure=False, draft_cost=0.1, width_cost=0.05, prior_acceptance=0.2, catchup_cost=0.0,
-                                 explore_share=0.0, margin=margin)
+                                 explore_share=0.0, margin=margin, optimism=0.0)
         policy.start()
         policy.observe(verdict(0, 0))  # past the new prompt's first round
         decisions.append(policy.begin_round(state))
@@ -338,8 +338,38 @@ def test_cost_aware_prices_a_round_by_the_draft_models_first_token_not_by_a_copy
     assert policy.first_acceptance() < before  # that round was the draft model's, and it missed
 
 
+def test_cost_aware_bets_on_an_optimistic_first_token_rate_while_it_has_few_observations():
+    """A call that starts with a few misses keeps drafting a little longer; a draft that keeps
+    missing is still switched off."""
+    def policy_with(optimism: float) -> CostAwarePolicy:
+        policy = CostAwarePolicy(measure=False, draft_cost=0.19, width_cost=0.05, explore_share=0.0, optimism=optimism)
+        policy.start()
+        policy.observe(verdict(0, 0))  # past the new prompt's first round
+        return policy
+
+    plain, hopeful = policy_with(0.0), policy_with(1.0)
+    budgets = {0.0: [], 1.0: []}
+    for policy, z in ((plain, 0.0), (hopeful, 1.0)):
+        for _ in range(12):
+            budget = policy.begin_round(STATE)
+            budgets[z].append(budget)
+            if budget:
+                policy.should_draft(feats(prob=0.5))
+                policy.decide(feats(prob=0.5))
+                policy.observe(verdict(1, 0))  # every first token rejected
+            else:
+                policy.observe(verdict(0, 0))
+    # costs D + V(2) - V(1) = .19 + .05, with the 15% margin .276. a0 after m misses: .5 / (m + 1).
+    # Without optimism: .5, then .25 -> drafting stops after the first miss.
+    assert budgets[0.0] == [16] + [0] * 11
+    # With it, a0 + sqrt(a0 (1 - a0) / (m + 1)): 1.0, .556, .382, .290, then .234 < .276:
+    # four rounds drafted, then off for good.
+    assert budgets[1.0] == [16] * 4 + [0] * 8
+    assert hopeful.first_acceptance_bound() == pytest.approx(0.1 + math.sqrt(0.1 * 0.9 / 5), rel=1e-2)
+
+
 def test_cost_aware_learns_acceptance_from_outcomes():
-    policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.0, max_draft=8)
+    policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.0, max_draft=8, optimism=0.0)
     assert policy.acceptance(feats(prob=0.95)) == pytest.approx(0.95)
     for _ in range(40):
         drive(policy, [0.95, 0.95, 0.95], 0)  # confident drafts that are always rejected
@@ -494,6 +524,7 @@ BAD_PARAMETERS = [
     (CostAwarePolicy, {"explore_share": 1.5}),
     (CostAwarePolicy, {"carry": -1.0}),
     (CostAwarePolicy, {"margin": math.inf}),
+    (CostAwarePolicy, {"optimism": -1.0}),
     (CostAwarePolicy, {"catchup_cost": math.nan}),
     (CostAwarePolicy, {"max_draft": 0}),
     (OraclePolicy, {"max_draft": 0}),

@@ -115,6 +115,7 @@ POLICY_STRATEGIES: dict[str, st.SearchStrategy | Callable[[ToyPair], st.SearchSt
         carry=st.floats(0.0, 8.0),
         explore_share=st.floats(0.0, 1.0),
         margin=st.floats(0.0, 0.5),
+        optimism=st.floats(0.0, 2.0),
         measure=st.just(False),
     ),
     # random continuations: the output stays exact whatever the oracle knows (it decides before draws)

@@ -62,7 +62,8 @@ class CostAwarePolicy(PolicyBase):
         one, pays for its draft step and verify increment: P * a**2 * V(1) > D + V(n + 3) - V(n + 2).
     Every cost above is weighed with a safety `margin` (15%: an estimated break-even is not worth
     the risk of being slower than plain decoding). `begin_round` drafts (up to `max_draft`) if a
-    first token is expected to pay, g = a0 * V(1) - (D + V(2) - V(1)) > 0, with a0 the discounted rate of attempted drafts whose first token was
+    first token is expected to pay, g = a0+ * V(1) - (D + V(2) - V(1)) > 0, with a0+ = a0 plus
+    `optimism` standard errors (`first_acceptance_bound`) and a0 the discounted rate of attempted drafts whose first token was
     accepted (prior `prior_acceptance`; rounds led by a deterministic proposal, priced by their own
     bucket, do not count), and if the catch-up B * (T - 1) is repaid by g over the
     rounds left in the call; else it returns 0, a plain target step. Reading 64 or more unread
@@ -92,6 +93,7 @@ class CostAwarePolicy(PolicyBase):
     carry: float = attrs.field(default=1.0, validator=finite_in(0.0, math.inf))
     margin: float = attrs.field(default=0.15, validator=finite_in(0.0, math.inf))
     explore_share: float = attrs.field(default=0.02, validator=finite_in(0.0, 1.0))
+    optimism: float = attrs.field(default=1.0, validator=finite_in(0.0, 10.0))
     measure: bool = attrs.field(default=True, validator=boolean)
     # learned state
     _hits: list[float] = attrs.field(init=False, repr=False)
@@ -132,6 +134,18 @@ class CostAwarePolicy(PolicyBase):
     def first_acceptance(self) -> float:
         hits, count = self._first
         return (hits + self.prior_weight * self.prior_acceptance) / (count + self.prior_weight)
+
+    def first_acceptance_bound(self) -> float:
+        """a0 plus `optimism` standard errors: what begin_round bets on.
+
+        Stopping the draft stops learning whether it would pay, and a0 rests on few observations
+        at the start of a call (the prior and at most `carry` from earlier calls): three misses in
+        a row, likely enough at a true rate of one half, used to leave a call plain to its end. The
+        bonus shrinks as this call's rounds accumulate, so a draft that keeps missing is still
+        switched off, a few rounds later.
+        """
+        a0 = self.first_acceptance()
+        return min(1.0, a0 + self.optimism * math.sqrt(a0 * (1.0 - a0) / (self._first[1] + self.prior_weight)))
 
     def target_step(self) -> float:
         """V(1): one plain target step (seconds; the last call's until measured; 1.0 before anything is)."""
@@ -186,7 +200,7 @@ class CostAwarePolicy(PolicyBase):
         self._reset_round()
         new_prompt, self._new_prompt = self._new_prompt, False
         self._unread = max(state.context_length - self._synced, 1)
-        first = self.first_acceptance()
+        first = self.first_acceptance_bound()
         setup = self.catchup_seconds(self._unread)
         gain = first * self.target_step() - (1.0 + self.margin) * (self.draft_step() + self._increment(0))
         # a0 carried from other prompts does not commit a new one to reading its prompt: the first
