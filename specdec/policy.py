@@ -102,6 +102,16 @@ def boolean(_: object, attribute: attrs.Attribute, value: bool) -> None:
         raise ConfigurationError(f"{attribute.name} must be True or False, got {value!r}")
 
 
+def one_of(*choices: str):
+    """attrs validator factory: one of the named choices (e.g. a rule or a matching mode)."""
+
+    def check(_: object, attribute: attrs.Attribute, value: str) -> None:
+        if value not in choices:
+            raise ConfigurationError(f"{attribute.name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+    return check
+
+
 def finite_in(low: float, high: float, *, low_open: bool = False):
     """attrs validator factory: a finite number in [low, high] (or (low, high])."""
 

@@ -232,10 +232,14 @@ class CostAwarePolicy(PolicyBase):
         forced = self._exploring and features.position == 0
         if not forced and self._survival * a * self.target_step() <= (1.0 + self.margin) * self._increment(features.position):
             return False
-        self._round.append(bucket)
-        self._survival *= a
-        self._current = a
+        self._keep(bucket)
         return True
+
+    def _keep(self, bucket: int) -> None:
+        """Record a kept position: its bucket, and its estimate in the round's survival."""
+        self._round.append(bucket)
+        self._current = self._estimate(bucket)
+        self._survival *= self._current
 
     def decide(self, features: TokenFeatures, predicted: float | None = None) -> Decision:
         """`predicted`: another model's estimate of this token's acceptance (PACER's pre-verifier).
@@ -247,9 +251,7 @@ class CostAwarePolicy(PolicyBase):
         if len(self._round) <= features.position:  # a proposer that does not call should_draft
             if features.position == 0:
                 self._lead_deterministic = features.deterministic
-            self._round.append(self._bucket(features))
-            self._current = self._estimate(self._round[-1])
-            self._survival *= self._current
+            self._keep(self._bucket(features))
         if predicted is not None and not features.deterministic:
             bucket = SCORED + _decile(predicted)
             self._round[features.position] = bucket

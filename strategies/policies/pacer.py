@@ -23,7 +23,7 @@ from specdec.errors import ConfigurationError
 from specdec.features import DraftFeatures, TokenFeatures
 from specdec.integrations.base import LanguageModel
 from specdec.pacer.model import PreVerifier, TokenScorer, draft_fingerprint, draft_hidden_size, scalar_features
-from specdec.policy import Decision, PolicyBase, RoundState, finite_in, positive_int
+from specdec.policy import Decision, PolicyBase, RoundState, finite_in, one_of, positive_int
 from specdec.verification import Verification
 
 from .cost_aware import CostAwarePolicy
@@ -38,11 +38,6 @@ _PRELOADED: contextvars.ContextVar[PreVerifier | None] = contextvars.ContextVar(
 def default_path() -> Path:
     """The pre-verifier shipped for the default draft (smollm2-draft), installed as package data."""
     return Path(str(resources.files(__package__).joinpath(DEFAULT_DIR)))
-
-
-def _rule(_: object, attribute: attrs.Attribute, value: str) -> None:
-    if value not in RULES:
-        raise ConfigurationError(f"{attribute.name} must be one of {', '.join(RULES)}, got {value!r}")
 
 
 def _optional(validator):
@@ -77,7 +72,7 @@ class PacerPolicy(PolicyBase):
     threshold: float | None = attrs.field(default=None, validator=_optional(finite_in(0.0, 1.0)))
     block_size: int | None = attrs.field(default=None, validator=_optional(positive_int))
     max_draft: int | None = attrs.field(default=None, validator=_optional(positive_int))
-    rule: str = attrs.field(default="threshold", validator=_rule)
+    rule: str = attrs.field(default="threshold", validator=one_of(*RULES))
     model: LanguageModel | None = attrs.field(default=None, repr=False, eq=False)
     network: PreVerifier = attrs.field(init=False, repr=False, eq=False)
     overhead_seconds: float = attrs.field(init=False, default=0.0)  # time spent in decide(), all calls

@@ -18,17 +18,11 @@ from typing import Sequence
 import attrs
 
 from specdec.draft import EMPTY_DRAFT, Draft
-from specdec.errors import ConfigurationError
 from specdec.ngram import NgramIndex
-from specdec.policy import positive_int
+from specdec.policy import one_of, positive_int
 from specdec.proposer import ProposalRequest, offer_deterministic
 from specdec.sampling import SamplingConfig
 from specdec.verification import Verification
-
-
-def _match_kind(_: object, attribute: attrs.Attribute, value: str) -> None:
-    if value not in ("recent", "leftmost"):
-        raise ConfigurationError(f"{attribute.name} must be 'recent' or 'leftmost', got {value!r}")
 
 
 @attrs.define
@@ -38,7 +32,7 @@ class PromptLookupProposer:
     name = "prompt-lookup"
     max_ngram: int = attrs.field(default=2, validator=positive_int)
     num_tokens: int = attrs.field(default=10, validator=positive_int)
-    match: str = attrs.field(default="recent", validator=_match_kind)
+    match: str = attrs.field(default="recent", validator=one_of("recent", "leftmost"))
     _index: NgramIndex = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
