@@ -50,7 +50,7 @@ class TransformersForward:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--context", type=int, default=300, help="tokens already cached (default 300)")
-    parser.add_argument("--widths", default="1,2,3,4,5,6,8,12,17", help="new tokens per forward")
+    parser.add_argument("--widths", default="1,2,3,4,5,6,8,9,12,17", help="new tokens per forward")
     parser.add_argument("--repeats", type=int, default=11, help="sweeps (default 11)")
     parser.add_argument("--out", default=None, help="directory for forward_costs.json / .md")
     args = parser.parse_args()

@@ -4,7 +4,8 @@ A speculative round multiplies a handful of rows (1 to ~17 tokens) by every weig
 that is bound by reading the weights, and MKL's default single-precision GEMM switches kernels at
 4 rows: a 4-token target forward then costs about 1.5x a 3-token one (the draft's README saw
 the jump). MKL's packed GEMM (the weights reordered once, as PyTorch's compiler does for
-inference) does not have that cliff: 8 rows cost about 1.4x one row instead of 2.3x. For 1-3 rows
+inference) does not have that cliff: 8 rows cost about 1.4x one row instead of 2.3x, as long as
+the weights are packed for at least as many rows as the product gets (`PACKED_LAYOUT_ROWS`). For 1-3 rows
 the plain kernel is slightly faster, so `FloatProjection` dispatches by row count. Several
 matrices applied to the same input (q, k and v; gate and up) are fused into one product, which
 saves a weight pass's fixed costs per layer.
@@ -21,6 +22,10 @@ import torch
 import torch.nn.functional as F
 
 PACKED_MIN_ROWS = 4  # below this, the plain kernel is as fast or faster (measured on the default pair)
+# the row count the weights are packed for: MKL's packed kernel is smooth up to it and jumps past
+# it (packed for 4 rows, a 9-token target forward cost 1.3x an 8-token one: 66 vs 49 ms); packed
+# for 64, 1-8 rows cost the same as before and 9-17 rows 20-30% less (docs/benchmarks.md)
+PACKED_LAYOUT_ROWS = 64
 
 
 def _packed_gemm_available() -> bool:
@@ -38,7 +43,7 @@ class FloatProjection:
         self.out_features = int(self.weight.shape[0])
         self._packed = None
         if _packed_gemm_available() and self.weight.dtype == torch.float32:
-            self._packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, PACKED_MIN_ROWS)
+            self._packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, PACKED_LAYOUT_ROWS)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.shape[0]

@@ -147,6 +147,33 @@ def test_copies_stop_while_the_target_rejects_them():
     assert gate["copy"].value < gate["draft"].value
 
 
+@pytest.mark.parametrize(
+    ("continuation", "adaptive", "expected"),
+    [(0.0, True, 1), (0.6, True, 6), (0.99, True, 8), (0.0, False, 8)],
+)
+def test_a_copy_is_cut_to_the_length_its_record_pays_for(continuation, adaptive, expected):
+    """A policy that keeps every deterministic token (fixed k, SVIP: zero entropy) leaves the copy's
+    length to the proposer: each copied token costs target compute (`target_token_cost` of a step)
+    and saves a step only if emitted, so the copy ends where entry * cont**(k-1) drops below that."""
+    context = [0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 3, 0, 1]  # "0 1" was followed by 2 3 4 5 2 3 4 5
+    proposer = OuroborosProposer(toy(), branches=0, copy_length=8, adaptive=adaptive)
+    proposer.start(context, SamplingConfig())
+    proposer._entry["copy"] = proposer_rate(0.9)
+    proposer._entry["draft"] = proposer_rate(0.1)
+    proposer._cont["copy"] = proposer_rate(continuation)
+    tokens: list[int] = []
+    request = ProposalRequest(context, 16, FixedPolicy(16), SamplingConfig(), TorchSampler(0))
+    proposer._copy(request, tokens, [])
+    # worth_length(0.9, 0.6, 0.05, 8) = 1 + int(log(0.05 / 0.9) / log(0.6)) = 6
+    assert tokens == [2, 3, 4, 5, 2, 3, 4, 5][:expected]
+
+
+def proposer_rate(value: float):
+    from specdec.strategies.proposers.ouroboros import Rate
+
+    return Rate(hits=value * 1000, trials=1000.0)
+
+
 def test_sampling_drafts_are_deterministic_proposals():
     proposer = spy(toy(seed=2), branches=2)
     Decoder(toy(seed=3), proposer=proposer, policy=FixedPolicy(3)).generate([1, 2], 30, temperature=1.0, seed=5)

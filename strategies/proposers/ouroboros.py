@@ -256,9 +256,14 @@ class OuroborosProposer(ModelCounters):
         copy_rate = self._entry.setdefault("copy", Rate()).value
         if copy_rate < self._entry.setdefault("draft", Rate()).value and not self._probe("copy"):
             return True
+        copy = found[0][0]
+        if self.adaptive:  # cut to the length its tokens' chance of being emitted pays for (see _branches)
+            copy = copy[: worth_length(copy_rate, self._cont.setdefault("copy", Rate()).value, self.target_token_cost, len(copy))]
+            if not copy:
+                return True
         start = len(tokens)
-        # the policy decides the length; a copy it declines leaves the position to the draft model
-        outcome = offer_deterministic(request, found[0][0], tokens, features)
+        # the policy may stop it sooner; a copy it declines leaves the position to the draft model
+        outcome = offer_deterministic(request, copy, tokens, features)
         if len(tokens) > start:
             self._copies.append((start, len(tokens) - start))
             self.stats.copied_tokens += len(tokens) - start
