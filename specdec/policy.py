@@ -59,6 +59,17 @@ class LengthPolicy(Protocol):
         """Cap on the number of tokens to draft this round (0 = plain target step)."""
         ...
 
+    def allows_forward(self, position: int) -> bool:
+        """Before a proposer runs its model for draft position `position`: False ends the draft
+        there, before the forward is paid.
+
+        A model forward costs a step, and the first one of a round also reads whatever context the
+        model has not seen (the whole prompt, the first time). Tokens that need no forward (copies,
+        lookups) are not asked about, so a policy can take them while refusing the model (`auto`
+        on long inputs). Proposers that run a model ask before each forward.
+        """
+        ...
+
     def should_draft(self, features: DraftFeatures) -> bool:
         """Before the token at `features.position` is drawn: False ends the round without it.
 
@@ -137,6 +148,9 @@ class PolicyBase:
 
     def start(self) -> None:
         pass
+
+    def allows_forward(self, position: int) -> bool:
+        return True
 
     def should_draft(self, features: DraftFeatures) -> bool:
         return True

@@ -36,5 +36,11 @@ class Verification:
     context_length: int = 0  # committed tokens before this round
 
     @property
+    def width(self) -> int:
+        """Tokens the target's forward processed: the draft, its branches and the bonus position
+        (what the verify time paid for)."""
+        return self.drafted + 1 + len(self.tree_argmax)
+
+    @property
     def all_accepted(self) -> bool:
         return self.accepted == self.drafted

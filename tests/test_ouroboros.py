@@ -21,8 +21,8 @@ from specdec.policy import Decision
 from specdec.proposer import ProposalRequest
 from specdec.samplers import TorchSampler
 from specdec.sampling import SamplingConfig
-from specdec.strategies.policies import FixedPolicy
-from specdec.strategies.proposers import DraftModelProposer, OuroborosProposer
+from specdec.strategies.policies import CostAwarePolicy, FixedPolicy
+from specdec.strategies.proposers import DraftModelProposer, OuroborosProposer, PromptLookupProposer
 from tests.models import real_model
 
 
@@ -172,6 +172,31 @@ def proposer_rate(value: float):
     from specdec.strategies.proposers.ouroboros import Rate
 
     return Rate(hits=value * 1000, trials=1000.0)
+
+
+@pytest.mark.parametrize("kind", ["ouroboros", "prompt-lookup", "draft"])
+def test_auto_takes_copies_on_a_long_prompt_without_reading_it_with_the_draft(kind):
+    """Reading a long prompt with the draft does not pay here (catch-up .05 of a step per token, no
+    evidence yet), but copying from it needs no draft forward: `auto` opens rounds to copies and
+    lookups only (`allows_forward` is False), and the draft model never runs."""
+    target = toy(seed=1)
+    text = Decoder(target).generate([1, 2, 3], 80).ids
+    ids = [1, 2, 3, *text[:70], 1, 2, 3]  # 76 unread tokens; the output repeats the prompt
+    draft = toy(seed=7)
+    proposer = {
+        "ouroboros": lambda: OuroborosProposer(draft, branches=0),
+        "prompt-lookup": lambda: PromptLookupProposer(),
+        "draft": lambda: DraftModelProposer(draft),
+    }[kind]()
+    policy = CostAwarePolicy(measure=False, catchup_cost=0.05)
+    result = Decoder(target, proposer=proposer, policy=policy).generate(ids, 24)
+    assert result.ids == Decoder(target).generate(ids, 24).ids
+    assert draft.forwards == 0
+    if kind == "draft":  # nothing to copy without a model: plain steps
+        assert result.stats.drafted == 0
+    else:
+        assert result.stats.accepted >= 12 and result.stats.target_forwards <= 12
+        assert policy._synced == 0 and policy._verified_rounds == 0  # copies are no evidence about the draft
 
 
 def test_sampling_drafts_are_deterministic_proposals():

@@ -145,7 +145,7 @@ BROKEN_HOOKS = {
                   "must be an attrs class"),
     "not a policy": ("import attrs\n@attrs.define\nclass P:\n    name = 'p'\n"
                      "@hookimpl\ndef specdec_register_policies():\n    return {'p': P}\n",
-                     "lacks begin_round, decide, observe, should_draft, start, wants_hidden of the policy protocol"),
+                     "lacks allows_forward, begin_round, decide, observe, should_draft, start, wants_hidden of the policy protocol"),
     "not a proposer": ("import attrs\n@attrs.define\nclass P:\n    name = 'p'\n"
                        "@hookimpl\ndef specdec_register_proposers():\n    return {'p': P}\n",
                        "lacks forwards, observe, propose, start, vocab_size of the proposer protocol"),

@@ -169,12 +169,20 @@ def test_confidence_does_not_adapt_by_default_and_bounds_its_history():
 
 
 # ----------------------------------------------------------------------------- cost-aware
+def model_budget(policy, state: RoundState) -> int:
+    """begin_round as a draft-model proposer sees it: the cap if the policy lets the model run, else 0
+    (a round open to copies and lookups only)."""
+    budget = policy.begin_round(state)
+    return budget if budget and policy.allows_forward(0) else 0
+
+
 def drive(policy, probs: list[float], accepted: int, *, draft: float = 0.0, verify: float = 0.0):
-    """One round as a proposer runs it, with draft top-1 probabilities `probs`: (budget, decisions).
+    """One round as a draft-model proposer runs it, with draft top-1 probabilities `probs`:
+    (the model's budget, decisions): 0 when the policy refuses the model's first forward.
 
     A position the policy declines before the draw is recorded as None.
     """
-    budget = policy.begin_round(STATE)
+    budget = model_budget(policy, STATE)
     decisions: list[Decision | None] = []
     for i, p in enumerate(probs[:budget]):
         features = feats(prob=p, position=i)
@@ -199,7 +207,7 @@ def test_cost_aware_returns_plain_steps_when_drafting_cannot_pay_and_explores_de
     late = RoundState(context_length=80, generated=70, remaining=100)
     budgets = []
     for _ in range(22):
-        budgets.append(policy.begin_round(late))
+        budgets.append(model_budget(policy, late))
         policy.observe(verdict(1 if budgets[-1] else 0, 0))
     assert budgets.index(4) == 20 and budgets.count(4) == 1
 
@@ -208,20 +216,23 @@ def test_cost_aware_weighs_the_drafts_catch_up_on_a_long_prompt_against_the_roun
     policy = CostAwarePolicy(measure=False, draft_cost=0.1, width_cost=0.05, catchup_cost=0.005, explore_share=0.0)
     policy.start()
     # a new prompt's first round is only ever an exploration (none here: explore_share 0)
-    assert policy.begin_round(RoundState(context_length=3, generated=0, remaining=10)) == 0
+    assert model_budget(policy, RoundState(context_length=3, generated=0, remaining=10)) == 0
     # a0 = .5: a round gains .5 - .1 - .05 = .35 over about 10 / 1.5 rounds = 2.33 in all, less than
     # reading a 2,000-token prompt first (.005 * 1,999 = 10.0); a 3-token prompt costs .01
-    assert policy.begin_round(RoundState(context_length=2000, generated=0, remaining=10)) == 0
-    assert policy.begin_round(RoundState(context_length=3, generated=0, remaining=10)) == 16
+    assert model_budget(policy, RoundState(context_length=2000, generated=0, remaining=10)) == 0
+    assert model_budget(policy, RoundState(context_length=3, generated=0, remaining=10)) == 16
     # with 1,000 tokens left the long prompt would pay (.35 * 666.7 = 233 > 10), but a0 is not yet
     # this call's own: reading 64+ unread tokens waits for a verified draft of this call
     long = RoundState(context_length=2000, generated=0, remaining=1000)
-    assert policy.begin_round(long) == 0
-    policy.observe(verdict(1, 1, context=3))  # the short read above paid off once
-    assert policy.begin_round(long) == 16
+    assert model_budget(policy, long) == 0
+    policy.observe(verdict(0, 0))
+    assert model_budget(policy, RoundState(context_length=3, generated=0, remaining=10)) == 16
+    assert policy.should_draft(feats(prob=0.97))  # the draft model ran and drafted a token
+    policy.observe(verdict(1, 1, context=3))  # a short read paid off once
+    assert model_budget(policy, long) == 16
     policy.start()  # a new call: its own evidence again
     policy.observe(verdict(0, 0))
-    assert policy.begin_round(long) == 0
+    assert model_budget(policy, long) == 0
 
 
 def test_cost_aware_weighs_costs_with_a_safety_margin():
@@ -232,7 +243,7 @@ def test_cost_aware_weighs_costs_with_a_safety_margin():
                                  explore_share=0.0, margin=margin, optimism=0.0)
         policy.start()
         policy.observe(verdict(0, 0))  # past the new prompt's first round
-        decisions.append(policy.begin_round(state))
+        decisions.append(model_budget(policy, state))
     # a0 = .2 against D + V(2) - V(1) = .15: worth it at cost, not at 1.5 x cost (.225)
     assert decisions == [16, 0]
 
@@ -250,7 +261,7 @@ def test_cost_aware_keeps_only_a_few_observations_of_acceptance_for_the_next_pro
 
 def test_cost_aware_drafts_when_the_draft_is_cheap_and_accepted():
     policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.9, max_draft=8)
-    assert policy.begin_round(STATE) == 8
+    assert model_budget(policy, STATE) == 8
     # decile .9-1 has prior .95: .95 * 1 > .1 (draft it), .95**2 > .05 + .1 (continue)
     assert drive(policy, [0.97, 0.97, 0.01], 0)[1] == [Decision.CONTINUE, Decision.CONTINUE, None]
     # ... and decile 0-.1 has prior .05: .95**2 * .05 is below its verify increment .1: not drafted
@@ -261,11 +272,11 @@ def test_cost_aware_drafts_when_the_draft_is_cheap_and_accepted():
 def test_cost_aware_counts_a_declined_first_token_as_a_miss_and_the_context_as_read():
     policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.9, max_draft=8, explore_share=0.0)
     policy.start()
-    assert policy.begin_round(STATE) == 0  # a new prompt's first round: no exploration budget here
+    assert model_budget(policy, STATE) == 0  # a new prompt's first round: no exploration budget here
     policy.observe(verdict(0, 0))
     before = policy.first_acceptance()
     # the draft ran (its top-1 .01 is in the decile with prior .05 < the .1 increment) but proposed nothing
-    budget = policy.begin_round(STATE)
+    budget = model_budget(policy, STATE)
     features = feats(prob=0.01, position=0)
     assert budget == 8 and not policy.should_draft(features)
     policy.observe(verdict(0, 0, context=40))
@@ -276,25 +287,25 @@ def test_cost_aware_counts_a_declined_first_token_as_a_miss_and_the_context_as_r
 
 def test_cost_aware_takes_a_predictors_score_after_the_draw_and_calibrates_it():
     policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.9, max_draft=8)
-    policy.begin_round(STATE)
+    model_budget(policy, STATE)
     features = feats(prob=0.97, position=0)
     assert policy.should_draft(features)
     # top-1 decile prior .95 would continue (.95**2 > .05 + .1); the predictor's .15 (decile prior
     # .15) replaces it: .15**2 < .15, stop
     assert policy.decide(features, predicted=0.15) is Decision.STOP
-    policy.begin_round(STATE)
+    model_budget(policy, STATE)
     assert policy.decide(feats(prob=0.97, position=0)) is Decision.CONTINUE  # no score: the top-1 decile
     # a predictor that says .95 but whose tokens are always rejected is recalibrated from outcomes;
     # the top-1 decile it replaced learns nothing from those rounds
     for _ in range(30):
-        policy.begin_round(STATE)
+        model_budget(policy, STATE)
         features = feats(prob=0.97, position=0)
         policy.should_draft(features)
         policy.decide(features, predicted=0.95)
         policy.observe(verdict(1, 0))
     policy.begin_round(STATE)
     features = feats(prob=0.97, position=0)
-    assert policy.should_draft(features) and policy.acceptance(features) == pytest.approx(0.95)
+    assert policy.acceptance(features) == pytest.approx(0.95)
     assert policy.decide(features, predicted=0.95) is Decision.STOP
     # deterministic tokens keep their own bucket (prior .9 here): a score is not applied to them
     fresh = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.9, max_draft=8)
@@ -305,7 +316,10 @@ def test_cost_aware_takes_a_predictors_score_after_the_draw_and_calibrates_it():
 
 def test_cost_aware_does_not_record_a_declined_position_so_another_proposal_can_take_it():
     policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.05, max_draft=8, explore_share=0.0)
-    policy.begin_round(STATE)
+    policy.start()
+    policy.observe(verdict(0, 0))  # past the new prompt's first round
+    # a0 + one standard error = .05 + .22 pays for D + V(2) - V(1) = .15 (.17 with the margin)
+    assert model_budget(policy, STATE) == 8
     copy = TokenFeatures(position=0, token=3, prob=1.0, entropy=0.0, margin=1.0, deterministic=True)
     assert not policy.should_draft(copy)  # a copy at prior .05 is below its .1 verify increment
     model = feats(prob=0.97, position=0)
@@ -351,7 +365,7 @@ def test_cost_aware_bets_on_an_optimistic_first_token_rate_while_it_has_few_obse
     budgets = {0.0: [], 1.0: []}
     for policy, z in ((plain, 0.0), (hopeful, 1.0)):
         for _ in range(12):
-            budget = policy.begin_round(STATE)
+            budget = model_budget(policy, STATE)
             budgets[z].append(budget)
             if budget:
                 policy.should_draft(feats(prob=0.5))
@@ -368,6 +382,38 @@ def test_cost_aware_bets_on_an_optimistic_first_token_rate_while_it_has_few_obse
     assert hopeful.first_acceptance_bound() == pytest.approx(0.1 + math.sqrt(0.1 * 0.9 / 5), rel=1e-2)
 
 
+def test_cost_aware_opens_rounds_to_copies_when_the_draft_may_not_run_and_explores_them():
+    policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, catchup_cost=0.05, explore_share=0.0)
+    policy.start()
+    long = RoundState(context_length=2000, generated=70, remaining=100)
+    copy = TokenFeatures(position=0, token=3, prob=1.0, entropy=0.0, margin=1.0, deterministic=True)
+    # 2,000 unread tokens and no budget to explore them: no draft-model forward; a copy needs none,
+    # and at the prior .5 it pays for its verify increment (.1, with the margin .115)
+    assert policy.begin_round(long) == 16 and not policy.allows_forward(0)
+    assert policy.should_draft(copy) and policy.decide(copy) is Decision.CONTINUE  # .5 * .5 > .115
+    policy.observe(verdict(1, 1, context=2000))
+    # a copy is no evidence about the draft model: a0, what it has read, the long-read evidence stay
+    assert policy.first_acceptance() == 0.5 and policy._synced == 0 and policy._verified_rounds == 0
+    rejected = 0
+    while policy.begin_round(long) and rejected < 50:  # then the target rejects the copies ...
+        assert policy.should_draft(copy)
+        policy.decide(copy)
+        policy.observe(verdict(1, 0, context=2000))
+        rejected += 1
+    # ... until their bucket prices them out: (1 + .5) / (n + 2) < .115 after about 11
+    assert 10 <= rejected <= 12 and policy.acceptance(copy) < 0.115
+    # idle steps earn exploration budget (here .15 of a step each): one buys a forced copy (.1)
+    policy.explore_share = 0.15
+    policy.observe(verdict(0, 0))
+    assert policy.begin_round(long) == 16 and not policy.allows_forward(0)
+    assert policy.should_draft(copy)  # explored whatever its estimate
+    assert policy._credit == pytest.approx(0.15 - 0.1)
+    policy.observe(verdict(1, 0, context=2000))
+    # a proposer that runs its model without asking allows_forward: its tokens are refused
+    assert policy.begin_round(long) == 0
+    assert not policy.should_draft(feats(prob=0.97))
+
+
 def test_cost_aware_learns_acceptance_from_outcomes():
     policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.0, max_draft=8, optimism=0.0)
     assert policy.acceptance(feats(prob=0.95)) == pytest.approx(0.95)
@@ -375,7 +421,7 @@ def test_cost_aware_learns_acceptance_from_outcomes():
         drive(policy, [0.95, 0.95, 0.95], 0)  # confident drafts that are always rejected
     assert policy.acceptance(feats(prob=0.95)) < 0.1
     assert policy.first_acceptance() < 0.1
-    assert policy.begin_round(STATE) == 0
+    assert model_budget(policy, STATE) == 0
 
 
 def test_cost_aware_measures_costs_and_stops_speculating_when_it_is_slower():
@@ -390,6 +436,17 @@ def test_cost_aware_measures_costs_and_stops_speculating_when_it_is_slower():
         budgets.append(drive(policy, [0.95] * 16, accepted=1, draft=0.020, verify=0.011)[0])
     assert policy.draft_step() == pytest.approx(0.020)
     assert budgets[0] == 16 and budgets[-1] == 0
+
+
+def test_cost_aware_times_a_forward_by_its_real_width_branches_included():
+    policy = CostAwarePolicy(explore_share=0.0)
+    policy.start()
+    policy.observe(verdict(0, 0, verify=5.0))  # prefill: not timed
+    policy.observe(verdict(0, 0, verify=0.010))
+    for _ in range(3):  # one draft token and a 3-token branch: the target processed 5 tokens
+        policy.observe(attrs.evolve(verdict(1, 1, verify=0.030), tree_argmax=(0, 0, 0)))
+    assert policy.verify_cost(5) == pytest.approx(0.030)
+    assert policy.verify_cost(2) == pytest.approx(0.010 * 1.05)  # still the prior shape: not measured
 
 
 def test_cost_aware_re_measures_verify_costs_per_call_keeping_their_shape():

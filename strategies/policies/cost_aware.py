@@ -31,7 +31,7 @@ class CostAwarePolicy(PolicyBase):
         whole prompt at the start of a call, the tokens of plain steps after an idle stretch);
         that forward costs D + B * (T - 1) for T tokens, B measured from rounds with T >= 16;
       - V(w): one target forward over w tokens = lower quartile of the recent verify_seconds of rounds
-        that verified w - 1 draft tokens in this call (plain target steps give V(1)); they grow
+        whose forward processed w tokens in this call (w - 1 draft tokens, or fewer plus branches) (plain target steps give V(1)); they grow
         with the context, so each call re-measures them (padded with the earlier calls' estimate,
         in a first call with the prior shape below, until it has three timings). A width not measured yet is priced as
         V(1) times its ratio V(w) / V(1) in earlier calls (on a CPU a forward over 4 tokens can
@@ -76,7 +76,10 @@ class CostAwarePolicy(PolicyBase):
     budget is the whole call (remaining tokens * V(1)) at a new prompt's first round, since
     acceptance depends on the prompt, and the idle time since the last draft afterwards. So
     exploring spends at most about that share of the time, and a long prompt whose reading
-    costs more is not explored at all.
+    costs more is not explored at all. A round in which the draft model may not run is still open
+    to tokens that need no forward (copies, lookups: `allows_forward` is False for it) when a first
+    one, priced by its own bucket, pays for its verify increment; such rounds say nothing about
+    the draft model (a0, what it has read, the evidence for reading a long prompt stay as they were).
 
     No randomness: decisions are a deterministic function of the features and the verifications
     observed (and of their timings when `measure=True`).
@@ -118,6 +121,8 @@ class CostAwarePolicy(PolicyBase):
     _exploring: bool = attrs.field(init=False, default=False, repr=False)
     _asked: int = attrs.field(init=False, default=0, repr=False)  # should_draft calls this round (positions looked at)
     _lead_deterministic: bool = attrs.field(init=False, default=False, repr=False)  # the round's first proposal had no distribution
+    _model_round: bool = attrs.field(init=False, default=True, repr=False)  # the draft model may run this round
+    _forwarded: bool = attrs.field(init=False, default=False, repr=False)  # it ran: a position had its features
 
     def __attrs_post_init__(self) -> None:
         self._hits = [0.0] * BUCKETS
@@ -219,7 +224,21 @@ class CostAwarePolicy(PolicyBase):
             self._credit -= explore
             self._exploring = True
             return self.max_draft
+        # no draft-model forward this round; copies and lookups need none (no step, no reading):
+        # the round is open to them if a first one would pay (the test should_draft applies), or
+        # as an exploration of what costs them only their verify increment, from the same budget
+        # (estimates that priced them out, e.g. one slow forward, are otherwise never revisited)
+        self._model_round = False
+        if self._pays(self._estimate(PROB_BUCKETS), 0):
+            return self.max_draft
+        if self._credit >= self._increment(0):
+            self._credit -= self._increment(0)
+            self._exploring = True
+            return self.max_draft
         return 0
+
+    def allows_forward(self, position: int) -> bool:
+        return self._model_round
 
     def should_draft(self, features: DraftFeatures) -> bool:
         # a declined position is not recorded: a proposer may offer something else there (a draft
@@ -227,13 +246,20 @@ class CostAwarePolicy(PolicyBase):
         self._asked += 1
         if features.position == 0:  # the last proposal looked at for the first position
             self._lead_deterministic = features.deterministic
+        if not features.deterministic:  # the draft model ran (also for proposers that do not ask allows_forward)
+            self._forwarded = True
+            if not self._model_round:
+                return False
         bucket = self._bucket(features)
-        a = self._estimate(bucket)
         forced = self._exploring and features.position == 0
-        if not forced and self._survival * a * self.target_step() <= (1.0 + self.margin) * self._increment(features.position):
+        if not forced and not self._pays(self._estimate(bucket), features.position):
             return False
         self._keep(bucket)
         return True
+
+    def _pays(self, a: float, position: int) -> bool:
+        """Is a token at `position`, accepted with probability `a` once the kept ones are, worth its verify increment?"""
+        return self._survival * a * self.target_step() > (1.0 + self.margin) * self._increment(position)
 
     def _keep(self, bucket: int) -> None:
         """Record a kept position: its bucket, and its estimate in the round's survival."""
@@ -251,6 +277,7 @@ class CostAwarePolicy(PolicyBase):
         if len(self._round) <= features.position:  # a proposer that does not call should_draft
             if features.position == 0:
                 self._lead_deterministic = features.deterministic
+            self._forwarded = self._forwarded or not features.deterministic
             self._keep(self._bucket(features))
         if predicted is not None and not features.deterministic:
             bucket = SCORED + _decile(predicted)
@@ -259,7 +286,10 @@ class CostAwarePolicy(PolicyBase):
             self._survival = self._survival / self._current * a if self._current > 0 else 0.0
             self._current = a
         gain = self._survival * self._current * self.target_step()
-        if gain <= (1.0 + self.margin) * (self.draft_step() + self._increment(features.position + 1)):
+        # the next token's draft step: after a copied or looked-up token the next is one too (the
+        # copy runs on) or the proposer asks allows_forward first; in a copy-only round it never is
+        step = self.draft_step() if self._model_round and not features.deterministic else 0.0
+        if gain <= (1.0 + self.margin) * (step + self._increment(features.position + 1)):
             return Decision.STOP
         return Decision.CONTINUE
 
@@ -269,21 +299,21 @@ class CostAwarePolicy(PolicyBase):
             self._measure(verification)
         self._untimed = False  # the first round of a call also prefills the prompt
         self._new_prompt = False
-        self._verified_rounds += drafted > 0
+        self._verified_rounds += drafted > 0 and self._forwarded  # evidence about the draft model
         for i, bucket in enumerate(self._round[: min(drafted, accepted + 1)]):
             self._update(bucket, i < accepted)
-        if self._asked or self._round:  # the draft ran: did the round yield an accepted token?
+        if self._forwarded:  # the draft model ran: did the round yield an accepted token?
             # A round whose first token was declined counts as a miss: a0 prices a round in which
             # the draft runs (begin_round's gain), and that round paid a draft step for nothing.
             # A round led by a deterministic proposal (a copy, a lookup) says nothing about the
             # draft model's first token: those are priced by their own bucket in should_draft.
-            if not self._lead_deterministic:
+            if self._model_round and not self._lead_deterministic:
                 decay = 1.0 - 1.0 / self.memory
                 self._first[0] = self._first[0] * decay + (accepted > 0)
                 self._first[1] = self._first[1] * decay + 1.0
             # the draft has read the context and its kept tokens but the last (cropped at a rejection)
             self._synced = verification.context_length + max(min(accepted, drafted - 1), 0)
-        elif self._generated >= FRONT:  # past the front budget, idle time earns exploration budget
+        elif not (self._asked or self._round) and self._generated >= FRONT:  # idle: earns exploration budget
             step = verification.verify_seconds if self.measure and verification.verify_seconds > 0 else self.target_step()
             self._credit += self.explore_share * step
         self._reset_round()
@@ -291,9 +321,10 @@ class CostAwarePolicy(PolicyBase):
     # ------------------------------------------------------------------ internals
     def _measure(self, verification: Verification) -> None:
         if not self._untimed and verification.verify_seconds > 0:
-            self._verify.setdefault(verification.drafted + 1, deque(maxlen=TIMING_WINDOW)).append(verification.verify_seconds)
+            # keyed by the forward's real width: a proposer's branches widen it beyond the draft
+            self._verify.setdefault(verification.width, deque(maxlen=TIMING_WINDOW)).append(verification.verify_seconds)
         positions, seconds = max(self._asked, len(self._round)), verification.draft_seconds
-        if not positions or seconds <= 0:
+        if not positions or seconds <= 0 or not self._forwarded:  # a model-free round times no model
             return
         if self._unread <= 2:
             self._draft.append(seconds / positions)
@@ -328,6 +359,8 @@ class CostAwarePolicy(PolicyBase):
         self._survival = 1.0
         self._current = 1.0
         self._exploring = False
+        self._model_round = True
+        self._forwarded = False
 
     @staticmethod
     def _bucket(features: DraftFeatures) -> int:

@@ -178,6 +178,9 @@ class PacerPolicy(PolicyBase):
         self._reset_round()
         return self.cap if self._costs is None else self._costs.begin_round(state)
 
+    def allows_forward(self, position: int) -> bool:
+        return True if self._costs is None else self._costs.allows_forward(position)
+
     def should_draft(self, features: DraftFeatures) -> bool:
         return True if self._costs is None else self._costs.should_draft(features)
 

@@ -7,7 +7,7 @@ from typing import Sequence
 import attrs
 import torch
 
-from specdec.draft import Draft
+from specdec.draft import EMPTY_DRAFT, Draft
 from specdec.errors import ConfigurationError
 from specdec.features import draft_features, token_features
 from specdec.integrations.base import LanguageModel, as_model
@@ -61,6 +61,8 @@ class DraftModelProposer(ModelCounters):
         qs: list[torch.Tensor | None] = []
         features = []
         context = TailView(request.context, self._offset) if self._offset else request.context
+        if not policy.allows_forward(0):
+            return EMPTY_DRAFT
         out = self._cache.sync(context, hidden=hidden)
         while True:
             logits = out.logits[-1]
@@ -82,6 +84,8 @@ class DraftModelProposer(ModelCounters):
             qs.append(q)
             features.append(feats)
             if decision is Decision.STOP or len(tokens) >= request.budget or token in request.eos_token_ids:
+                break
+            if not policy.allows_forward(len(tokens)):
                 break
             out = self._cache.extend([token], hidden=hidden)
         return Draft(tuple(tokens), tuple(qs), tuple(features))

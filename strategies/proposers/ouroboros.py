@@ -222,6 +222,8 @@ class OuroborosProposer(ModelCounters):
             if not pending:
                 if self.copy and not self._copy(request, tokens, features):
                     break
+                if not policy.allows_forward(len(tokens)):
+                    break
                 room = request.budget - len(tokens) - 1  # phrase tokens this forward may add
                 fed, found = self._draft_phrases(request.context, tokens, room)
                 pending = self._step(request.context, tokens, fed, found, first, hidden, who, alternatives)
@@ -254,7 +256,12 @@ class OuroborosProposer(ModelCounters):
         if not found:
             return True
         copy_rate = self._entry.setdefault("copy", Rate()).value
-        if copy_rate < self._entry.setdefault("draft", Rate()).value and not self._probe("copy"):
+        # the draft model's token is preferred where it has the better record and the policy lets it run
+        if (
+            copy_rate < self._entry.setdefault("draft", Rate()).value
+            and request.policy.allows_forward(len(tokens))
+            and not self._probe("copy")
+        ):
             return True
         copy = found[0][0]
         if self.adaptive:  # cut to the length its tokens' chance of being emitted pays for (see _branches)
