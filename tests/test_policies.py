@@ -208,6 +208,8 @@ def test_cost_aware_returns_plain_steps_when_drafting_cannot_pay_and_explores_de
     budgets = []
     for _ in range(22):
         budgets.append(model_budget(policy, late))
+        if budgets[-1]:
+            policy.should_draft(feats(prob=0.01))  # the draft model ran (explored)
         policy.observe(verdict(1 if budgets[-1] else 0, 0))
     assert budgets.index(4) == 20 and budgets.count(4) == 1
 
@@ -412,6 +414,25 @@ def test_cost_aware_opens_rounds_to_copies_when_the_draft_may_not_run_and_explor
     # a proposer that runs its model without asking allows_forward: its tokens are refused
     assert policy.begin_round(long) == 0
     assert not policy.should_draft(feats(prob=0.97))
+
+
+def test_cost_aware_returns_an_exploration_that_never_reached_the_draft_model():
+    """A round explored for the draft model can end within a copy (the policy stops it there):
+    the model never ran, so the budget is returned and the next round explores again."""
+    policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, catchup_cost=0.001, explore_share=0.05)
+    policy.start()
+    copy = TokenFeatures(position=0, token=3, prob=1.0, entropy=0.0, margin=1.0, deterministic=True)
+    explore = 0.05 + 0.001 * 199 + 0.1  # draft step + reading 200 tokens + verify increment
+    assert policy.begin_round(RoundState(context_length=200, generated=0, remaining=100)) == 16
+    assert policy.allows_forward(0) and policy._credit == pytest.approx(0.05 * 64 - explore)
+    assert policy.should_draft(copy)
+    policy.observe(verdict(1, 1, context=200))  # the round ended within the copy
+    assert policy._credit == pytest.approx(0.05 * 64) and policy._verified_rounds == 0
+    state = RoundState(context_length=202, generated=2, remaining=98)
+    assert policy.begin_round(state) == 16 and policy.allows_forward(0)  # explored again
+    assert policy.should_draft(feats(prob=0.97))  # this time the draft model ran
+    policy.observe(verdict(1, 1, context=202))
+    assert policy._verified_rounds == 1 and policy._credit == pytest.approx(0.05 * 64 - (explore + 0.002))  # 202 read
 
 
 def test_cost_aware_learns_acceptance_from_outcomes():

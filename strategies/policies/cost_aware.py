@@ -123,6 +123,7 @@ class CostAwarePolicy(PolicyBase):
     _lead_deterministic: bool = attrs.field(init=False, default=False, repr=False)  # the round's first proposal had no distribution
     _model_round: bool = attrs.field(init=False, default=True, repr=False)  # the draft model may run this round
     _forwarded: bool = attrs.field(init=False, default=False, repr=False)  # it ran: a position had its features
+    _explore_spent: float = attrs.field(init=False, default=0.0, repr=False)  # budget spent exploring the draft model this round
 
     def __attrs_post_init__(self) -> None:
         self._hits = [0.0] * BUCKETS
@@ -223,6 +224,7 @@ class CostAwarePolicy(PolicyBase):
         if self._credit >= explore:
             self._credit -= explore
             self._exploring = True
+            self._explore_spent = explore
             return self.max_draft
         # no draft-model forward this round; copies and lookups need none (no step, no reading):
         # the round is open to them if a first one would pay (the test should_draft applies), or
@@ -300,6 +302,10 @@ class CostAwarePolicy(PolicyBase):
         self._untimed = False  # the first round of a call also prefills the prompt
         self._new_prompt = False
         self._verified_rounds += drafted > 0 and self._forwarded  # evidence about the draft model
+        if self._explore_spent and not self._forwarded:
+            # an exploration of the draft model that never reached it (the round ended within a
+            # copy) has not bought its evidence: the budget is returned and the next round tries again
+            self._credit += self._explore_spent
         for i, bucket in enumerate(self._round[: min(drafted, accepted + 1)]):
             self._update(bucket, i < accepted)
         if self._forwarded:  # the draft model ran: did the round yield an accepted token?
@@ -361,6 +367,7 @@ class CostAwarePolicy(PolicyBase):
         self._exploring = False
         self._model_round = True
         self._forwarded = False
+        self._explore_spent = 0.0
 
     @staticmethod
     def _bucket(features: DraftFeatures) -> int:
