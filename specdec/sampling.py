@@ -57,10 +57,16 @@ def checked_max(logits: torch.Tensor, who: str) -> torch.Tensor:
     return indices
 
 
+TOP_P_TIE = 1e-6  # float32 rounding of a cumulative mass stays far below this
+
+
 def warp(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
     """Probabilities after temperature, top-k and top-p (in that order), for a [V] or [n, V] tensor.
 
-    Top-p keeps the smallest set of most likely tokens whose mass reaches `top_p` (at least one).
+    Top-p keeps the smallest set of most likely tokens whose mass reaches `top_p` (at least one);
+    a mass within `TOP_P_TIE` below `top_p` counts as reaching it, so that float rounding cannot
+    decide a tie (probabilities 0.8 / 0.2 with top_p 0.8 sum to 0.8 +- 1 ulp depending on the order
+    of operations, and two exact implementations then disagree about the second token).
     """
     if config.greedy:
         raise ConfigurationError("warp() is for sampling; greedy decoding uses argmax")
@@ -72,7 +78,7 @@ def warp(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
         sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
         sorted_probs = torch.softmax(sorted_scores, dim=-1)
         mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
-        drop_sorted = mass_before >= config.top_p
+        drop_sorted = mass_before >= config.top_p - TOP_P_TIE
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         scores = scores.masked_fill(drop, -math.inf)
     return torch.softmax(scores, dim=-1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from specdec.sampling import TOP_P_TIE
+
 
 def reference_warp(logits: Sequence[float], temperature: float, top_k: int | None, top_p: float | None) -> list[float]:
     scores = [x / temperature if x != -math.inf else -math.inf for x in logits]
@@ -20,7 +22,7 @@ def reference_warp(logits: Sequence[float], temperature: float, top_k: int | Non
         order = sorted(range(len(probs)), key=lambda i: -probs[i])
         keep, mass = set(), 0.0
         for i in order:
-            if mass >= top_p:
+            if mass >= top_p - TOP_P_TIE:  # the tie rule of the specification (specdec.sampling.warp)
                 break
             keep.add(i)
             mass += probs[i]

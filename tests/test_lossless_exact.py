@@ -10,6 +10,7 @@ verifier and the proposer; each must be caught.
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from specdec import Decoder, Verifier
 from specdec.plugins import registry
-from specdec.sampling import warp
+from specdec.sampling import SamplingConfig, warp
 from specdec.strategies.policies import FixedPolicy
 from specdec.strategies.proposers import DraftModelProposer
 from tests.enumeration import enumerate_outputs
@@ -212,3 +213,15 @@ def test_a_sampled_token_cannot_be_dropped_by_its_value():
     with pytest.raises(ConfigurationError, match="should_draft"):
         decoder.generate([1], 3, temperature=1.0)
     assert len(decoder.generate([1], 3, temperature=0.0).ids) == 3  # greedy: the argmax may be dropped
+
+
+# Found by the property test (svip x prompt-lookup, T=1.5, top_p=0.8): probabilities 8/9 and 1/9
+# at T=1.5 become exactly 0.8 and 0.2, so top-p 0.8 sits on a tie that float rounding decided one
+# way in `warp` and the other in the reference. Both now apply the same tie rule (TOP_P_TIE).
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_top_p_on_a_tie_keeps_the_same_tokens_as_the_reference(dtype):
+    logits = [-math.inf, -0.11778303565638339, -2.197224577336219]  # log(8/9), log(1/9) as hypothesis drew them
+    config = SamplingConfig(1.5, None, 0.8)
+    ours = warp(torch.tensor(logits, dtype=dtype), config).tolist()
+    assert ours == pytest.approx(reference_warp(logits, 1.5, None, 0.8), abs=1e-6)
+    assert ours == pytest.approx([0.0, 1.0, 0.0])  # token 1 alone reaches 0.8
