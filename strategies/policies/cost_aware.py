@@ -123,7 +123,7 @@ class CostAwarePolicy(PolicyBase):
     _lead_deterministic: bool = attrs.field(init=False, default=False, repr=False)  # the round's first proposal had no distribution
     _model_round: bool = attrs.field(init=False, default=True, repr=False)  # the draft model may run this round
     _forwarded: bool = attrs.field(init=False, default=False, repr=False)  # it ran: a position had its features
-    _explore_spent: float = attrs.field(init=False, default=0.0, repr=False)  # budget spent exploring the draft model this round
+    _explore_spent: float = attrs.field(init=False, default=0.0, repr=False)  # exploration budget spent on this round
 
     def __attrs_post_init__(self) -> None:
         self._hits = [0.0] * BUCKETS
@@ -220,24 +220,25 @@ class CostAwarePolicy(PolicyBase):
         if new_prompt:  # a new prompt's exploration budget: a share of its first FRONT tokens
             self._credit += self.explore_share * min(state.remaining, FRONT) * self.target_step()
         self._generated = state.generated
-        explore = self.draft_step() + setup + self._increment(0)
-        if self._credit >= explore:
-            self._credit -= explore
-            self._exploring = True
-            self._explore_spent = explore
+        if self._explore(self.draft_step() + setup + self._increment(0)):
             return self.max_draft
         # no draft-model forward this round; copies and lookups need none (no step, no reading):
         # the round is open to them if a first one would pay (the test should_draft applies), or
         # as an exploration of what costs them only their verify increment, from the same budget
         # (estimates that priced them out, e.g. one slow forward, are otherwise never revisited)
         self._model_round = False
-        if self._pays(self._estimate(PROB_BUCKETS), 0):
-            return self.max_draft
-        if self._credit >= self._increment(0):
-            self._credit -= self._increment(0)
-            self._exploring = True
+        if self._pays(self._estimate(PROB_BUCKETS), 0) or self._explore(self._increment(0)):
             return self.max_draft
         return 0
+
+    def _explore(self, cost: float) -> bool:
+        """Spend `cost` of the exploration budget on this round if the budget covers it."""
+        if self._credit < cost:
+            return False
+        self._credit -= cost
+        self._exploring = True
+        self._explore_spent = cost
+        return True
 
     def allows_forward(self, position: int) -> bool:
         return self._model_round
@@ -246,18 +247,22 @@ class CostAwarePolicy(PolicyBase):
         # a declined position is not recorded: a proposer may offer something else there (a draft
         # model's token where a copy was declined), and outcomes are attributed position by position
         self._asked += 1
-        if features.position == 0:  # the last proposal looked at for the first position
-            self._lead_deterministic = features.deterministic
-        if not features.deterministic:  # the draft model ran (also for proposers that do not ask allows_forward)
-            self._forwarded = True
-            if not self._model_round:
-                return False
+        self._note(features)
+        if not features.deterministic and not self._model_round:
+            return False
         bucket = self._bucket(features)
         forced = self._exploring and features.position == 0
         if not forced and not self._pays(self._estimate(bucket), features.position):
             return False
         self._keep(bucket)
         return True
+
+    def _note(self, features: DraftFeatures) -> None:
+        """What a proposal says about the round: which kind led it, and whether the draft model ran
+        (a distribution means a forward, also for proposers that do not ask allows_forward)."""
+        if features.position == 0:  # the last proposal looked at for the first position
+            self._lead_deterministic = features.deterministic
+        self._forwarded = self._forwarded or not features.deterministic
 
     def _pays(self, a: float, position: int) -> bool:
         """Is a token at `position`, accepted with probability `a` once the kept ones are, worth its verify increment?"""
@@ -277,9 +282,7 @@ class CostAwarePolicy(PolicyBase):
         still yields calibrated costs. Used after the draw only, where stopping cannot bias.
         """
         if len(self._round) <= features.position:  # a proposer that does not call should_draft
-            if features.position == 0:
-                self._lead_deterministic = features.deterministic
-            self._forwarded = self._forwarded or not features.deterministic
+            self._note(features)
             self._keep(self._bucket(features))
         if predicted is not None and not features.deterministic:
             bucket = SCORED + _decile(predicted)
@@ -302,7 +305,7 @@ class CostAwarePolicy(PolicyBase):
         self._untimed = False  # the first round of a call also prefills the prompt
         self._new_prompt = False
         self._verified_rounds += drafted > 0 and self._forwarded  # evidence about the draft model
-        if self._explore_spent and not self._forwarded:
+        if self._model_round and self._explore_spent and not self._forwarded:
             # an exploration of the draft model that never reached it (the round ended within a
             # copy) has not bought its evidence: the budget is returned and the next round tries again
             self._credit += self._explore_spent

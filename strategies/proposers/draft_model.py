@@ -60,9 +60,9 @@ class DraftModelProposer(ModelCounters):
         tokens: list[int] = []
         qs: list[torch.Tensor | None] = []
         features = []
-        context = TailView(request.context, self._offset) if self._offset else request.context
         if not policy.allows_forward(0):
             return EMPTY_DRAFT
+        context = TailView(request.context, self._offset) if self._offset else request.context
         out = self._cache.sync(context, hidden=hidden)
         while True:
             logits = out.logits[-1]

@@ -264,8 +264,8 @@ class OuroborosProposer(ModelCounters):
         ):
             return True
         copy = found[0][0]
-        if self.adaptive:  # cut to the length its tokens' chance of being emitted pays for (see _branches)
-            copy = copy[: worth_length(copy_rate, self._cont.setdefault("copy", Rate()).value, self.target_token_cost, len(copy))]
+        if self.adaptive:  # cut to the length its tokens' chance of being emitted pays for
+            copy = copy[: self._emitted_length("copy", len(copy))]
             if not copy:
                 return True
         start = len(tokens)
@@ -322,6 +322,12 @@ class OuroborosProposer(ModelCounters):
             if length:
                 fed.append((phrase[:length], source))
         return fed, found
+
+    def _emitted_length(self, gate: str, cap: int) -> int:
+        """Target-side tokens worth sending (a copy, a branch): each costs `target_token_cost` of a
+        step and saves one if emitted, as the gate's entry and continuation rates estimate."""
+        entry, cont = self._entry.setdefault(gate, Rate()).value, self._cont.setdefault(gate, Rate()).value
+        return worth_length(entry, cont, self.target_token_cost, cap)
 
     def _probe(self, gate: str) -> bool:
         """A closed gate still says yes now and then, so that its estimate can recover."""
@@ -421,8 +427,7 @@ class OuroborosProposer(ModelCounters):
                 break
             cap = min(self.branch_length, depth - branch.at, len(branch.tokens))
             if self.adaptive:
-                entry = self._entry.setdefault(BRANCH_GATE, Rate()).value
-                length = worth_length(entry, self._cont.setdefault(BRANCH_GATE, Rate()).value, self.target_token_cost, cap)
+                length = self._emitted_length(BRANCH_GATE, cap)
                 if length == 0 and self._probe(BRANCH_GATE):
                     length = cap
             else:
