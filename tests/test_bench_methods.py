@@ -42,6 +42,24 @@ def test_unknown_or_malformed_methods_are_refused(pair, spec):
         build_method(spec, target, lambda: draft)
 
 
+def test_fastest_repeat_speedup_times_each_prompt_by_its_fastest_run():
+    """A stall in one repeat (here 9 s instead of 1 s) sways the pooled speedup, not this one."""
+    from specdec.bench.methods import MethodRun
+    from specdec.bench.runner import Record, summarize
+
+    def record(method, question, repeat, seconds):
+        return Record(method, "c", question, repeat, 5, MethodRun(ids=(1,) * 4, seconds=seconds))
+
+    records = [
+        record("base", 1, 0, 2.0), record("base", 1, 1, 2.2), record("base", 2, 0, 4.0), record("base", 2, 1, 3.0),
+        record("fast", 1, 0, 9.0), record("fast", 1, 1, 1.0), record("fast", 2, 0, 1.5), record("fast", 2, 1, 2.0),
+    ]
+    by_method = {s.method: s for s in summarize(records, "base") if s.category == "c"}
+    assert by_method["fast"].fastest_repeat_speedup == pytest.approx((2.0 + 3.0) / (1.0 + 1.5))
+    assert by_method["fast"].speedup == pytest.approx((2.0 + 2.2 + 4.0 + 3.0) / (9.0 + 1.0 + 1.5 + 2.0))
+    assert by_method["base"].fastest_repeat_speedup == pytest.approx(1.0)
+
+
 def test_method_order_rotates_from_prompt_to_prompt():
     """No method always runs first (or right after the same one): position effects are shared."""
     from specdec.bench.methods import MethodRun

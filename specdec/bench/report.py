@@ -15,6 +15,7 @@ COLUMNS = (
     ("tokens_per_second", "tok/s", "{:.1f}"),
     ("speedup", "speedup", "{:.2f}x"),
     ("median_prompt_speedup", "median", "{:.2f}x"),
+    ("fastest_repeat_speedup", "fastest", "{:.2f}x"),
     ("spread", "spread", "{:.2f}"),
     ("mean_accepted_length", "accepted len", "{:.2f}"),
     ("acceptance_rate", "accept rate", "{:.2f}"),

@@ -13,6 +13,7 @@ COMMANDS = {
     "generate": "specdec.cli.generate",
     "demo": "specdec.cli.demo",
     "bench": "specdec.cli.bench",
+    "ceiling": "specdec.cli.ceiling",
     "plugins": "specdec.cli.plugins",
     "train-pacer": "specdec.cli.train_pacer",
 }

@@ -1,0 +1,158 @@
+"""The most any proposer drawing on a draft model and context copies could gain (an oracle ceiling).
+
+Before tuning a proposer for a category it pays to know what the category allows. Given the
+target's own greedy output for a prompt, whether the draft model's argmax agrees with each output
+token (teacher-forced on the true prefix: exactly what greedy drafting sees while it agrees) and
+what the newest n-gram match in the context would copy at each position, an oracle that knows the
+output counts the rounds a decoder would need if every round drafted exactly the tokens the
+target accepts:
+
+- `draft`: the draft model alone, stopped at its first miss (the best any length policy can do);
+- `copy`: the newest context copy alone (prompt lookup with a perfect stop);
+- `either`: each round the better of the two (a perfect switch between the two proposers);
+- `mixed`: switching between the two within a round (a copy, then draft tokens, then another copy,
+  as Ouroboros drafts), the longest such run each round: the ceiling for proposers built on these
+  two sources.
+
+A round emits its accepted run plus one token (the target's correction or bonus), so tokens per
+round is what one target forward yields. Pricing each round at one plain target step and drafting
+at nothing turns it into a speedup ceiling over target-only decoding (`speedup`), with the
+prompt's prefill, which every method pays alike, counted as measured.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import attrs
+
+from specdec.bench.costs import prefill_seconds
+from specdec.errors import ConfigurationError
+from specdec.integrations.base import LanguageModel
+from specdec.ngram import NgramIndex
+from specdec.sampling import checked_max
+
+SOURCES = ("draft", "copy", "either", "mixed")
+
+
+@attrs.frozen
+class Ceiling:
+    """Rounds each oracle needs for one output of `tokens` tokens."""
+
+    tokens: int
+    rounds: dict[str, int]
+
+    def tokens_per_round(self, source: str) -> float:
+        return self.tokens / self.rounds[source] if self.rounds[source] else 0.0
+
+
+def decode_seconds(prefill_seconds: float, step_seconds: float, forwards: int) -> float:
+    """A decode priced at its prefill (which yields the first token) and one target step per
+    further forward: target-only makes one per token, the oracle one per round."""
+    return prefill_seconds + max(forwards - 1, 0) * step_seconds
+
+
+def copy_predictions(prompt: Sequence[int], output: Sequence[int], ngram: int = 2, length: int = 10) -> list[list[int]]:
+    """At each output position i, what the newest match of the context's last n-gram (n <= `ngram`,
+    longest first) continues with, given the true prompt + output[:i]: the proposal of a copy."""
+    index = NgramIndex(ngram)
+    context = list(prompt)
+    index.update(context)
+    predictions = []
+    for token in output:
+        found = index.lookup(context[-ngram:], length, limit=1)
+        predictions.append(found[0] if found else [])
+        context.append(int(token))
+        index.update(context)
+    return predictions
+
+
+def ceiling(output: Sequence[int], draft_agrees: Sequence[bool], copies: Sequence[Sequence[int]]) -> Ceiling:
+    """Rounds per oracle (see the module docstring) for one output.
+
+    `draft_agrees[i]`: the draft's argmax after the true output[:i] is output[i];
+    `copies[i]`: the copy proposed at position i (`copy_predictions`).
+    """
+    n = len(output)
+    if len(draft_agrees) != n or len(copies) != n:
+        raise ValueError(f"need one draft agreement and one copy per output token ({n}), got {len(draft_agrees)} and {len(copies)}")
+    copy_run = [0] * (n + 1)  # tokens of the copy proposed at i that the output repeats
+    for i in range(n):
+        for token in copies[i]:
+            if i + copy_run[i] >= n or token != output[i + copy_run[i]]:
+                break
+            copy_run[i] += 1
+    draft_run = [0] * (n + 1)  # agreeing draft tokens from i on
+    mixed_run = [0] * (n + 1)  # the longest run from i switching between draft tokens and copies
+    for i in range(n - 1, -1, -1):
+        draft_run[i] = draft_run[i + 1] + 1 if draft_agrees[i] else 0
+        mixed_run[i] = max(
+            [draft_run[i] and 1 + mixed_run[i + 1]] + [c + mixed_run[i + c] for c in range(1, copy_run[i] + 1)]
+        )
+    runs = {
+        "draft": draft_run,
+        "copy": copy_run,
+        "either": [max(d, c) for d, c in zip(draft_run, copy_run)],
+        "mixed": mixed_run,
+    }
+    rounds = {}
+    for source, run in runs.items():
+        i = count = 0
+        while i < n:
+            i += run[i] + 1
+            count += 1
+        rounds[source] = count
+    return Ceiling(n, rounds)
+
+
+def measure(target: LanguageModel, draft: LanguageModel, ids: Sequence[int], max_new_tokens: int, *, ngram: int = 2, copy_length: int = 10) -> dict | None:
+    """One prompt: the target's greedy output, its prefill and step seconds, the draft's
+    teacher-forced agreement and each oracle's rounds (None: no output). The models' caches are
+    reset (the draft may be the target itself)."""
+    from specdec.decoder import Decoder
+
+    if draft.vocab_size != target.vocab_size:
+        raise ConfigurationError(f"the draft's vocabulary ({draft.vocab_size}) differs from the target's ({target.vocab_size})")
+    result = Decoder(target).generate(list(ids), max_new_tokens)
+    output = list(result.ids)
+    if not output:
+        return None
+    prefill = prefill_seconds(target, ids, repeats=2)
+    step = max(result.stats.seconds - prefill, 0.0) / max(len(output) - 1, 1)
+    agrees = draft_agreement(draft, ids, output)
+    found = ceiling(output, agrees, copy_predictions(ids, output, ngram, copy_length))
+    return {"prompt_tokens": len(ids), "tokens": found.tokens, "rounds": found.rounds, "prefill_seconds": prefill,
+            "step_seconds": step, "draft_agreement": sum(agrees) / len(agrees)}
+
+
+def draft_agreement(draft: LanguageModel, prompt: Sequence[int], output: Sequence[int]) -> list[bool]:
+    """Whether the draft's argmax after prompt + output[:i] is output[i], for every i (one forward)."""
+    draft.reset()
+    logits = draft.forward(list(prompt) + list(output[:-1]), keep=len(output)).logits  # row i predicts output[i]
+    draft.reset()
+    return [a == t for a, t in zip(checked_max(logits, "the draft model").tolist(), output)]
+
+
+def summarize(records: Sequence[dict]) -> list[dict]:
+    """Per category and overall: tokens per round pooled over prompts, and the ceiling speedup as
+    total target-only seconds over total oracle seconds (as `specdec bench` pools tokens/s)."""
+    groups: dict[str, list[dict]] = {}
+    for record in records:
+        groups.setdefault(record["category"], []).append(record)
+    groups["all"] = list(records)
+    rows = []
+    for category, group in groups.items():
+        tokens = sum(r["tokens"] for r in group)
+        if not tokens:
+            continue
+        plain = sum(decode_seconds(r["prefill_seconds"], r["step_seconds"], r["tokens"]) for r in group)
+        row = {"category": category, "prompts": len(group), "prompt_tokens": sum(r["prompt_tokens"] for r in group) / len(group),
+               "prefill_share": sum(r["prefill_seconds"] for r in group) / plain if plain else 0.0,
+               "draft_agreement": sum(r["draft_agreement"] * r["tokens"] for r in group) / tokens}
+        for source in SOURCES:
+            rounds = sum(r["rounds"][source] for r in group)
+            oracle = sum(decode_seconds(r["prefill_seconds"], r["step_seconds"], r["rounds"][source]) for r in group)
+            row[f"tokens_per_round_{source}"] = tokens / rounds
+            row[f"speedup_{source}"] = plain / oracle if oracle else 1.0
+        rows.append(row)
+    return rows

@@ -1,0 +1,75 @@
+"""`specdec ceiling`: per Spec-Bench category, the most a draft + context-copy proposer could gain."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from specdec.bench.ceiling import SOURCES, measure, summarize
+from specdec.bench.prompts import load_spec_bench
+from specdec.bench.report import markdown_table, print_table, write_json
+from specdec.cli.options import add_model_options, load
+from specdec.decoder import Decoder
+from specdec.defaults import default_draft, default_target
+from specdec.errors import ConfigurationError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "ceiling",
+        help="oracle ceiling per Spec-Bench category: tokens per target forward a draft + copy proposer could reach",
+        description="Decode Spec-Bench first turns with the target alone (greedy), then count the rounds an oracle "
+        "would need drafting exactly the accepted tokens from: the draft model alone (perfect stop), the newest "
+        "context copy alone, the better of the two per round, or either per position. Reports tokens per round "
+        "and the speedup ceiling over target-only (each round priced at one target step, drafting free, the "
+        "measured prefill included). Compare it with `specdec bench` before tuning a proposer for a category.",
+    )
+    add_model_options(parser)
+    parser.add_argument("--categories", default=None, help="comma-separated Spec-Bench categories (default: all 13)")
+    parser.add_argument("--per-category", type=int, default=3, help="prompts per category (default 3)")
+    parser.add_argument("--prompts", default=None, help="a Spec-Bench-format JSONL file (default: ../shared/data/spec_bench.jsonl)")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens per prompt (default 64)")
+    parser.add_argument("--ngram", type=int, default=2, help="longest n-gram a copy matches (default 2, as Ouroboros)")
+    parser.add_argument("--copy-length", type=int, default=10, help="tokens per copy, at most (default 10, as Ouroboros)")
+    parser.add_argument("--int8", action="store_true", help="the draft's agreement in int8, as `draft:int8=true` drafts")
+    parser.add_argument("--out", default="bench-out", help="output directory (default bench-out/)")
+    parser.add_argument("--name", default="ceiling", help="file stem of the outputs (default ceiling)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.per_category < 1 or args.max_new_tokens < 1 or args.ngram < 1 or args.copy_length < 1:
+        raise ConfigurationError("--per-category, --max-new-tokens, --ngram and --copy-length must be >= 1")
+    from specdec.strategies.proposers.draft_model import cheaper_draft
+
+    target = load(args.target or default_target(), args)
+    draft = cheaper_draft(load(args.draft or default_draft(), args), None, args.int8)
+    prompts = load_spec_bench(args.prompts, categories=args.categories.split(",") if args.categories else None, per_category=args.per_category)
+    decoder = Decoder(target)
+    records = []
+    for prompt in tqdm(prompts, desc="ceiling", unit="prompt"):
+        ids = decoder.encode(prompt.text, chat=True)
+        record = measure(target, draft, ids, args.max_new_tokens, ngram=args.ngram, copy_length=args.copy_length)
+        if record is not None:
+            records.append({"category": prompt.category, "question_id": prompt.question_id, **record})
+    rows = summarize(records)
+    columns = [("category", "category", "{}"), ("prompts", "prompts", "{}"), ("prompt_tokens", "prompt len", "{:.0f}"),
+               ("prefill_share", "prefill share", "{:.0%}"), ("draft_agreement", "draft agrees", "{:.2f}")]
+    columns += [(f"tokens_per_round_{s}", f"tok/round {s}", "{:.2f}") for s in SOURCES]
+    columns += [(f"speedup_{s}", f"ceiling {s}", "{:.2f}x") for s in SOURCES]
+    print_table(rows, f"oracle ceiling (greedy, {args.per_category} prompts/category, {args.max_new_tokens} tokens)", columns)
+    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "prompts_per_category": args.per_category,
+            "max_new_tokens": args.max_new_tokens, "ngram": args.ngram, "copy_length": args.copy_length, "int8": args.int8}
+    out = Path(args.out)
+    write_json(out / f"{args.name}.json", {"meta": meta, "summaries": rows, "records": records})
+    (out / f"{args.name}.md").write_text(
+        f"`specdec ceiling` run {meta['date']}, greedy, {args.per_category} prompts per category, "
+        f"{args.max_new_tokens} new tokens, copies of <= {args.copy_length} tokens after <= {args.ngram}-gram matches, "
+        f"{'int8' if args.int8 else 'float'} draft.\n\n{markdown_table(rows, columns)}\n"
+    )
+    print(f"wrote {out / args.name}.json, .md")
+    return 0
+
