@@ -78,6 +78,8 @@ def test_a_draft_that_is_the_target_agrees_with_every_output_token():
 
 def test_teacher_forced_agreement_is_what_a_one_token_draft_gets_accepted():
     # with k = 1 a round starting at i keeps the draft's token exactly when agreement[i] holds
+    # (a float draft: an int8 one quantizes each forward's activations together, so its argmax
+    # can depend on how the tokens were grouped into forwards)
     target, draft = real_model("stories260K"), real_model("stories260K-draft")
     decoder = Decoder(target, proposer=DraftModelProposer(draft), policy=FixedPolicy(k=1))
     ids = decoder.encode("Once upon a time, there was a little girl")

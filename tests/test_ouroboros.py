@@ -168,6 +168,29 @@ def test_a_copy_is_cut_to_the_length_its_record_pays_for(continuation, adaptive,
     assert tokens == [2, 3, 4, 5, 2, 3, 4, 5][:expected]
 
 
+@pytest.mark.parametrize(
+    ("continuation", "draft_rate", "drafts_on"),
+    [(0.99, 0.9, True), (0.3, 0.3, False), (0.99, 0.1, False)],
+)
+def test_the_draft_model_runs_after_a_copy_only_while_that_pays(continuation, draft_rate, drafts_on):
+    """A draft token after a copy counts only if the whole copy is accepted; a policy sees copies
+    as zero-entropy tokens and cannot judge that, so the proposer ends the draft after a copy
+    unless P(whole copy) x the draft's record pays for a draft forward and a verify token."""
+    context = [0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 3, 0, 1]
+    draft = toy()
+    proposer = OuroborosProposer(draft, branches=0, copy_length=4)
+    proposer.start(context, SamplingConfig())
+    proposer._entry["copy"] = proposer_rate(0.9)
+    proposer._entry["draft"] = proposer_rate(draft_rate)
+    proposer._cont["copy"] = proposer_rate(continuation)
+    before = draft.forwards
+    proposed = proposer.propose(ProposalRequest(context, 16, FixedPolicy(16), SamplingConfig(), TorchSampler(0)))
+    copied = proposer.stats.copied_tokens
+    assert copied >= 1 and list(proposed.tokens[:2]) == [2, 3]
+    assert (draft.forwards > before) is drafts_on
+    assert (len(proposed) > copied) is drafts_on  # the draft model's own tokens follow the copies
+
+
 def proposer_rate(value: float):
     from specdec.strategies.proposers.ouroboros import Rate
 

@@ -122,6 +122,7 @@ class OuroborosProposer(ModelCounters):
     adaptive: bool = attrs.field(default=True, validator=boolean)  # gate phrases and branches by their payoff
     draft_token_cost: float = attrs.field(default=0.15, validator=finite_in(0.0, 1.0))  # extra draft-forward token / a draft forward
     target_token_cost: float = attrs.field(default=0.05, validator=finite_in(0.0, 1.0))  # extra target token / an emitted token
+    draft_step_cost: float = attrs.field(default=0.15, validator=finite_in(0.0, 1.0))  # a draft forward / a target step
     copy: bool = attrs.field(default=True, validator=boolean)  # propose context copies directly (gated)
     copy_length: int = attrs.field(default=10, validator=positive_int)  # tokens per copy, at most
     warm_start: bool = attrs.field(default=True, validator=boolean)  # keep the pool across generate calls
@@ -222,6 +223,8 @@ class OuroborosProposer(ModelCounters):
             if not pending:
                 if self.copy and not self._copy(request, tokens, features):
                     break
+                if self._copies and sum(self._copies[-1]) == len(tokens) and not self._draft_after_copy_pays():
+                    break
                 if not policy.allows_forward(len(tokens)):
                     break
                 room = request.budget - len(tokens) - 1  # phrase tokens this forward may add
@@ -275,6 +278,16 @@ class OuroborosProposer(ModelCounters):
             self._copies.append((start, len(tokens) - start))
             self.stats.copied_tokens += len(tokens) - start
         return outcome is not Offer.OVER
+
+    def _draft_after_copy_pays(self) -> bool:
+        """A draft token after a copy counts only if the whole copy is accepted: the draft model
+        runs on while that chance times its own record pays for a draft forward and the token's
+        verify width. (A length policy sees a copy as zero-entropy tokens, so it cannot judge this.)"""
+        if not self.adaptive:
+            return True
+        length = self._copies[-1][1]
+        whole = self._entry.setdefault("copy", Rate()).value * self._cont.setdefault("copy", Rate()).value ** (length - 1)
+        return whole * self._entry.setdefault("draft", Rate()).value >= self.draft_step_cost + self.target_token_cost
 
     def _learn_copies(self, drafted: int, accepted: int) -> None:
         """Update the copy gate (first copied token accepted? how far on?) and the draft's own
