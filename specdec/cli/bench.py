@@ -15,7 +15,7 @@ from specdec.bench.prompts import load_spec_bench
 from specdec.bench.report import COLUMNS, markdown_table, plot_speedups, print_table, write_json
 from specdec.bench.runner import run_benchmark, summarize
 from specdec.bench.spec import HF_HELP, build_method
-from specdec.cli.options import add_model_options, load
+from specdec.cli.options import add_model_options, add_prompt_set_options, load
 from specdec.defaults import default_draft, default_target
 
 
@@ -29,19 +29,14 @@ def add_parser(subparsers) -> None:
         f"auto+prompt-lookup); transformers' generate on the same models: {HF_HELP}.",
     )
     add_model_options(parser)
+    add_prompt_set_options(parser, name="bench", max_new_tokens=96)
     parser.add_argument("--methods", default="target-only;fixed:k=2;fixed:k=4;hf-assisted",
                         help="methods separated by ';' (default: target-only;fixed:k=2;fixed:k=4;hf-assisted)")
     parser.add_argument("--method", action="append", default=[], help="add one method (repeatable)")
-    parser.add_argument("--categories", default=None, help="comma-separated Spec-Bench categories (default: all 13)")
-    parser.add_argument("--per-category", type=int, default=3, help="prompts per category (default 3)")
-    parser.add_argument("--prompts", default=None, help="a Spec-Bench-format JSONL file (default: ../shared/data/spec_bench.jsonl)")
-    parser.add_argument("--max-new-tokens", type=int, default=96, help="tokens per prompt (default 96)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     parser.add_argument("--repeats", type=int, default=1, help="timed repetitions of every prompt (default 1)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per method (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed of the first repeat (default 0)")
-    parser.add_argument("--out", default="bench-out", help="output directory (default bench-out/)")
-    parser.add_argument("--name", default="bench", help="file stem of the outputs (default bench)")
     parser.set_defaults(run=run)
 
 

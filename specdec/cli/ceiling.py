@@ -11,7 +11,7 @@ from tqdm import tqdm
 from specdec.bench.ceiling import SOURCES, measure, summarize
 from specdec.bench.prompts import load_spec_bench
 from specdec.bench.report import markdown_table, print_table, write_json
-from specdec.cli.options import add_model_options, load
+from specdec.cli.options import add_model_options, add_prompt_set_options, load
 from specdec.decoder import Decoder
 from specdec.defaults import default_draft, default_target
 from specdec.errors import ConfigurationError
@@ -28,15 +28,10 @@ def add_parser(subparsers) -> None:
         "measured prefill included). Compare it with `specdec bench` before tuning a proposer for a category.",
     )
     add_model_options(parser)
-    parser.add_argument("--categories", default=None, help="comma-separated Spec-Bench categories (default: all 13)")
-    parser.add_argument("--per-category", type=int, default=3, help="prompts per category (default 3)")
-    parser.add_argument("--prompts", default=None, help="a Spec-Bench-format JSONL file (default: ../shared/data/spec_bench.jsonl)")
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens per prompt (default 64)")
+    add_prompt_set_options(parser, name="ceiling", max_new_tokens=64)
     parser.add_argument("--ngram", type=int, default=2, help="longest n-gram a copy matches (default 2, as Ouroboros)")
     parser.add_argument("--copy-length", type=int, default=10, help="tokens per copy, at most (default 10, as Ouroboros)")
     parser.add_argument("--int8", action="store_true", help="the draft's agreement in int8, as `draft:int8=true` drafts")
-    parser.add_argument("--out", default="bench-out", help="output directory (default bench-out/)")
-    parser.add_argument("--name", default="ceiling", help="file stem of the outputs (default ceiling)")
     parser.set_defaults(run=run)
 
 
