@@ -26,7 +26,7 @@ from typing import Sequence
 
 import attrs
 
-from specdec.bench.costs import prefill_seconds
+from specdec.bench.costs import decode_seconds, prefill_seconds, seconds_per_step
 from specdec.errors import ConfigurationError
 from specdec.integrations.base import LanguageModel
 from specdec.ngram import NgramIndex
@@ -44,12 +44,6 @@ class Ceiling:
 
     def tokens_per_round(self, source: str) -> float:
         return self.tokens / self.rounds[source] if self.rounds[source] else 0.0
-
-
-def decode_seconds(prefill_seconds: float, step_seconds: float, forwards: int) -> float:
-    """A decode priced at its prefill (which yields the first token) and one target step per
-    further forward: target-only makes one per token, the oracle one per round."""
-    return prefill_seconds + max(forwards - 1, 0) * step_seconds
 
 
 def copy_predictions(prompt: Sequence[int], output: Sequence[int], ngram: int = 2, length: int = 10) -> list[list[int]]:
@@ -118,7 +112,7 @@ def measure(target: LanguageModel, draft: LanguageModel, ids: Sequence[int], max
     if not output:
         return None
     prefill = prefill_seconds(target, ids, repeats=2)
-    step = max(result.stats.seconds - prefill, 0.0) / max(len(output) - 1, 1)
+    step = seconds_per_step(result.stats.seconds, prefill, len(output))
     agrees = draft_agreement(draft, ids, output)
     found = ceiling(output, agrees, copy_predictions(ids, output, ngram, copy_length))
     return {"prompt_tokens": len(ids), "tokens": found.tokens, "rounds": found.rounds, "prefill_seconds": prefill,

@@ -75,11 +75,23 @@ class StepCosts:
         forward are the two prefills; every further round is one verify over k + 1 tokens and every
         further draft forward costs c target steps.
         """
-        step = max(base_seconds - prefill.target, 0.0) / max(generated - 1, 1)
+        step = seconds_per_step(base_seconds, prefill.target, generated)
         width = min(k + 1, len(self.target))
         verify = step * self.target[width - 1] / self.target[0]
         draft = step * self.cost_ratio
-        return prefill.target + prefill.draft + max(rounds - 1, 0) * verify + max(draft_forwards - 1, 0) * draft
+        return decode_seconds(prefill.target + prefill.draft, verify, rounds) + max(draft_forwards - 1, 0) * draft
+
+
+def seconds_per_step(seconds: float, prefill_seconds: float, tokens: int) -> float:
+    """A target-only decode's seconds per step: its time after the prefill (which yields the first
+    token) over the tokens after the first."""
+    return max(seconds - prefill_seconds, 0.0) / max(tokens - 1, 1)
+
+
+def decode_seconds(prefill_seconds: float, step_seconds: float, forwards: int) -> float:
+    """A decode priced at its prefill (which yields the first token) and one step per further
+    forward: target-only makes one per token, speculation one per round."""
+    return prefill_seconds + max(forwards - 1, 0) * step_seconds
 
 
 @attrs.frozen

@@ -223,8 +223,6 @@ class OuroborosProposer(ModelCounters):
             if not pending:
                 if self.copy and not self._copy(request, tokens, features):
                     break
-                if self._copies and sum(self._copies[-1]) == len(tokens) and not self._draft_after_copy_pays():
-                    break
                 if not policy.allows_forward(len(tokens)):
                     break
                 room = request.budget - len(tokens) - 1  # phrase tokens this forward may add
@@ -253,7 +251,8 @@ class OuroborosProposer(ModelCounters):
         copy most: while copies have lately been accepted at least as often as the draft's own
         first tokens (per prompt), a copy goes into the draft as deterministic tokens, each offered
         to the policy; the draft model reads them in its next forward and drafts on after them.
-        Returns False when the draft is over (the policy stopped, the budget, an end token).
+        Returns False when the draft is over (the policy stopped, the budget, an end token, or drafting
+        on after the copy does not pay: `_draft_after_copy_pays`).
         """
         found = self._candidates(request.context, tokens, self.copy_length, 1, pool=False)
         if not found:
@@ -274,20 +273,21 @@ class OuroborosProposer(ModelCounters):
         start = len(tokens)
         # the policy may stop it sooner; a copy it declines leaves the position to the draft model
         outcome = offer_deterministic(request, copy, tokens, features)
-        if len(tokens) > start:
-            self._copies.append((start, len(tokens) - start))
-            self.stats.copied_tokens += len(tokens) - start
-        return outcome is not Offer.OVER
+        copied = len(tokens) - start
+        if copied:
+            self._copies.append((start, copied))
+            self.stats.copied_tokens += copied
+        return outcome is not Offer.OVER and (not copied or self._draft_after_copy_pays(copied))
 
-    def _draft_after_copy_pays(self) -> bool:
-        """A draft token after a copy counts only if the whole copy is accepted: the draft model
-        runs on while that chance times its own record pays for a draft forward and the token's
-        verify width. (A length policy sees a copy as zero-entropy tokens, so it cannot judge this.)"""
+    def _draft_after_copy_pays(self, length: int) -> bool:
+        """A draft token after a copy of `length` tokens counts only if the whole copy is accepted:
+        the draft model runs on while that chance times its own record pays for a draft forward and
+        the token's verify width. (A length policy sees a copy as zero-entropy tokens, so it cannot
+        judge this.)"""
         if not self.adaptive:
             return True
-        length = self._copies[-1][1]
-        whole = self._entry.setdefault("copy", Rate()).value * self._cont.setdefault("copy", Rate()).value ** (length - 1)
-        return whole * self._entry.setdefault("draft", Rate()).value >= self.draft_step_cost + self.target_token_cost
+        entry, cont = self._rates("copy")
+        return entry * cont ** (length - 1) * self._rates("draft")[0] >= self.draft_step_cost + self.target_token_cost
 
     def _learn_copies(self, drafted: int, accepted: int) -> None:
         """Update the copy gate (first copied token accepted? how far on?) and the draft's own
@@ -339,8 +339,11 @@ class OuroborosProposer(ModelCounters):
     def _emitted_length(self, gate: str, cap: int) -> int:
         """Target-side tokens worth sending (a copy, a branch): each costs `target_token_cost` of a
         step and saves one if emitted, as the gate's entry and continuation rates estimate."""
-        entry, cont = self._entry.setdefault(gate, Rate()).value, self._cont.setdefault(gate, Rate()).value
-        return worth_length(entry, cont, self.target_token_cost, cap)
+        return worth_length(*self._rates(gate), self.target_token_cost, cap)
+
+    def _rates(self, gate: str) -> tuple[float, float]:
+        """The gate's entry rate (its first token used) and continuation rate (each next one)."""
+        return self._entry.setdefault(gate, Rate()).value, self._cont.setdefault(gate, Rate()).value
 
     def _probe(self, gate: str) -> bool:
         """A closed gate still says yes now and then, so that its estimate can recover."""
