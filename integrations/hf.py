@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from specdec.errors import ModelNotFoundError
+from specdec.errors import InputError, ModelNotFoundError
 
 from .base import ModelOutput, check_keep
 
@@ -42,7 +42,7 @@ class HFCodec:
 
     def apply_chat_template(self, prompt: str) -> list[int]:
         if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError("this tokenizer has no chat template")
+            raise InputError("this tokenizer has no chat template: give the prompt without the chat wrapping, or use a chat model")
         out = self.tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True
         )

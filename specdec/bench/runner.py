@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import statistics
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import attrs
 from tqdm import tqdm
 
 from specdec.bench.methods import Method, MethodRun
 from specdec.bench.prompts import BenchPrompt
+
+
+class Timed(Protocol):
+    """What timing summaries read from a run: a `Record`, or a row of a saved run (`compare.py`)."""
+
+    method: str
+    category: str
+    question_id: int
+    tokens: int
+    seconds: float
 
 
 @attrs.frozen
@@ -24,6 +34,10 @@ class Record:
     @property
     def tokens(self) -> int:
         return len(self.run.ids)
+
+    @property
+    def seconds(self) -> float:
+        return self.run.seconds
 
 
 def run_benchmark(
@@ -141,7 +155,7 @@ def summarize(records: Sequence[Record], baseline: str) -> list[Summary]:
     return summaries
 
 
-def fastest_repeats(records: Sequence[Record]) -> dict[tuple[str, str, int], tuple[int, float]]:
+def fastest_repeats(records: Sequence["Timed"]) -> dict[tuple[str, str, int], tuple[int, float]]:
     """(method, category, prompt) -> (tokens, seconds) of its fastest repeat.
 
     A shared machine stalls now and then, and a stall can make one run two or three times slower;
@@ -151,8 +165,8 @@ def fastest_repeats(records: Sequence[Record]) -> dict[tuple[str, str, int], tup
     best: dict[tuple[str, str, int], tuple[int, float]] = {}
     for r in records:
         key = (r.method, r.category, r.question_id)
-        if key not in best or r.run.seconds < best[key][1]:
-            best[key] = (r.tokens, r.run.seconds)
+        if key not in best or r.seconds < best[key][1]:
+            best[key] = (r.tokens, r.seconds)
     return best
 
 

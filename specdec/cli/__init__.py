@@ -14,6 +14,7 @@ COMMANDS = {
     "demo": "specdec.cli.demo",
     "bench": "specdec.cli.bench",
     "ceiling": "specdec.cli.ceiling",
+    "compare": "specdec.cli.compare",
     "plugins": "specdec.cli.plugins",
     "train-pacer": "specdec.cli.train_pacer",
 }

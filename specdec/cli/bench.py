@@ -9,14 +9,17 @@ import platform
 import resource
 from pathlib import Path
 
+import attrs
 import torch
 
 from specdec.bench.prompts import load_spec_bench
 from specdec.bench.report import COLUMNS, markdown_table, plot_speedups, print_table, write_json
 from specdec.bench.runner import run_benchmark, summarize
 from specdec.bench.spec import HF_HELP, build_method
+from specdec.cli.compare import add_pair_option, comparisons, render
 from specdec.cli.options import add_model_options, add_prompt_set_options, load
 from specdec.defaults import default_draft, default_target
+from specdec.errors import ConfigurationError
 
 
 def add_parser(subparsers) -> None:
@@ -37,6 +40,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed repetitions of every prompt (default 1)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per method (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed of the first repeat (default 0)")
+    add_pair_option(parser, "--compare")
     parser.set_defaults(run=run)
 
 
@@ -44,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     specs = [m for m in args.methods.split(";") if m.strip()] + args.method
     if "target-only" not in specs:
         specs.insert(0, "target-only")
+    missing = sorted({name for pair in args.compare for name in pair} - set(specs))
+    if missing:
+        raise ConfigurationError(f"--compare names methods that are not benchmarked: {', '.join(missing)}")
     target = load(args.target or default_target(), args)
     draft_loader = functools.lru_cache(maxsize=1)(lambda: load(args.draft or default_draft(), args))
     methods = [build_method(spec, target, draft_loader) for spec in specs]
@@ -59,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
     rows = [s.to_dict() for s in summaries]
     mode = "greedy" if args.temperature == 0 else f"T={args.temperature}"
     print_table(rows, f"specdec bench ({mode}, {args.per_category} prompts/category, {args.max_new_tokens} tokens)")
+    paired = comparisons(records, args.compare)
+    compared = ""
+    if paired:
+        table = render(paired, "paired comparisons (fastest repeats, 90% bootstrap interval over prompts)")
+        compared = f"\n\nPaired comparisons (each prompt at its fastest repeat; 90% bootstrap interval over prompts):\n\n{table}"
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -72,14 +84,14 @@ def run(args: argparse.Namespace) -> int:
         "methods": specs,
     }
     out = Path(args.out)
-    write_json(out / f"{args.name}.json", {"meta": meta, "summaries": rows, "records": [
+    write_json(out / f"{args.name}.json", {"meta": meta, "summaries": rows, "comparisons": [c.to_dict() for c in paired], "records": [
         {"method": r.method, "category": r.category, "question_id": r.question_id, "repeat": r.repeat,
-         "tokens": r.tokens, "seconds": r.run.seconds, "rounds": r.run.rounds, "drafted": r.run.drafted,
-         "accepted": r.run.accepted} for r in records]})
+         "prompt_tokens": r.prompt_tokens, "tokens": r.tokens,
+         **{key: value for key, value in attrs.asdict(r.run).items() if key != "ids"}} for r in records]})
     (out / f"{args.name}.md").write_text(
         f"`specdec bench` run {meta['date']} ({meta['machine']}, torch {meta['torch']}), {mode}, "
         f"{args.per_category} prompts per category, {args.max_new_tokens} new tokens, {args.repeats} repeat(s); "
-        f"peak RSS {meta['peak_rss_mib']} MiB.\n\n{markdown_table(rows, COLUMNS)}\n"
+        f"peak RSS {meta['peak_rss_mib']} MiB.\n\n{markdown_table(rows, COLUMNS)}{compared}\n"
     )
     plot_speedups(summaries, out / f"{args.name}.png", f"speedup over target-only ({mode})", "target-only")
     print(f"peak RSS {peak_mib:.0f} MiB; wrote {out / args.name}.json, .md, .png")
