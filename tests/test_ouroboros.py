@@ -156,7 +156,7 @@ def test_a_copy_is_cut_to_the_length_its_record_pays_for(continuation, adaptive,
     length to the proposer: each copied token costs target compute (`target_token_cost` of a step)
     and saves a step only if emitted, so the copy ends where entry * cont**(k-1) drops below that."""
     context = [0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 3, 0, 1]  # "0 1" was followed by 2 3 4 5 2 3 4 5
-    proposer = OuroborosProposer(toy(), branches=0, copy_length=8, adaptive=adaptive)
+    proposer = OuroborosProposer(toy(), branches=0, copy_length=8, adaptive=adaptive, target_token_cost=0.05)
     proposer.start(context, SamplingConfig())
     proposer._entry["copy"] = proposer_rate(0.9)
     proposer._entry["draft"] = proposer_rate(0.1)

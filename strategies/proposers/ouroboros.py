@@ -121,7 +121,7 @@ class OuroborosProposer(ModelCounters):
     max_ngram: int = attrs.field(default=2, validator=positive_int)  # context lookup n-gram size
     adaptive: bool = attrs.field(default=True, validator=boolean)  # gate phrases and branches by their payoff
     draft_token_cost: float = attrs.field(default=0.15, validator=finite_in(0.0, 1.0))  # extra draft-forward token / a draft forward
-    target_token_cost: float = attrs.field(default=0.05, validator=finite_in(0.0, 1.0))  # extra target token / an emitted token
+    target_token_cost: float = attrs.field(default=0.1, validator=finite_in(0.0, 1.0))  # extra target token / an emitted token
     draft_step_cost: float = attrs.field(default=0.15, validator=finite_in(0.0, 1.0))  # a draft forward / a target step
     copy: bool = attrs.field(default=True, validator=boolean)  # propose context copies directly (gated)
     copy_length: int = attrs.field(default=10, validator=positive_int)  # tokens per copy, at most
