@@ -155,7 +155,7 @@ def summarize(records: Sequence[Record], baseline: str) -> list[Summary]:
     return summaries
 
 
-def fastest_repeats(records: Sequence["Timed"]) -> dict[tuple[str, str, int], tuple[int, float]]:
+def fastest_repeats(records: Sequence[Timed]) -> dict[tuple[str, str, int], tuple[int, float]]:
     """(method, category, prompt) -> (tokens, seconds) of its fastest repeat.
 
     A shared machine stalls now and then, and a stall can make one run two or three times slower;

@@ -12,6 +12,7 @@ from pathlib import Path
 import attrs
 import torch
 
+from specdec.bench.compare import CAPTION
 from specdec.bench.prompts import load_spec_bench
 from specdec.bench.report import COLUMNS, markdown_table, plot_speedups, print_table, write_json
 from specdec.bench.runner import run_benchmark, summarize
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     paired = comparisons(records, args.compare)
     compared = ""
     if paired:
-        table = render(paired, "paired comparisons (fastest repeats, 90% bootstrap interval over prompts)")
-        compared = f"\n\nPaired comparisons (each prompt at its fastest repeat; 90% bootstrap interval over prompts):\n\n{table}"
+        table = render(paired, f"paired comparisons ({CAPTION})")
+        compared = f"\n\nPaired comparisons ({CAPTION}):\n\n{table}"
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),

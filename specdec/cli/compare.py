@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from specdec.bench.compare import COLUMNS, Comparison, compare, timings_from_json
+from specdec.bench.compare import CAPTION, COLUMNS, Comparison, compare, timings_from_json
 from specdec.bench.report import markdown_table, print_table
 from specdec.bench.runner import Timed
 from specdec.errors import ConfigurationError
@@ -55,6 +55,5 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"{str(path)!r} is not JSON: {error}") from None
     table = render(comparisons(timings_from_json(payload), args.pair), f"specdec compare ({path.name})")
     if args.out:
-        Path(args.out).write_text(f"Paired comparison from `{path.name}` (each prompt at its fastest repeat; "
-                                  f"90% bootstrap interval over prompts).\n\n{table}\n")
+        Path(args.out).write_text(f"Paired comparison from `{path.name}` ({CAPTION}).\n\n{table}\n")
     return 0
