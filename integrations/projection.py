@@ -1,35 +1,192 @@
-"""Linear projections that pick the fastest CPU kernel for the number of rows they get.
+"""Linear projections that use the fastest CPU kernel for the number of rows they get, measured.
 
-A speculative round multiplies a handful of rows (1 to ~17 tokens) by every weight matrix. On a CPU
-that is bound by reading the weights, and MKL's default single-precision GEMM switches kernels at
-4 rows: a 4-token target forward then costs about 1.5x a 3-token one (the draft's README saw
-the jump). MKL's packed GEMM (the weights reordered once, as PyTorch's compiler does for
-inference) does not have that cliff: 8 rows cost about 1.4x one row instead of 2.3x, as long as
-the weights are packed for at least as many rows as the product gets (`PACKED_LAYOUT_ROWS`). For 1-3 rows
-the plain kernel is slightly faster, so `FloatProjection` dispatches by row count. Several
-matrices applied to the same input (q, k and v; gate and up) are fused into one product, which
-saves a weight pass's fixed costs per layer.
+A speculative round multiplies a handful of rows (1 to ~17 tokens) by every weight matrix, and
+which GEMM kernel is fastest for so few rows depends on the CPU, not only on the shape. Measured
+on two machines of the same 2-core kind (docs/benchmarks.md, "Which GEMM kernel"):
 
-Only the kernel changes, never the weights: the products agree with `torch.nn.functional.linear`
-to float rounding.
+- on one (Intel), MKL's packed GEMM (weights reordered once, as PyTorch's compiler does for
+  inference) was fastest from 4 rows: plain `F.linear` has a cliff at 4 rows, and oneDNN's
+  prepacked linear cost 1.3x the packed kernel at one row;
+- on another (AMD EPYC), oneDNN's prepacked linear was fastest for every shape and row count, 2 to
+  4x faster than either MKL kernel at 2-16 rows (the 49k-row LM head at 4 rows: 3.4 ms against
+  13.5 packed and 16 plain), which made a 2-token verify cost 1.6x a 1-token step with MKL.
+
+So a hard-coded choice is wrong somewhere. `kernel_plan` times the available kernels on a matrix of
+the same shape at a ladder of row counts once per process (shape, dtype and thread count; about a
+second in all for the default pair, most of it the LM head) and each projection then dispatches
+by row count. `SPECDEC_GEMM=<kernel>` forces one kernel everywhere (reproducible timings, or
+to compare); the default `auto` measures.
+
+Several matrices applied to the same input (q, k and v; gate and up) are fused into one product,
+which saves a weight pass's fixed costs per layer. Only the kernel changes, never the weights: the
+products agree with `torch.nn.functional.linear` to float rounding (tested for every kernel).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import os
+import time
+from typing import Callable, Mapping, Sequence
 
+import attrs
 import torch
 import torch.nn.functional as F
 
-PACKED_MIN_ROWS = 4  # below this, the plain kernel is as fast or faster (measured on the default pair)
-# the row count the weights are packed for: MKL's packed kernel is smooth up to it and jumps past
-# it (packed for 4 rows, a 9-token target forward cost 1.3x an 8-token one: 66 vs 49 ms); packed
-# for 64, 1-8 rows cost the same as before and 9-17 rows 20-30% less (docs/benchmarks.md)
-PACKED_LAYOUT_ROWS = 64
+from specdec.errors import ConfigurationError
+
+# the row counts timed; a product with r rows uses the choice for the smallest rung >= r (the
+# largest rung beyond it: prompts are read in one product of hundreds of rows, where the kernels'
+# order no longer changes, while timing such products on the LM head would cost seconds)
+ROW_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+# MKL's packed kernel is smooth up to the row count its weights are laid out for and jumps past it
+# (laid out for 4 rows, a 9-token target forward cost 1.3x an 8-token one); oneDNN's layout hint
+# changes little past 8 (measured); both are laid out for the top of the ladder
+LAYOUT_ROWS = 64
+TIMING_REPEATS = 3  # the fastest of these per kernel and rung (interleaved), after one warm-up
+# a kernel this many times slower than the fastest at a rung is not timed at larger rungs (the LM
+# head's plain product at 24-64 rows alone would cost a second to time; none came back from 2x)
+DROP_FACTOR = 2.0
+ENVIRONMENT = "SPECDEC_GEMM"
+
+Timer = Callable[[str, int, Callable[[], object]], float]  # (kernel, rows, run) -> seconds
 
 
-def _packed_gemm_available() -> bool:
+@attrs.frozen
+class Kernel:
+    """One way to compute x @ W.T (+ b): `prepare` reorders W once, `apply` runs the product."""
+
+    name: str
+    available: Callable[[], bool]
+    prepare: Callable[[torch.Tensor], torch.Tensor | None]
+    apply: Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+def _mkl_packed_available() -> bool:
     return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
+
+
+def _onednn_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+KERNELS: dict[str, Kernel] = {
+    kernel.name: kernel
+    for kernel in (
+        Kernel("linear", lambda: True, lambda w: None, lambda x, packed, w, b: F.linear(x, w, b)),
+        Kernel(
+            "mkl-packed",
+            _mkl_packed_available,
+            lambda w: torch.ops.mkl._mkl_reorder_linear_weight(w, LAYOUT_ROWS),
+            lambda x, packed, w, b: torch.ops.mkl._mkl_linear(x, packed, w, b, x.shape[0]),
+        ),
+        Kernel(
+            "onednn",
+            _onednn_available,
+            lambda w: torch.ops.mkldnn._reorder_linear_weight(w, LAYOUT_ROWS),
+            lambda x, packed, w, b: torch.ops.mkldnn._linear_pointwise(x, packed, b, "none", [], ""),
+        ),
+    )
+}
+
+Plan = tuple[tuple[int, str], ...]  # (up to this many rows, kernel name), rows ascending
+
+_plans: dict[tuple, Plan] = {}
+
+
+def usable_kernels(dtype: torch.dtype) -> list[str]:
+    """Kernels that run here for weights of `dtype` (the reordering kernels: float32 only)."""
+    if dtype != torch.float32:
+        return ["linear"]
+    return [name for name, kernel in KERNELS.items() if kernel.available()]
+
+
+def forced_kernel() -> str | None:
+    """The kernel named by SPECDEC_GEMM, None for `auto` (or unset); a clear error otherwise."""
+    value = os.environ.get(ENVIRONMENT, "auto").strip() or "auto"
+    if value == "auto":
+        return None
+    if value not in KERNELS:
+        raise ConfigurationError(f"{ENVIRONMENT}={value!r}: choose auto or one of {', '.join(KERNELS)}")
+    if not KERNELS[value].available():
+        raise ConfigurationError(f"{ENVIRONMENT}={value!r}: that kernel is not available in this torch build")
+    return value
+
+
+def fastest_time(kernel: str, rows: int, run: Callable[[], object]) -> float:
+    """Seconds of the fastest of TIMING_REPEATS runs after a warm-up (the least disturbed one)."""
+    run()
+    best = float("inf")
+    for _ in range(TIMING_REPEATS):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def choose(times: Mapping[str, Mapping[int, float]]) -> Plan:
+    """The plan from measured seconds per kernel and rung: the fastest kernel at each rung,
+    neighbouring rungs with the same winner merged."""
+    rungs = sorted({rows for per_rung in times.values() for rows in per_rung})
+    plan: list[tuple[int, str]] = []
+    for rows in rungs:
+        best = min((per_rung[rows], name) for name, per_rung in times.items() if rows in per_rung)[1]
+        if plan and plan[-1][1] == best:
+            plan[-1] = (rows, best)
+        else:
+            plan.append((rows, best))
+    return tuple(plan)
+
+
+def measure(out_features: int, in_features: int, kernels: Sequence[str], timer: Timer = fastest_time) -> dict[str, dict[int, float]]:
+    """Seconds per kernel and rung for a random matrix of this shape (timing does not depend on
+    the values), kernels interleaved at each rung so that drift falls on all of them alike; a
+    kernel DROP_FACTOR times slower than the fastest is not timed at the larger rungs, and once
+    one kernel is left the timing stops (it takes the rest of the ladder)."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(out_features, in_features, generator=generator)
+    prepared = {name: KERNELS[name].prepare(weight) for name in kernels}
+    times: dict[str, dict[int, float]] = {name: {} for name in kernels}
+    racing = list(kernels)
+    with torch.inference_mode():
+        for rows in ROW_LADDER:
+            if len(racing) == 1 and rows > 1:
+                break  # the rest of the ladder goes to the one kernel left
+            x = torch.randn(rows, in_features, generator=generator)
+            for name in racing:
+                apply = KERNELS[name].apply
+                times[name][rows] = timer(name, rows, lambda: apply(x, prepared[name], weight, None))
+            best = min(times[name][rows] for name in racing)
+            racing = [name for name in racing if times[name][rows] <= DROP_FACTOR * best]
+    return times
+
+
+def kernel_plan(out_features: int, in_features: int, dtype: torch.dtype = torch.float32) -> Plan:
+    """The kernel per row count for this shape on this machine (measured once per process)."""
+    forced = forced_kernel()
+    if forced is not None:
+        return ((ROW_LADDER[-1], forced if forced in usable_kernels(dtype) else "linear"),)
+    kernels = usable_kernels(dtype)
+    if len(kernels) == 1:
+        return ((ROW_LADDER[-1], kernels[0]),)
+    key = (out_features, in_features, dtype, torch.get_num_threads(), tuple(kernels))
+    if key not in _plans:
+        _plans[key] = choose(measure(out_features, in_features, kernels))
+    return _plans[key]
+
+
+def measured_plans() -> dict[tuple[int, int], Plan]:
+    """(out, in) -> plan for every shape measured in this process (for reports)."""
+    return {(key[0], key[1]): plan for key, plan in _plans.items()}
+
+
+def describe(plan: Plan) -> str:
+    """E.g. 'linear for 1-3 rows, mkl-packed from 4 rows'."""
+    parts, low = [], 1
+    for index, (high, name) in enumerate(plan):
+        rows = f"{low}-{high} rows" if high > low else f"{low} row{'s' * (low > 1)}"
+        parts.append(f"{name} from {low} row{'s' * (low > 1)}" if index == len(plan) - 1 else f"{name} for {rows}")
+        low = high + 1
+    return ", ".join(parts)
 
 
 class FloatProjection:
@@ -41,15 +198,17 @@ class FloatProjection:
         if biases is not None and any(b is not None for b in biases):
             self.bias = torch.cat([b.detach() if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
         self.out_features = int(self.weight.shape[0])
-        self._packed = None
-        if _packed_gemm_available() and self.weight.dtype == torch.float32:
-            self._packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, PACKED_LAYOUT_ROWS)
+        self.plan = kernel_plan(self.out_features, int(self.weight.shape[1]), self.weight.dtype)
+        self._bounds = [rows for rows, _ in self.plan]
+        self._kernels = [KERNELS[name] for _, name in self.plan]
+        self._prepared = {name: KERNELS[name].prepare(self.weight) for name in {name for _, name in self.plan}}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.shape[0]
-        if self._packed is not None and rows >= PACKED_MIN_ROWS:
-            return torch.ops.mkl._mkl_linear(x, self._packed, self.weight, self.bias, rows)
-        return F.linear(x, self.weight, self.bias)
+        for bound, kernel in zip(self._bounds, self._kernels):
+            if rows <= bound:
+                break
+        return kernel.apply(x, self._prepared[kernel.name], self.weight, self.bias)
 
 
 class ModuleProjection:

@@ -1,0 +1,124 @@
+"""GEMM kernel choice (integrations/projection.py): every kernel computes F.linear, the plan picks
+the fastest measured kernel per row count, and projections dispatch by that plan.
+
+No test here times anything: the timer is injected, so the choices are checked exactly.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from specdec.errors import ConfigurationError
+from specdec.integrations import projection as P
+from specdec.integrations.projection import KERNELS, FloatProjection, Kernel, choose, describe, measure
+
+
+def fused_layers():
+    return [torch.nn.Linear(24, width, bias=width == 8) for width in (16, 8, 8)]
+
+
+class Recording:
+    """Kernels that record which of them ran, on how many rows (and compute F.linear)."""
+
+    def __init__(self):
+        self.used: list[tuple[str, int]] = []
+
+    def kernel(self, name):
+        def apply(x, prepared, weight, bias):
+            self.used.append((name, x.shape[0]))
+            return F.linear(x, weight, bias)
+
+        return Kernel(name, lambda: True, lambda w: None, apply)
+
+
+@pytest.mark.parametrize("kernel", P.usable_kernels(torch.float32))
+@pytest.mark.parametrize("rows", [1, 3, 4, 7, 17, 100])
+def test_every_kernel_computes_the_same_product(kernel, rows, monkeypatch):
+    monkeypatch.setenv(P.ENVIRONMENT, kernel)
+    generator = torch.Generator().manual_seed(rows)
+    layers = fused_layers()
+    fused = P.projection(*layers)
+    assert isinstance(fused, FloatProjection) and fused.plan == ((P.ROW_LADDER[-1], kernel),)
+    x = torch.randn(rows, 24, generator=generator)
+    expected = torch.cat([F.linear(x, layer.weight, layer.bias) for layer in layers], dim=-1)
+    assert torch.allclose(fused(x), expected, atol=1e-5)
+
+
+def test_the_plan_takes_the_fastest_kernel_at_each_rung_and_merges_runs():
+    times = {
+        "linear": {1: 1.0, 2: 2.0, 4: 5.0, 8: 6.0},
+        "mkl-packed": {1: 1.5, 2: 1.9, 4: 2.0, 8: 2.5},
+        "onednn": {1: 1.2, 2: 2.5, 4: 3.0, 8: 2.4},
+    }
+    assert choose(times) == ((1, "linear"), (4, "mkl-packed"), (8, "onednn"))
+    assert choose({"onednn": {1: 1.0, 2: 1.0}}) == ((2, "onednn"),)
+    assert describe(((1, "linear"), (4, "mkl-packed"), (8, "onednn"))) == (
+        "linear for 1 row, mkl-packed for 2-4 rows, onednn from 5 rows"
+    )
+
+
+def test_measuring_drops_kernels_twice_as_slow_and_stops_when_one_is_left(monkeypatch):
+    table = {
+        "linear": {1: 1.0, 2: 1.0, 3: 3.0},  # 3x the fastest at 3 rows: not timed beyond
+        "mkl-packed": {1: 1.1, 2: 2.5},  # 2.5x at 2 rows: dropped
+        "onednn": {1: 1.5, 2: 1.0, 3: 1.0},  # left alone after 3 rows: the ladder stops
+    }
+    for name in table:  # kernels that run anywhere (what is timed here is the fake table)
+        monkeypatch.setitem(KERNELS, name, Recording().kernel(name))
+    calls = []
+
+    def fake_timer(kernel, rows, run):
+        out = run()
+        assert out.shape == (rows, 8)  # the kernel really ran on a (rows x in) input
+        calls.append((kernel, rows))
+        return table[kernel][rows]
+
+    times = measure(8, 4, list(table), timer=fake_timer)
+    assert calls == [
+        ("linear", 1), ("mkl-packed", 1), ("onednn", 1),
+        ("linear", 2), ("mkl-packed", 2), ("onednn", 2),
+        ("linear", 3), ("onednn", 3),
+    ]
+    assert choose(times) == ((2, "linear"), (3, "onednn"))
+
+
+def test_a_projection_dispatches_by_row_count(monkeypatch):
+    record = Recording()
+    for name in ("linear", "onednn"):
+        monkeypatch.setitem(KERNELS, name, record.kernel(name))
+    monkeypatch.setattr(P, "kernel_plan", lambda *shape: ((3, "linear"), (64, "onednn")))
+    fused = P.projection(*fused_layers())
+    for rows in (1, 3, 4, 64, 65, 500):
+        fused(torch.zeros(rows, 24))
+    assert record.used == [("linear", 1), ("linear", 3), ("onednn", 4), ("onednn", 64), ("onednn", 65), ("onednn", 500)]
+
+
+def test_a_shape_is_measured_once_per_process(monkeypatch):
+    monkeypatch.delenv(P.ENVIRONMENT, raising=False)
+    monkeypatch.setattr(P, "_plans", {})
+    measured = []
+
+    def fake_measure(out_features, in_features, kernels, timer=None):
+        measured.append((out_features, in_features))
+        return {name: {1: float(i)} for i, name in enumerate(kernels)}
+
+    monkeypatch.setattr(P, "measure", fake_measure)
+    monkeypatch.setattr(P, "usable_kernels", lambda dtype: ["linear", "onednn"])
+    first = P.kernel_plan(40, 24)
+    assert P.kernel_plan(40, 24) == first == ((1, "linear"),)
+    P.kernel_plan(24, 40)
+    assert measured == [(40, 24), (24, 40)]
+    assert P.measured_plans() == {(40, 24): first, (24, 40): ((1, "linear"),)}
+
+
+def test_a_bad_kernel_name_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(P.ENVIRONMENT, "fastest-please")
+    with pytest.raises(ConfigurationError, match="SPECDEC_GEMM='fastest-please': choose auto or one of linear"):
+        P.projection(*fused_layers())
+
+
+def test_non_float32_weights_use_the_plain_product(monkeypatch):
+    monkeypatch.setenv(P.ENVIRONMENT, "auto")
+    assert P.kernel_plan(40, 24, torch.bfloat16) == ((P.ROW_LADDER[-1], "linear"),)
