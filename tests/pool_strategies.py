@@ -26,7 +26,7 @@ def ouroboros_factories(pair: Any) -> st.SearchStrategy[Callable[[], OuroborosPr
     token = st.integers(0, pair.vocab - 1)
     phrases = st.lists(st.tuples(token, st.lists(token, min_size=1, max_size=3)), max_size=10)
 
-    def build(seed, max_phrases, phrase_length, max_ngram, branches, branch_length, draft_phrases, adaptive, pool_branches):
+    def build(seed, max_phrases, phrase_length, max_ngram, branches, branch_length, draft_phrases, adaptive, pool_branches, copy_candidates):
         return lambda: OuroborosProposer(
             pair.draft,
             phrase_length=phrase_length,
@@ -36,6 +36,7 @@ def ouroboros_factories(pair: Any) -> st.SearchStrategy[Callable[[], OuroborosPr
             draft_phrases=draft_phrases,
             adaptive=adaptive,
             pool_branches=pool_branches,
+            copy_candidates=copy_candidates,
             pool=seeded_pool(seed, max_phrases, phrase_length),
         )
 
@@ -50,4 +51,5 @@ def ouroboros_factories(pair: Any) -> st.SearchStrategy[Callable[[], OuroborosPr
         st.integers(1, 2),
         st.booleans(),
         st.booleans(),
+        st.integers(1, 3),
     )

@@ -163,7 +163,7 @@ def test_a_copy_is_cut_to_the_length_its_record_pays_for(continuation, adaptive,
     proposer._cont["copy"] = proposer_rate(continuation)
     tokens: list[int] = []
     request = ProposalRequest(context, 16, FixedPolicy(16), SamplingConfig(), TorchSampler(0))
-    proposer._copy(request, tokens, [])
+    proposer._copy(request, tokens, [], [])
     # worth_length(0.9, 0.6, 0.05, 8) = 1 + int(log(0.05 / 0.9) / log(0.6)) = 6
     assert tokens == [2, 3, 4, 5, 2, 3, 4, 5][:expected]
 
@@ -189,6 +189,60 @@ def test_the_draft_model_runs_after_a_copy_only_while_that_pays(continuation, dr
     assert copied >= 1 and list(proposed.tokens[:2]) == [2, 3]
     assert (draft.forwards > before) is drafts_on
     assert (len(proposed) > copied) is drafts_on  # the draft model's own tokens follow the copies
+
+
+def test_other_copy_candidates_become_branches_where_they_part():
+    """With copy_candidates > 1 the older continuations of the matched n-gram are offered to the
+    target as branches hung where they part from the copy, and the target follows the one it
+    prefers in the same forward (here the older one: the copy is rejected at its second token)."""
+    tail = [0, 1]
+    # "0 1" was followed by 2 3 4 (older) and by 2 5 4 (newer, so that is the copy)
+    context = [6, 0, 1, 2, 3, 4, 6, 0, 1, 2, 5, 4, 6, *tail]
+    proposer = OuroborosProposer(toy(vocab=7), max_ngram=2, copy_length=3, copy_candidates=2, branches=2, adaptive=False)
+    proposer.start(context, SamplingConfig())
+    proposer._entry["copy"] = proposer_rate(0.9)
+    proposer._entry["draft"] = proposer_rate(0.1)
+    tokens: list[int] = []
+    alternatives: list = []
+    request = ProposalRequest(context, 3, FixedPolicy(3), SamplingConfig(), TorchSampler(0), frozenset(), 6)
+    proposer._copy(request, tokens, [], alternatives)
+    assert tokens == [2, 5, 4]
+    assert [(b.at, b.tokens, source) for b, source in alternatives] == [(1, (3, 4), "copy")]
+    branches, kinds = proposer._branches(request, tokens, alternatives)
+    assert [(b.at, b.tokens) for b in branches][:1] == [(1, (3, 4))] and kinds[0] == "parted:copy"
+    # one copy candidate (the default): no alternatives
+    single = OuroborosProposer(toy(vocab=7), max_ngram=2, copy_length=3, branches=2, adaptive=False)
+    single.start(context, SamplingConfig())
+    single._entry["copy"], single._entry["draft"] = proposer_rate(0.9), proposer_rate(0.1)
+    alternatives = []
+    single._copy(request, [], [], alternatives)
+    assert alternatives == []
+
+
+def chain_target(following: dict[int, int], vocab: int = 7) -> ToyModel:
+    """A bigram model whose greedy choice after token a is following[a]."""
+    table = {(): [0.0] * vocab}
+    for a, b in following.items():
+        table[(a,)] = [5.0 if t == b else 0.0 for t in range(vocab)]
+    return ToyModel(table, vocab, order=1)
+
+
+def test_a_target_that_prefers_an_older_copy_takes_it_from_a_branch():
+    """End to end: the copy proposes the newest continuation of "0 1" (2 5 4 ...), the target
+    continues as the older one did (2 3 4 6 0); verified as a branch, the older copy is emitted in
+    the same forward, so one target forward gives 6 tokens instead of 2."""
+    target = chain_target({0: 1, 1: 2, 2: 3, 3: 4, 4: 6, 6: 0, 5: 4})
+    ids = [6, 0, 1, 2, 3, 4, 6, 0, 1, 2, 5, 4, 6, 0, 1]
+    reference = Decoder(target).generate(ids, 6).ids
+    forwards = {}
+    for candidates in (1, 2):
+        proposer = spy(toy(vocab=7, seed=7), copy_candidates=candidates, branches=2, copy_length=5, adaptive=False)
+        result = Decoder(target, proposer=proposer, policy=FixedPolicy(5)).generate(ids, 6)
+        assert result.ids == reference
+        forwards[candidates] = result.stats.target_forwards
+    assert proposer.drafts[0].tokens == (2, 5, 4, 6, 0)
+    assert (1, (3, 4, 6, 0)) in [(b.at, b.tokens) for b in proposer.drafts[0].branches]
+    assert forwards == {1: 2, 2: 1}
 
 
 def proposer_rate(value: float):

@@ -125,6 +125,7 @@ class OuroborosProposer(ModelCounters):
     draft_step_cost: float = attrs.field(default=0.15, validator=finite_in(0.0, 1.0))  # a draft forward / a target step
     copy: bool = attrs.field(default=True, validator=boolean)  # propose context copies directly (gated)
     copy_length: int = attrs.field(default=10, validator=positive_int)  # tokens per copy, at most
+    copy_candidates: int = attrs.field(default=1, validator=positive_int)  # context continuations per copy; the others become branches
     warm_start: bool = attrs.field(default=True, validator=boolean)  # keep the pool across generate calls
     pool_file: str | None = None  # JSON pool loaded at construction (see PhrasePool.save)
     pool: PhrasePool | None = None  # share a pool between proposers (built from the bounds if None)
@@ -221,7 +222,7 @@ class OuroborosProposer(ModelCounters):
         self._copies = []
         while True:
             if not pending:
-                if self.copy and not self._copy(request, tokens, features):
+                if self.copy and not self._copy(request, tokens, features, alternatives):
                     break
                 if not policy.allows_forward(len(tokens)):
                     break
@@ -244,17 +245,21 @@ class OuroborosProposer(ModelCounters):
         self.stats.draft_tokens += len(tokens)
         return tokens, features, [(b, source) for b, source in alternatives if b.at <= len(tokens)]
 
-    def _copy(self, request: ProposalRequest, tokens: list[int], features: list[TokenFeatures]) -> bool:
+    def _copy(
+        self, request: ProposalRequest, tokens: list[int], features: list[TokenFeatures], alternatives: list[tuple[Branch, str]]
+    ) -> bool:
         """Propose what followed the current n-gram in the context, directly (no draft forward).
 
         Inputs that the output repeats are where a small draft agrees least with the target and a
         copy most: while copies have lately been accepted at least as often as the draft's own
         first tokens (per prompt), a copy goes into the draft as deterministic tokens, each offered
         to the policy; the draft model reads them in its next forward and drafts on after them.
+        With `copy_candidates > 1` the other continuations of the n-gram (older occurrences) go to
+        `alternatives`, hung where they part from the copy: the target checks them in the same pass.
         Returns False when the draft is over (the policy stopped, the budget, an end token, or drafting
         on after the copy does not pay: `_draft_after_copy_pays`).
         """
-        found = self._candidates(request.context, tokens, self.copy_length, 1, pool=False)
+        found = self._candidates(request.context, tokens, self.copy_length, self.copy_candidates, pool=False)
         if not found:
             return True
         copy_rate = self._entry.setdefault("copy", Rate()).value
@@ -277,6 +282,11 @@ class OuroborosProposer(ModelCounters):
         if copied:
             self._copies.append((start, copied))
             self.stats.copied_tokens += copied
+            kept = tokens[start:]
+            for other, _ in found[1:]:
+                common = _common_prefix(other, kept)
+                if common < copied:
+                    alternatives.append((Branch(start + common, other[common:]), "copy"))
         return outcome is not Offer.OVER and (not copied or self._draft_after_copy_pays(copied))
 
     def _draft_after_copy_pays(self, length: int) -> bool:
@@ -401,9 +411,7 @@ class OuroborosProposer(ModelCounters):
             self._cache.settle(spelled)
         base = len(tokens)
         for phrase, source in candidates:
-            common = 0
-            while common < len(spelled) and common < len(phrase) and phrase[common] == spelled[common]:
-                common += 1
+            common = _common_prefix(phrase, spelled)
             self._agree.setdefault(source, Rate()).add(common, common + (common < len(phrase)))
             if common < len(phrase):
                 alternatives.append((Branch(base + common, phrase[common:]), source))
@@ -430,7 +438,7 @@ class OuroborosProposer(ModelCounters):
         offers = [
             (b, "parted:" + source)
             for b, source in sorted(alternatives, key=lambda item: item[0].at)
-            if source == "context" or self.pool_branches
+            if source != "pool" or self.pool_branches
         ]
         if tokens[-1] not in request.eos_token_ids:
             found = self._candidates(request.context, tokens, self.branch_length, self.branches, pool=self.pool_branches)
@@ -535,6 +543,16 @@ class OuroborosProposer(ModelCounters):
                 key = d[branch.at - 1] if branch.at else self._anchor
                 if len(corrected) >= MIN_HARVEST:
                     pool.replace(key, branch.tokens, corrected)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    common = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        common += 1
+    return common
 
 
 def _row(hidden: torch.Tensor | None, j: int) -> torch.Tensor | None:
