@@ -179,6 +179,11 @@ def measured_plans() -> dict[tuple[int, int], Plan]:
     return {(key[0], key[1]): plan for key, plan in _plans.items()}
 
 
+def gemm_report() -> dict[str, str]:
+    """'OUTxIN' -> the plan in words, for every shape measured in this process (benchmark records)."""
+    return {f"{out}x{inp}": describe(plan) for (out, inp), plan in sorted(measured_plans().items())}
+
+
 def describe(plan: Plan) -> str:
     """E.g. 'linear for 1-3 rows, mkl-packed from 4 rows'."""
     parts, low = [], 1

@@ -131,3 +131,12 @@ def test_a_labelled_method_is_the_same_method_under_another_name(pair):
     assert labelled.name == "fixed:k=2+draft#b" and labelled.decoder.policy.k == 2
     reference = build_method("target-only", target, lambda: draft).run(ids, 12, 0.0, 0).ids
     assert control.run(ids, 12, 0.0, 0).ids == reference == labelled.run(ids, 12, 0.0, 0).ids
+
+
+def test_the_cpu_model_is_read_from_cpuinfo(tmp_path):
+    from specdec.bench.machine import cpu_model
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\n")
+    assert cpu_model(info) == "AMD EPYC"
+    assert cpu_model(tmp_path / "missing")  # falls back to the platform's description

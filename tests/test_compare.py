@@ -110,6 +110,9 @@ def test_a_bench_run_saves_its_comparisons_and_every_runs_timings(tmp_path):
         assert record["prompt_tokens"] > 0 and record["tokens"] == 6
         assert {"target_forwards", "draft_forwards", "draft_seconds", "verify_seconds", "overhead_seconds"} <= set(record)
     assert "Paired comparisons" in (tmp_path / "run.md").read_text()
+    # what it ran on: the CPU and the GEMM kernel chosen for the target's LM head (49152 x 576)
+    assert saved["meta"]["cpu"] and "49152x576" in saved["meta"]["gemm"]
+    assert saved["meta"]["gemm"]["49152x576"] in (tmp_path / "run.md").read_text()
     again = compare(timings_from_json(saved), "fixed:k=2", "target-only")
     assert [c.to_dict() for c in again] == saved["comparisons"]
 

@@ -122,3 +122,4 @@ def test_a_bad_kernel_name_is_a_clear_error(monkeypatch):
 def test_non_float32_weights_use_the_plain_product(monkeypatch):
     monkeypatch.setenv(P.ENVIRONMENT, "auto")
     assert P.kernel_plan(40, 24, torch.bfloat16) == ((P.ROW_LADDER[-1], "linear"),)
+

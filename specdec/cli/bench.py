@@ -13,6 +13,7 @@ import attrs
 import torch
 
 from specdec.bench.compare import CAPTION
+from specdec.bench.machine import cpu_model
 from specdec.bench.prompts import load_spec_bench
 from specdec.bench.report import COLUMNS, markdown_table, plot_speedups, print_table, write_json
 from specdec.bench.runner import run_benchmark, summarize
@@ -21,6 +22,7 @@ from specdec.cli.compare import add_pair_option, comparisons, render
 from specdec.cli.options import add_model_options, add_prompt_set_options, load
 from specdec.defaults import default_draft, default_target
 from specdec.errors import ConfigurationError
+from specdec.integrations.projection import gemm_report
 
 
 def add_parser(subparsers) -> None:
@@ -76,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "cpu": cpu_model(),
+        "gemm": gemm_report(),
         "torch": torch.__version__,
         "mode": mode,
         "prompts_per_category": args.per_category,
@@ -90,9 +94,11 @@ def run(args: argparse.Namespace) -> int:
          "prompt_tokens": r.prompt_tokens, "tokens": r.tokens,
          **{key: value for key, value in attrs.asdict(r.run).items() if key != "ids"}} for r in records]})
     (out / f"{args.name}.md").write_text(
-        f"`specdec bench` run {meta['date']} ({meta['machine']}, torch {meta['torch']}), {mode}, "
+        f"`specdec bench` run {meta['date']} ({meta['machine']}, {meta['cpu']}, torch {meta['torch']}), {mode}, "
         f"{args.per_category} prompts per category, {args.max_new_tokens} new tokens, {args.repeats} repeat(s); "
-        f"peak RSS {meta['peak_rss_mib']} MiB.\n\n{markdown_table(rows, COLUMNS)}{compared}\n"
+        f"peak RSS {meta['peak_rss_mib']} MiB. GEMM kernels (`integrations/projection.py`): "
+        f"{'; '.join(f'{shape}: {plan}' for shape, plan in meta['gemm'].items()) or 'none measured'}.\n\n"
+        f"{markdown_table(rows, COLUMNS)}{compared}\n"
     )
     plot_speedups(summaries, out / f"{args.name}.png", f"speedup over target-only ({mode})", "target-only")
     print(f"peak RSS {peak_mib:.0f} MiB; wrote {out / args.name}.json, .md, .png")
