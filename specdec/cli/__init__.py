@@ -23,6 +23,8 @@ EPILOG = """environment:
   SPECDEC_MODELS           directory holding the default model pair (smollm2-135m-instruct/, smollm2-draft/)
   SPECDEC_CACHE            where converted model copies are cached (default ~/.cache/specdec)
   SPECDEC_DISABLE_PLUGINS  1 skips every third-party plugin; NAME,NAME skips those entry points or distributions
+  SPECDEC_GEMM             auto (default: the fastest GEMM kernel per weight shape and row count, timed once
+                           per process), or linear, mkl-packed, onednn to use that kernel everywhere
 
 Run `specdec COMMAND --help` for the options of one command."""
 
