@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from specdec.bench.ceiling import SOURCES, ceiling, copy_predictions, draft_agreement, measure, summarize
+from specdec.bench.ceiling import SOURCES, ceiling, copy_predictions, draft_agreement, measure, repeated_ngrams, summarize
 from specdec.decoder import Decoder
 from specdec.errors import ConfigurationError
 from specdec.strategies.policies.fixed import FixedPolicy
@@ -55,15 +57,29 @@ def test_switching_sources_never_needs_more_rounds(inputs):
 def test_summaries_pool_prompts_and_price_a_round_at_one_step():
     records = [
         {"category": "a", "prompt_tokens": 10, "tokens": 9, "prefill_seconds": 2.0, "step_seconds": 1.0,
-         "draft_agreement": 0.5, "rounds": {s: 3 for s in SOURCES}},
+         "draft_agreement": 0.5, "rounds": {s: 3 for s in SOURCES}, "ngrams": 4, "ngrams_from_prompt": 1, "ngrams_from_output": 0},
         {"category": "b", "prompt_tokens": 30, "tokens": 3, "prefill_seconds": 1.0, "step_seconds": 1.0,
-         "draft_agreement": 1.0, "rounds": {s: 1 for s in SOURCES}},
+         "draft_agreement": 1.0, "rounds": {s: 1 for s in SOURCES}, "ngrams": 0, "ngrams_from_prompt": 0, "ngrams_from_output": 0},
     ]
     rows = {row["category"]: row for row in summarize(records)}
     assert rows["a"]["speedup_draft"] == pytest.approx((2 + 8) / (2 + 2))
     assert rows["a"]["tokens_per_round_mixed"] == pytest.approx(3.0)
     assert rows["all"]["speedup_copy"] == pytest.approx((10 + 3) / (4 + 1))
     assert rows["all"]["draft_agreement"] == pytest.approx((0.5 * 9 + 3) / 12)
+    assert rows["all"]["repeats_prompt"] == pytest.approx(1 / 4)  # pooled over n-grams, not averaged per prompt
+    assert math.isnan(rows["b"]["repeats_output"])  # an output shorter than n has no n-grams
+
+
+def test_repeated_ngrams_tell_copies_of_the_prompt_from_loops_of_the_output():
+    prompt = [1, 2, 3, 4]
+    output = [2, 3, 4, 9, 2, 3, 4, 9, 2]
+    # 3-grams: 234 (prompt), 349, 492, 923, 234 (prompt, and earlier), 349 (earlier), 492 (earlier)
+    assert repeated_ngrams(prompt, output, n=3) == (7, 2, 3)
+    # a loop of period 1 repeats from its second n-gram on, overlapping the first
+    assert repeated_ngrams([], [5, 5, 5, 5], n=2) == (3, 0, 2)
+    assert repeated_ngrams(prompt, [1, 2], n=3) == (0, 0, 0)
+    with pytest.raises(ValueError):
+        repeated_ngrams(prompt, output, n=0)
 
 
 def test_a_draft_that_is_the_target_agrees_with_every_output_token():
@@ -74,6 +90,7 @@ def test_a_draft_that_is_the_target_agrees_with_every_output_token():
     assert record["tokens"] == 24
     assert record["draft_agreement"] == 1.0
     assert record["rounds"]["draft"] == 1
+    assert record["ngrams"] == 24 - 6 + 1  # the output's 6-grams, not the prompt's
 
 
 def test_teacher_forced_agreement_is_what_a_one_token_draft_gets_accepted():

@@ -18,6 +18,11 @@ A round emits its accepted run plus one token (the target's correction or bonus)
 round is what one target forward yields. Pricing each round at one plain target step and drafting
 at nothing turns it into a speedup ceiling over target-only decoding (`speedup`), with the
 prompt's prefill, which every method pays alike, counted as measured.
+
+`repeated_ngrams` says where the copies come from: the share of the output's n-grams already in
+the prompt, and the share that repeat the output itself. A small target decoding greedily falls
+into loops as its output grows, and a loop is what copies and the phrase pool predict best: read a
+long output's ceiling (and benchmark) against its self-repetition.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from specdec.ngram import NgramIndex
 from specdec.sampling import checked_max
 
 SOURCES = ("draft", "copy", "either", "mixed")
+# n-gram length of `repeated_ngrams`: long enough that a repeat is a repeated phrase, not a common pair
+REPEAT_NGRAM = 6
 
 
 @attrs.frozen
@@ -59,6 +66,25 @@ def copy_predictions(prompt: Sequence[int], output: Sequence[int], ngram: int = 
         context.append(int(token))
         index.update(context)
     return predictions
+
+
+def repeated_ngrams(prompt: Sequence[int], output: Sequence[int], n: int = REPEAT_NGRAM) -> tuple[int, int, int]:
+    """(the output's n-grams, how many occur in the prompt, how many occurred earlier in the output).
+
+    An n-gram "occurred earlier" when the same n tokens start at an earlier output position
+    (overlapping allowed: a loop of period < n counts)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    in_prompt = {tuple(prompt[i:i + n]) for i in range(len(prompt) - n + 1)}
+    seen: set[tuple[int, ...]] = set()
+    total = from_prompt = from_output = 0
+    for i in range(len(output) - n + 1):
+        gram = tuple(int(t) for t in output[i:i + n])
+        total += 1
+        from_prompt += gram in in_prompt
+        from_output += gram in seen
+        seen.add(gram)
+    return total, from_prompt, from_output
 
 
 def ceiling(output: Sequence[int], draft_agrees: Sequence[bool], copies: Sequence[Sequence[int]]) -> Ceiling:
@@ -115,8 +141,10 @@ def measure(target: LanguageModel, draft: LanguageModel, ids: Sequence[int], max
     step = seconds_per_step(result.stats.seconds, prefill, len(output))
     agrees = draft_agreement(draft, ids, output)
     found = ceiling(output, agrees, copy_predictions(ids, output, ngram, copy_length))
+    grams, from_prompt, from_output = repeated_ngrams(ids, output)
     return {"prompt_tokens": len(ids), "tokens": found.tokens, "rounds": found.rounds, "prefill_seconds": prefill,
-            "step_seconds": step, "draft_agreement": sum(agrees) / len(agrees)}
+            "step_seconds": step, "draft_agreement": sum(agrees) / len(agrees),
+            "ngrams": grams, "ngrams_from_prompt": from_prompt, "ngrams_from_output": from_output}
 
 
 def draft_agreement(draft: LanguageModel, prompt: Sequence[int], output: Sequence[int]) -> list[bool]:
@@ -151,6 +179,9 @@ def summarize(records: Sequence[dict]) -> list[dict]:
         row = {"category": category, "prompts": len(group), "prompt_tokens": sum(r["prompt_tokens"] for r in group) / len(group),
                "prefill_share": sum(r["prefill_seconds"] for r in group) / plain if plain else 0.0,
                "draft_agreement": sum(r["draft_agreement"] * r["tokens"] for r in group) / tokens}
+        grams = sum(r["ngrams"] for r in group)
+        row["repeats_prompt"] = sum(r["ngrams_from_prompt"] for r in group) / grams if grams else float("nan")
+        row["repeats_output"] = sum(r["ngrams_from_output"] for r in group) / grams if grams else float("nan")
         for source in SOURCES:
             rounds = sum(r["rounds"][source] for r in group)
             oracle = sum(decode_seconds(r["prefill_seconds"], r["step_seconds"], r["rounds"][source]) for r in group)

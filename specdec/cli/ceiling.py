@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
             records.append({"category": prompt.category, "question_id": prompt.question_id, **record})
     rows = summarize(records)
     columns = [("category", "category", "{}"), ("prompts", "prompts", "{}"), ("prompt_tokens", "prompt len", "{:.0f}"),
-               ("prefill_share", "prefill share", "{:.0%}"), ("draft_agreement", "draft agrees", "{:.2f}")]
+               ("prefill_share", "prefill share", "{:.0%}"), ("draft_agreement", "draft agrees", "{:.2f}"),
+               ("repeats_prompt", "6-grams from prompt", "{:.0%}"), ("repeats_output", "6-grams repeating output", "{:.0%}")]
     columns += [(f"tokens_per_round_{s}", f"tok/round {s}", "{:.2f}") for s in SOURCES]
     columns += [(f"speedup_{s}", f"ceiling {s}", "{:.2f}x") for s in SOURCES]
     print_table(rows, f"oracle ceiling (greedy, {args.per_category} prompts/category, {args.max_new_tokens} tokens)", columns)
