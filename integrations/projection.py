@@ -11,11 +11,21 @@ on two machines of the same 2-core kind (docs/benchmarks.md, "Which GEMM kernel"
   4x faster than either MKL kernel at 2-16 rows (the 49k-row LM head at 4 rows: 3.4 ms against
   13.5 packed and 16 plain), which made a 2-token verify cost 1.6x a 1-token step with MKL.
 
-So a hard-coded choice is wrong somewhere. `kernel_plan` times the available kernels on a matrix of
-the same shape at a ladder of row counts once per process (shape, dtype and thread count; about a
-second in all for the default pair, most of it the LM head) and each projection then dispatches
-by row count. `SPECDEC_GEMM=<kernel>` forces one kernel everywhere (reproducible timings, or
-to compare); the default `auto` measures.
+So a hard-coded choice is wrong somewhere. `kernel_plan` times the available kernels on matrices of
+the same shape at a ladder of row counts once per process (shape, dtype and thread count; one to
+three seconds in all for the default pair) and each projection then dispatches by row count.
+`SPECDEC_GEMM=<kernel>` forces one kernel everywhere (reproducible timings, or to compare); the
+default `auto` measures.
+
+The timing streams the weights from memory, as a forward does: a forward runs every matrix of the
+model once, far more than the caches hold, so each product reads its weights from RAM. A matrix
+timed over and over stays in cache and ranks the kernels differently (on the AMD machine, hot
+timing picked MKL's packed kernel for the 960 x 576 product at one row, 183 us cold against
+oneDNN's 133). So each kernel is timed on copies of the matrix totalling `COLD_BYTES`, one after
+the other. Cold, a few rows often cost *less* than one or two (oneDNN on the AMD machine: the
+576 x 1536 product 166 / 198 us at 1 / 2 rows, 134 at 4; a 2-token target forward 39.7 ms, the
+same padded to 3 rows 34.8): a product of r rows therefore runs as the rung >= r that measured
+fastest, its input padded with zero rows and the extra output rows dropped.
 
 Several matrices applied to the same input (q, k and v; gate and up) are fused into one product,
 which saves a weight pass's fixed costs per layer. Only the kernel changes, never the weights: the
@@ -26,7 +36,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import attrs
 import torch
@@ -46,6 +56,13 @@ TIMING_REPEATS = 3  # the fastest of these per kernel and rung (interleaved), af
 # a kernel this many times slower than the fastest at a rung is not timed at larger rungs (the LM
 # head's plain product at 24-64 rows alone would cost a second to time; none came back from 2x)
 DROP_FACTOR = 2.0
+# padding rows to a larger rung must save at least this share of the time (not timing noise)
+PAD_GAIN = 0.05
+# weights timed per kernel and rung, in copies of the matrix: beyond the CPU's caches (tens of MB)
+COLD_BYTES = 64 << 20
+# at most this many copies (a tiny model's matrices would need thousands; its timing is per-call
+# overhead whatever the memory does)
+MAX_COPIES = 64
 ENVIRONMENT = "SPECDEC_GEMM"
 
 Timer = Callable[[str, int, Callable[[], object]], float]  # (kernel, rows, run) -> seconds
@@ -88,7 +105,16 @@ KERNELS: dict[str, Kernel] = {
     )
 }
 
-Plan = tuple[tuple[int, str], ...]  # (up to this many rows, kernel name), rows ascending
+class Rung(NamedTuple):
+    """Products of up to `rows` rows (and more than the previous rung's) run with `kernel`,
+    padded to `pad` rows when `pad` is larger than their row count (0: never padded)."""
+
+    rows: int
+    kernel: str
+    pad: int = 0
+
+
+Plan = tuple[Rung, ...]  # rows ascending
 
 _plans: dict[tuple, Plan] = {}
 
@@ -124,50 +150,65 @@ def fastest_time(kernel: str, rows: int, run: Callable[[], object]) -> float:
 
 
 def choose(times: Mapping[str, Mapping[int, float]]) -> Plan:
-    """The plan from measured seconds per kernel and rung: the fastest kernel at each rung,
-    neighbouring rungs with the same winner merged."""
+    """The plan from measured seconds per kernel and rung: the fastest kernel at each rung, or,
+    when a larger rung measured at least PAD_GAIN faster, the fastest kernel there with the rows
+    padded to it; neighbouring rungs with the same choice merged."""
     rungs = sorted({rows for per_rung in times.values() for rows in per_rung})
-    plan: list[tuple[int, str]] = []
+    plan: list[Rung] = []
     for rows in rungs:
-        best = min((per_rung[rows], name) for name, per_rung in times.items() if rows in per_rung)[1]
-        if plan and plan[-1][1] == best:
-            plan[-1] = (rows, best)
+        own = min((per_rung[rows], name, rows) for name, per_rung in times.items() if rows in per_rung)
+        larger = [(seconds, name, at) for name, per_rung in times.items() for at, seconds in per_rung.items() if at > rows]
+        best = min(larger) if larger and min(larger)[0] < (1.0 - PAD_GAIN) * own[0] else own
+        rung = Rung(rows, best[1], best[2] if best[2] > rows else 0)
+        if plan and (plan[-1].kernel, plan[-1].pad) == (rung.kernel, rung.pad):
+            plan[-1] = rung
         else:
-            plan.append((rows, best))
+            plan.append(rung)
     return tuple(plan)
 
 
 def measure(out_features: int, in_features: int, kernels: Sequence[str], timer: Timer = fastest_time) -> dict[str, dict[int, float]]:
-    """Seconds per kernel and rung for a random matrix of this shape (timing does not depend on
-    the values), kernels interleaved at each rung so that drift falls on all of them alike; a
-    kernel DROP_FACTOR times slower than the fastest is not timed at the larger rungs, and once
-    one kernel is left the timing stops (it takes the rest of the ladder)."""
+    """Seconds per product for each kernel and rung, on random matrices of this shape (timing does
+    not depend on the values) streamed from memory: each timed run multiplies every one of
+    `COLD_BYTES` worth of copies (at most MAX_COPIES) once. Kernels are interleaved at each rung so that drift falls on
+    all of them alike; a kernel DROP_FACTOR times slower than the fastest is not timed at the
+    larger rungs. The kernels left are timed up the whole ladder: a larger rung may be the faster
+    way to multiply fewer rows (padding, `choose`)."""
     generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(out_features, in_features, generator=generator)
-    prepared = {name: KERNELS[name].prepare(weight) for name in kernels}
+    copies = max(1, min(MAX_COPIES, COLD_BYTES // (out_features * in_features * 4)))
+    weights = [torch.randn(out_features, in_features, generator=generator) for _ in range(copies)]
+    prepared = {name: [KERNELS[name].prepare(weight) for weight in weights] for name in kernels}
     times: dict[str, dict[int, float]] = {name: {} for name in kernels}
     racing = list(kernels)
     with torch.inference_mode():
         for rows in ROW_LADDER:
-            if len(racing) == 1 and rows > 1:
-                break  # the rest of the ladder goes to the one kernel left
             x = torch.randn(rows, in_features, generator=generator)
             for name in racing:
-                apply = KERNELS[name].apply
-                times[name][rows] = timer(name, rows, lambda: apply(x, prepared[name], weight, None))
+                times[name][rows] = timer(name, rows, _sweep(KERNELS[name], x, weights, prepared[name])) / copies
             best = min(times[name][rows] for name in racing)
             racing = [name for name in racing if times[name][rows] <= DROP_FACTOR * best]
     return times
+
+
+def _sweep(kernel: Kernel, x: torch.Tensor, weights: Sequence[torch.Tensor], prepared: Sequence[torch.Tensor | None]) -> Callable[[], torch.Tensor]:
+    """One product with each copy of the matrix in turn; returns the last product."""
+
+    def run() -> torch.Tensor:
+        for weight, packed in zip(weights, prepared):
+            out = kernel.apply(x, packed, weight, None)
+        return out
+
+    return run
 
 
 def kernel_plan(out_features: int, in_features: int, dtype: torch.dtype = torch.float32) -> Plan:
     """The kernel per row count for this shape on this machine (measured once per process)."""
     forced = forced_kernel()
     if forced is not None:
-        return ((ROW_LADDER[-1], forced if forced in usable_kernels(dtype) else "linear"),)
+        return (Rung(ROW_LADDER[-1], forced if forced in usable_kernels(dtype) else "linear"),)
     kernels = usable_kernels(dtype)
     if len(kernels) == 1:
-        return ((ROW_LADDER[-1], kernels[0]),)
+        return (Rung(ROW_LADDER[-1], kernels[0]),)
     key = (out_features, in_features, dtype, torch.get_num_threads(), tuple(kernels))
     if key not in _plans:
         _plans[key] = choose(measure(out_features, in_features, kernels))
@@ -185,11 +226,12 @@ def gemm_report() -> dict[str, str]:
 
 
 def describe(plan: Plan) -> str:
-    """E.g. 'linear for 1-3 rows, mkl-packed from 4 rows'."""
+    """E.g. 'onednn for 1-3 rows (padded to 4), onednn from 4 rows'."""
     parts, low = [], 1
-    for index, (high, name) in enumerate(plan):
+    for index, (high, name, pad) in enumerate(plan):
         rows = f"{low}-{high} rows" if high > low else f"{low} row{'s' * (low > 1)}"
-        parts.append(f"{name} from {low} row{'s' * (low > 1)}" if index == len(plan) - 1 else f"{name} for {rows}")
+        padded = f" (padded to {pad})" if pad else ""
+        parts.append(f"{name} from {low} row{'s' * (low > 1)}{padded}" if index == len(plan) - 1 else f"{name} for {rows}{padded}")
         low = high + 1
     return ", ".join(parts)
 
@@ -204,16 +246,19 @@ class FloatProjection:
             self.bias = torch.cat([b.detach() if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
         self.out_features = int(self.weight.shape[0])
         self.plan = kernel_plan(self.out_features, int(self.weight.shape[1]), self.weight.dtype)
-        self._bounds = [rows for rows, _ in self.plan]
-        self._kernels = [KERNELS[name] for _, name in self.plan]
-        self._prepared = {name: KERNELS[name].prepare(self.weight) for name in {name for _, name in self.plan}}
+        prepared = {name: KERNELS[name].prepare(self.weight) for name in {rung.kernel for rung in self.plan}}
+        # (up to rows, apply, its prepared weights, pad to) per rung, looked up on every call
+        self._dispatch = [(rung.rows, KERNELS[rung.kernel].apply, prepared[rung.kernel], rung.pad) for rung in self.plan]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.shape[0]
-        for bound, kernel in zip(self._bounds, self._kernels):
+        for bound, apply, prepared, pad in self._dispatch:
             if rows <= bound:
                 break
-        return kernel.apply(x, self._prepared[kernel.name], self.weight, self.bias)
+        if pad > rows:
+            padded = torch.cat((x, x.new_zeros(pad - rows, x.shape[1])))
+            return apply(padded, prepared, self.weight, self.bias)[:rows]
+        return apply(x, prepared, self.weight, self.bias)
 
 
 class ModuleProjection:

@@ -1,5 +1,6 @@
 """GEMM kernel choice (integrations/projection.py): every kernel computes F.linear, the plan picks
-the fastest measured kernel per row count, and projections dispatch by that plan.
+the fastest measured kernel per row count (padding the rows to a larger rung where that measured
+faster), and projections dispatch by that plan.
 
 No test here times anything: the timer is injected, so the choices are checked exactly.
 """
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 from specdec.errors import ConfigurationError
 from specdec.integrations import projection as P
-from specdec.integrations.projection import KERNELS, FloatProjection, Kernel, choose, describe, measure
+from specdec.integrations.projection import KERNELS, FloatProjection, Kernel, Rung, choose, describe, measure
 
 
 def fused_layers():
@@ -40,7 +41,7 @@ def test_every_kernel_computes_the_same_product(kernel, rows, monkeypatch):
     generator = torch.Generator().manual_seed(rows)
     layers = fused_layers()
     fused = P.projection(*layers)
-    assert isinstance(fused, FloatProjection) and fused.plan == ((P.ROW_LADDER[-1], kernel),)
+    assert isinstance(fused, FloatProjection) and fused.plan == (Rung(P.ROW_LADDER[-1], kernel),)
     x = torch.randn(rows, 24, generator=generator)
     expected = torch.cat([F.linear(x, layer.weight, layer.bias) for layer in layers], dim=-1)
     assert torch.allclose(fused(x), expected, atol=1e-5)
@@ -52,18 +53,45 @@ def test_the_plan_takes_the_fastest_kernel_at_each_rung_and_merges_runs():
         "mkl-packed": {1: 1.5, 2: 1.9, 4: 2.0, 8: 2.5},
         "onednn": {1: 1.2, 2: 2.5, 4: 3.0, 8: 2.4},
     }
-    assert choose(times) == ((1, "linear"), (4, "mkl-packed"), (8, "onednn"))
-    assert choose({"onednn": {1: 1.0, 2: 1.0}}) == ((2, "onednn"),)
-    assert describe(((1, "linear"), (4, "mkl-packed"), (8, "onednn"))) == (
+    assert choose(times) == (Rung(1, "linear"), Rung(4, "mkl-packed"), Rung(8, "onednn"))
+    assert choose({"onednn": {1: 1.0, 2: 1.0}}) == (Rung(2, "onednn"),)
+    assert describe((Rung(1, "linear"), Rung(4, "mkl-packed"), Rung(8, "onednn"))) == (
         "linear for 1 row, mkl-packed for 2-4 rows, onednn from 5 rows"
     )
 
 
-def test_measuring_drops_kernels_twice_as_slow_and_stops_when_one_is_left(monkeypatch):
+def test_rows_are_padded_to_a_larger_rung_only_when_it_measured_clearly_faster():
+    times = {
+        "onednn": {1: 1.0, 2: 1.2, 3: 0.9, 4: 0.97, 6: 0.93},
+        "linear": {1: 1.1, 2: 3.0, 3: 3.0, 4: 3.0, 6: 3.0},
+    }
+    # 1 and 2 rows: 3 rows measured 10% / 25% faster, so they are padded to 3; 4 rows: 6 rows are
+    # only 4% faster (< PAD_GAIN), not padded
+    assert choose(times) == (Rung(2, "onednn", 3), Rung(6, "onednn"))
+    assert describe(choose(times)) == "onednn for 1-2 rows (padded to 3), onednn from 3 rows"
+
+
+def test_a_padded_product_returns_the_rows_it_was_given(monkeypatch):
+    record = Recording()
+    monkeypatch.setitem(KERNELS, "onednn", record.kernel("onednn"))
+    monkeypatch.setitem(KERNELS, "linear", record.kernel("linear"))
+    monkeypatch.setattr(P, "kernel_plan", lambda *shape: (Rung(2, "onednn", 4), Rung(64, "linear")))
+    layers = fused_layers()
+    fused = P.projection(*layers)
+    for rows in (1, 2, 3):
+        x = torch.randn(rows, 24, generator=torch.Generator().manual_seed(rows))
+        expected = torch.cat([F.linear(x, layer.weight, layer.bias) for layer in layers], dim=-1)
+        out = fused(x)
+        assert out.shape == expected.shape  # the zero rows' outputs dropped
+        assert torch.allclose(out, expected, atol=1e-5)  # the real rows' products (to float rounding)
+    assert record.used == [("onednn", 4), ("onednn", 4), ("linear", 3)]
+
+
+def test_measuring_drops_kernels_twice_as_slow_and_times_per_product(monkeypatch):
     table = {
         "linear": {1: 1.0, 2: 1.0, 3: 3.0},  # 3x the fastest at 3 rows: not timed beyond
         "mkl-packed": {1: 1.1, 2: 2.5},  # 2.5x at 2 rows: dropped
-        "onednn": {1: 1.5, 2: 1.0, 3: 1.0},  # left alone after 3 rows: the ladder stops
+        "onednn": {1: 1.5, 2: 1.0, 3: 1.0},  # left alone after 3 rows
     }
     for name in table:  # kernels that run anywhere (what is timed here is the fake table)
         monkeypatch.setitem(KERNELS, name, Recording().kernel(name))
@@ -73,22 +101,27 @@ def test_measuring_drops_kernels_twice_as_slow_and_stops_when_one_is_left(monkey
         out = run()
         assert out.shape == (rows, 8)  # the kernel really ran on a (rows x in) input
         calls.append((kernel, rows))
-        return table[kernel][rows]
+        return table[kernel][rows] * copies  # a run multiplies every copy once
 
+    copies = min(P.MAX_COPIES, P.COLD_BYTES // (8 * 4 * 4))
+    monkeypatch.setattr(P, "ROW_LADDER", (1, 2, 3, 4))
+    table["onednn"][4] = 1.2  # the kernel left is timed on up the ladder
     times = measure(8, 4, list(table), timer=fake_timer)
     assert calls == [
         ("linear", 1), ("mkl-packed", 1), ("onednn", 1),
         ("linear", 2), ("mkl-packed", 2), ("onednn", 2),
         ("linear", 3), ("onednn", 3),
+        ("onednn", 4),
     ]
-    assert choose(times) == ((2, "linear"), (3, "onednn"))
+    assert times["onednn"] == pytest.approx(table["onednn"])  # per product, not per run
+    assert choose(times) == (Rung(2, "linear"), Rung(4, "onednn"))
 
 
 def test_a_projection_dispatches_by_row_count(monkeypatch):
     record = Recording()
     for name in ("linear", "onednn"):
         monkeypatch.setitem(KERNELS, name, record.kernel(name))
-    monkeypatch.setattr(P, "kernel_plan", lambda *shape: ((3, "linear"), (64, "onednn")))
+    monkeypatch.setattr(P, "kernel_plan", lambda *shape: (Rung(3, "linear"), Rung(64, "onednn")))
     fused = P.projection(*fused_layers())
     for rows in (1, 3, 4, 64, 65, 500):
         fused(torch.zeros(rows, 24))
@@ -107,10 +140,10 @@ def test_a_shape_is_measured_once_per_process(monkeypatch):
     monkeypatch.setattr(P, "measure", fake_measure)
     monkeypatch.setattr(P, "usable_kernels", lambda dtype: ["linear", "onednn"])
     first = P.kernel_plan(40, 24)
-    assert P.kernel_plan(40, 24) == first == ((1, "linear"),)
+    assert P.kernel_plan(40, 24) == first == (Rung(1, "linear"),)
     P.kernel_plan(24, 40)
     assert measured == [(40, 24), (24, 40)]
-    assert P.measured_plans() == {(40, 24): first, (24, 40): ((1, "linear"),)}
+    assert P.measured_plans() == {(40, 24): first, (24, 40): (Rung(1, "linear"),)}
 
 
 def test_a_bad_kernel_name_is_a_clear_error(monkeypatch):
@@ -121,5 +154,5 @@ def test_a_bad_kernel_name_is_a_clear_error(monkeypatch):
 
 def test_non_float32_weights_use_the_plain_product(monkeypatch):
     monkeypatch.setenv(P.ENVIRONMENT, "auto")
-    assert P.kernel_plan(40, 24, torch.bfloat16) == ((P.ROW_LADDER[-1], "linear"),)
+    assert P.kernel_plan(40, 24, torch.bfloat16) == (Rung(P.ROW_LADDER[-1], "linear"),)
 
