@@ -168,6 +168,20 @@ def test_a_copy_is_cut_to_the_length_its_record_pays_for(continuation, adaptive,
     assert tokens == [2, 3, 4, 5, 2, 3, 4, 5][:expected]
 
 
+@pytest.mark.parametrize(("prior", "expected"), [(0.5, 4), (0.75, 8), (0.2, 0)])
+def test_the_copy_prior_sets_the_first_copy_of_a_call(prior, expected):
+    """Before a call has any record, the copy gate's rates are `copy_prior`: the first copy is cut
+    to worth_length(prior, prior, cost, 8) (0.5: 1 + int(log(0.1) / log(0.5)) = 4), and a prior below
+    the draft's (1 in 2) leaves the position to the draft model."""
+    context = [0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 3, 0, 1]
+    proposer = OuroborosProposer(toy(), branches=0, copy_length=8, target_token_cost=0.05, copy_prior=prior)
+    proposer.start(context, SamplingConfig())
+    tokens: list[int] = []
+    request = ProposalRequest(context, 16, FixedPolicy(16), SamplingConfig(), TorchSampler(0))
+    proposer._copy(request, tokens, [], [])
+    assert tokens == [2, 3, 4, 5, 2, 3, 4, 5][:expected]
+
+
 @pytest.mark.parametrize(
     ("continuation", "draft_rate", "drafts_on"),
     [(0.99, 0.9, True), (0.3, 0.3, False), (0.99, 0.1, False)],

@@ -126,6 +126,7 @@ class OuroborosProposer(ModelCounters):
     copy: bool = attrs.field(default=True, validator=boolean)  # propose context copies directly (gated)
     copy_length: int = attrs.field(default=10, validator=positive_int)  # tokens per copy, at most
     copy_candidates: int = attrs.field(default=1, validator=positive_int)  # context continuations per copy; the others become branches
+    copy_prior: float = attrs.field(default=0.5, validator=finite_in(0.0, 1.0))  # the copy gate's rates at the start of a call
     warm_start: bool = attrs.field(default=True, validator=boolean)  # keep the pool across generate calls
     pool_file: str | None = None  # JSON pool loaded at construction (see PhrasePool.save)
     pool: PhrasePool | None = None  # share a pool between proposers (built from the bounds if None)
@@ -262,10 +263,10 @@ class OuroborosProposer(ModelCounters):
         found = self._candidates(request.context, tokens, self.copy_length, self.copy_candidates, pool=False)
         if not found:
             return True
-        copy_rate = self._entry.setdefault("copy", Rate()).value
+        copy_rate = self._gate(self._entry, "copy").value
         # the draft model's token is preferred where it has the better record and the policy lets it run
         if (
-            copy_rate < self._entry.setdefault("draft", Rate()).value
+            copy_rate < self._gate(self._entry, "draft").value
             and request.policy.allows_forward(len(tokens))
             and not self._probe("copy")
         ):
@@ -308,12 +309,12 @@ class OuroborosProposer(ModelCounters):
             if accepted < start:
                 continue
             took = min(accepted - start, length)
-            self._entry.setdefault("copy", Rate()).add(float(took > 0), 1.0)
+            self._gate(self._entry, "copy").add(float(took > 0), 1.0)
             if took:
-                self._cont.setdefault("copy", Rate()).add(took - 1, took - 1 + (took < length))
+                self._gate(self._cont, "copy").add(took - 1, took - 1 + (took < length))
         own = next((i for i in range(drafted) if i not in copied), None)
         if own is not None and accepted >= own:
-            self._entry.setdefault("draft", Rate()).add(float(accepted > own), 1.0)
+            self._gate(self._entry, "draft").add(float(accepted > own), 1.0)
         self._copies = []
 
     def _draft_phrases(
@@ -353,7 +354,16 @@ class OuroborosProposer(ModelCounters):
 
     def _rates(self, gate: str) -> tuple[float, float]:
         """The gate's entry rate (its first token used) and continuation rate (each next one)."""
-        return self._entry.setdefault(gate, Rate()).value, self._cont.setdefault(gate, Rate()).value
+        return self._gate(self._entry, gate).value, self._gate(self._cont, gate).value
+
+    def _gate(self, table: dict[str, Rate], gate: str) -> Rate:
+        """The gate's rate in `table`, started at its prior on first use: `copy_prior` for copies
+        (an optimistic prior sends long copies until the prompt's own record says otherwise), 1 in
+        2 for the others."""
+        rate = table.get(gate)
+        if rate is None:
+            rate = table[gate] = Rate(2.0 * self.copy_prior, 2.0) if gate == "copy" else Rate()
+        return rate
 
     def _probe(self, gate: str) -> bool:
         """A closed gate still says yes now and then, so that its estimate can recover."""
@@ -470,9 +480,9 @@ class OuroborosProposer(ModelCounters):
         on_path = set(verification.tree_path)
         for branch, nodes, kind in zip(draft.branches, draft.tree.branch_nodes, self._branch_kinds):
             emitted = sum(1 for node in nodes if node in on_path)
-            self._entry.setdefault(BRANCH_GATE, Rate()).add(float(emitted > 0), 1.0)
+            self._gate(self._entry, BRANCH_GATE).add(float(emitted > 0), 1.0)
             if emitted:
-                self._cont.setdefault(BRANCH_GATE, Rate()).add(emitted - 1, emitted - 1 + (emitted < len(branch.tokens)))
+                self._gate(self._cont, BRANCH_GATE).add(emitted - 1, emitted - 1 + (emitted < len(branch.tokens)))
             self.stats.branch_kinds[kind] = self.stats.branch_kinds.get(kind, 0) + emitted
 
     def _candidates(
