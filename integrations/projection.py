@@ -157,8 +157,11 @@ def choose(times: Mapping[str, Mapping[int, float]]) -> Plan:
     plan: list[Rung] = []
     for rows in rungs:
         own = min((per_rung[rows], name, rows) for name, per_rung in times.items() if rows in per_rung)
-        larger = [(seconds, name, at) for name, per_rung in times.items() for at, seconds in per_rung.items() if at > rows]
-        best = min(larger) if larger and min(larger)[0] < (1.0 - PAD_GAIN) * own[0] else own
+        padded = min(
+            ((seconds, name, at) for name, per_rung in times.items() for at, seconds in per_rung.items() if at > rows),
+            default=own,
+        )
+        best = padded if padded[0] < (1.0 - PAD_GAIN) * own[0] else own
         rung = Rung(rows, best[1], best[2] if best[2] > rows else 0)
         if plan and (plan[-1].kernel, plan[-1].pad) == (rung.kernel, rung.pad):
             plan[-1] = rung
@@ -170,8 +173,8 @@ def choose(times: Mapping[str, Mapping[int, float]]) -> Plan:
 def measure(out_features: int, in_features: int, kernels: Sequence[str], timer: Timer = fastest_time) -> dict[str, dict[int, float]]:
     """Seconds per product for each kernel and rung, on random matrices of this shape (timing does
     not depend on the values) streamed from memory: each timed run multiplies every one of
-    `COLD_BYTES` worth of copies (at most MAX_COPIES) once. Kernels are interleaved at each rung so that drift falls on
-    all of them alike; a kernel DROP_FACTOR times slower than the fastest is not timed at the
+    `COLD_BYTES` worth of copies (at most MAX_COPIES) once. Kernels are interleaved at each rung
+    so that drift falls on all of them alike; a kernel DROP_FACTOR times slower than the fastest is not timed at the
     larger rungs. The kernels left are timed up the whole ladder: a larger rung may be the faster
     way to multiply fewer rows (padding, `choose`)."""
     generator = torch.Generator().manual_seed(0)
