@@ -21,6 +21,7 @@ import torch
 from specdec.errors import InputError, ModelNotFoundError
 
 from .base import ModelOutput, check_keep
+from .tree_attention import full_mask, leading_chain, tree_mask
 
 
 def cache_root() -> Path:
@@ -79,11 +80,18 @@ class TransformersStack:
         keep_entries(self.cache, length, positions)
 
     def run(
-        self, tokens: Sequence[int], start: int, keep: int, positions: torch.Tensor | None = None, allowed: torch.Tensor | None = None
+        self,
+        tokens: Sequence[int],
+        start: int,
+        keep: int,
+        positions: torch.Tensor | None = None,
+        allowed: torch.Tensor | None = None,
+        causal_rows: int = 0,
     ) -> torch.Tensor:
         """Same contract as `LeanLlama.run`: the final normed hidden states of the last `keep` tokens."""
         extra: dict[str, torch.Tensor] = {}
         if allowed is not None:
+            allowed = full_mask(allowed, causal_rows, start)
             # transformers 5.x passes a 4D additive mask through unchanged (masking_utils)
             dtype = self.model.dtype
             extra["attention_mask"] = torch.zeros(1, 1, *allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
@@ -237,16 +245,14 @@ class HFModel:
             depth.append(1 if p < 0 else depth[p] + 1)
         if self.max_length is not None and cached + max(depth) > self.max_length:
             raise ValueError(f"{self.name}: {cached + max(depth)} positions exceed the context of {self.max_length}")
-        allowed = torch.zeros(n, cached + n, dtype=torch.bool)
-        allowed[:, :cached] = True
-        for i, p in enumerate(parents):
-            if p >= 0:
-                allowed[i, cached:] = allowed[p, cached:]
-            allowed[i, cached + i] = True
+        # on an empty cache the tree's leading chain (the prompt) attends causally: only the
+        # nodes after it are masked (tree_attention)
+        chain = leading_chain(parents) if cached == 0 else 0
+        allowed = tree_mask(parents, cached, chain)
         positions = torch.tensor([cached + d - 1 for d in depth], dtype=torch.long)
-        return self._run(tokens, keep, hidden, positions=positions, allowed=allowed)
+        return self._run(tokens, keep, hidden, positions=positions, allowed=allowed, causal_rows=chain)
 
-    def _run(self, tokens: Sequence[int], keep: int, hidden: bool, **tree: torch.Tensor) -> ModelOutput:
+    def _run(self, tokens: Sequence[int], keep: int, hidden: bool, **tree: Any) -> ModelOutput:
         """One forward appending `tokens` (plain, or a tree given by its positions and mask)."""
         start = time.perf_counter()
         with torch.inference_mode():

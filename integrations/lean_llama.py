@@ -136,14 +136,21 @@ class LeanLlama:
         keep: int,
         positions: torch.Tensor | None = None,
         allowed: torch.Tensor | None = None,
+        causal_rows: int = 0,
     ) -> torch.Tensor:
         """Feed `tokens` after `start` cached entries; normed hidden states of the last `keep`.
 
         `positions` (default start, start+1, ...) and `allowed` ([n, start+n] booleans, default
         causal) describe a token tree; entries are written at slots start..start+n-1 either way.
+        With `causal_rows` (on an empty cache only) the first rows are a plain causal chain and
+        `allowed` holds the rows after it (`tree_attention`).
         """
         n = len(tokens)
         end = start + n
+        if causal_rows and (start or allowed is None or allowed.shape[0] != n - causal_rows):
+            raise ValueError("causal_rows needs an empty cache and a mask for the rows after them")
+        if causal_rows == n:  # the whole tree is a chain
+            allowed, causal_rows = None, 0
         if positions is None:
             positions = torch.arange(start, end)
             if n > 1 and allowed is None and start > 0:
@@ -165,14 +172,36 @@ class LeanLlama:
             keys, values = self._keys[index], self._values[index]
             keys[:, start:end] = qk[:, heads:].transpose(0, 1)
             values[:, start:end] = qkv[:, q_width + k_width :].view(n, kv_heads, dim).transpose(0, 1)
-            attended = F.scaled_dot_product_attention(
-                qk[:, :heads].transpose(0, 1).unsqueeze(0),
-                keys[:, :end].unsqueeze(0),
-                values[:, :end].unsqueeze(0),
-                attn_mask=allowed,
-                is_causal=causal,
-                enable_gqa=heads != kv_heads,
-            )
+            queries = qk[:, :heads].transpose(0, 1).unsqueeze(0)
+            if causal_rows:  # the chain causally (SDPA's fused kernel), the nodes after it masked
+                attended = torch.cat(
+                    (
+                        F.scaled_dot_product_attention(
+                            queries[:, :, :causal_rows],
+                            keys[:, :causal_rows].unsqueeze(0),
+                            values[:, :causal_rows].unsqueeze(0),
+                            is_causal=True,
+                            enable_gqa=heads != kv_heads,
+                        ),
+                        F.scaled_dot_product_attention(
+                            queries[:, :, causal_rows:],
+                            keys[:, :end].unsqueeze(0),
+                            values[:, :end].unsqueeze(0),
+                            attn_mask=allowed,
+                            enable_gqa=heads != kv_heads,
+                        ),
+                    ),
+                    dim=2,
+                )
+            else:
+                attended = F.scaled_dot_product_attention(
+                    queries,
+                    keys[:, :end].unsqueeze(0),
+                    values[:, :end].unsqueeze(0),
+                    attn_mask=allowed,
+                    is_causal=causal,
+                    enable_gqa=heads != kv_heads,
+                )
             x = x + layer.out(attended[0].transpose(0, 1).reshape(n, q_width))
             gate, up = layer.gate_up(F.rms_norm(x, hidden_shape, layer.post_norm, eps)).split(self.intermediate, dim=-1)
             x = x + layer.down(F.silu(gate) * up)

@@ -50,6 +50,28 @@ def test_steps_crops_trees_and_compaction_match_transformers(name):
     lean.reset()
 
 
+@pytest.mark.parametrize("name", ["stories260K", "smollm2-draft"])
+def test_a_tree_read_with_its_prompt_gives_each_node_its_own_path(name):
+    """The first round reads the prompt and the draft tree in one forward: the prompt's rows run
+    causally apart from the masked tree rows (tree_attention). Each tree node must see exactly
+    its own path: nodes hang at the prompt's end, on other nodes, and in the prompt's middle."""
+    lean, plain = both(name)
+    generator = torch.Generator().manual_seed(1)
+    prompt = torch.randint(3, lean.vocab_size, (90,), generator=generator).tolist()
+    nodes = torch.randint(3, lean.vocab_size, (5,), generator=generator).tolist()
+    n = len(prompt)
+    parents = [i - 1 for i in range(n)] + [n - 1, n, 40, n - 1, n + 3]
+    tokens = prompt + nodes
+    out = lean.forward_tree(tokens, parents, keep=len(nodes) + 1, hidden=True)
+    assert_same(out, plain.forward_tree(tokens, parents, keep=len(nodes) + 1, hidden=True))
+    paths = [prompt, prompt + nodes[:1], prompt + nodes[:2], prompt[:41] + nodes[2:3], prompt + nodes[3:4], prompt + nodes[3:5]]
+    for row, path in enumerate(paths):
+        lean.reset()
+        alone = lean.forward(path, keep=1, hidden=True)
+        assert torch.allclose(out.logits[row], alone.logits[0], atol=TOLERANCE, rtol=0), (row, (out.logits[row] - alone.logits[0]).abs().max())
+    lean.reset()
+
+
 def test_int8_and_trimmed_head_views_match_transformers():
     lean, plain = both("smollm2-draft")
     prompt = list(range(100, 160))
