@@ -18,15 +18,11 @@ from typing import Any, Sequence
 
 import torch
 
+from specdec.defaults import cache_root
 from specdec.errors import InputError, ModelNotFoundError
 
 from .base import ModelOutput, check_keep
 from .tree_attention import full_mask, leading_chain, tree_mask
-
-
-def cache_root() -> Path:
-    """Where converted model copies live (`SPECDEC_CACHE`, else ~/.cache/specdec)."""
-    return Path(os.environ.get("SPECDEC_CACHE", Path.home() / ".cache" / "specdec"))
 
 
 class HFCodec:

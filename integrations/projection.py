@@ -12,10 +12,13 @@ on two machines of the same 2-core kind (docs/benchmarks.md, "Which GEMM kernel"
   13.5 packed and 16 plain), which made a 2-token verify cost 1.6x a 1-token step with MKL.
 
 So a hard-coded choice is wrong somewhere. `kernel_plan` times the available kernels on matrices of
-the same shape at a ladder of row counts once per process (shape, dtype and thread count; one to
-three seconds in all for the default pair) and each projection then dispatches by row count.
-`SPECDEC_GEMM=<kernel>` forces one kernel everywhere (reproducible timings, or to compare); the
-default `auto` measures.
+the same shape at a ladder of row counts (about five seconds in all for the default pair) and each
+projection then dispatches by row count. The plan is saved per machine (CPU model, torch version,
+thread count, shape) in `gemm-plans.json` under specdec's cache (`SPECDEC_CACHE`), so that every
+process on a machine runs the same plan and only the first pays for measuring it: measured afresh
+in each process, the close calls among the rungs came out differently from process to process.
+`SPECDEC_GEMM` selects: `auto` (default: the saved plan, else measured and saved), `fresh` (measured
+in this process, nothing read or saved), or a kernel name, forced everywhere (to compare kernels).
 
 The timing streams the weights from memory, as a forward does: a forward runs every matrix of the
 model once, far more than the caches hold, so each product reads its weights from RAM. A matrix
@@ -25,7 +28,9 @@ oneDNN's 133). So each kernel is timed on copies of the matrix totalling `COLD_B
 the other. Cold, a few rows often cost *less* than one or two (oneDNN on the AMD machine: the
 576 x 1536 product 166 / 198 us at 1 / 2 rows, 134 at 4; a 2-token target forward 39.7 ms, the
 same padded to 3 rows 34.8): a product of r rows therefore runs as the rung >= r that measured
-fastest, its input padded with zero rows and the extra output rows dropped.
+fastest, its input padded with zero rows and the extra output rows dropped. Every kernel and rung
+is timed once per sweep, over several sweeps, and keeps its fastest time: a slow moment of the
+machine then touches all rungs alike instead of deciding a padding.
 
 Several matrices applied to the same input (q, k and v; gate and up) are fused into one product,
 which saves a weight pass's fixed costs per layer. Only the kernel changes, never the weights: the
@@ -34,15 +39,21 @@ products agree with `torch.nn.functional.linear` to float rounding (tested for e
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
-from typing import Callable, Mapping, NamedTuple, Sequence
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import attrs
 import torch
 import torch.nn.functional as F
 
+from specdec.defaults import cache_root
 from specdec.errors import ConfigurationError
+from specdec.machine import cpu_model
 
 # the row counts timed; a product with r rows uses the choice for the smallest rung >= r (the
 # largest rung beyond it: prompts are read in one product of hundreds of rows, where the kernels'
@@ -52,7 +63,7 @@ ROW_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 # (laid out for 4 rows, a 9-token target forward cost 1.3x an 8-token one); oneDNN's layout hint
 # changes little past 8 (measured); both are laid out for the top of the ladder
 LAYOUT_ROWS = 64
-TIMING_REPEATS = 3  # the fastest of these per kernel and rung (interleaved), after one warm-up
+SWEEPS = 5  # timed sweeps over every kernel and rung after the first (each keeps its fastest)
 # a kernel this many times slower than the fastest at a rung is not timed at larger rungs (the LM
 # head's plain product at 24-64 rows alone would cost a second to time; none came back from 2x)
 DROP_FACTOR = 2.0
@@ -64,8 +75,10 @@ COLD_BYTES = 64 << 20
 # overhead whatever the memory does)
 MAX_COPIES = 64
 ENVIRONMENT = "SPECDEC_GEMM"
+FRESH = "fresh"  # SPECDEC_GEMM=fresh: measure in this process, read and save nothing
+PLAN_FILE = "gemm-plans.json"
 
-Timer = Callable[[str, int, Callable[[], object]], float]  # (kernel, rows, run) -> seconds
+Timer = Callable[[str, int, Callable[[], object]], float]  # (kernel, rows, run) -> seconds of one run
 
 
 @attrs.frozen
@@ -126,27 +139,22 @@ def usable_kernels(dtype: torch.dtype) -> list[str]:
     return [name for name, kernel in KERNELS.items() if kernel.available()]
 
 
-def forced_kernel() -> str | None:
-    """The kernel named by SPECDEC_GEMM, None for `auto` (or unset); a clear error otherwise."""
+def gemm_setting() -> str:
+    """SPECDEC_GEMM: `auto` (also when unset), `fresh` or an available kernel; a clear error otherwise."""
     value = os.environ.get(ENVIRONMENT, "auto").strip() or "auto"
-    if value == "auto":
-        return None
+    if value in ("auto", FRESH):
+        return value
     if value not in KERNELS:
-        raise ConfigurationError(f"{ENVIRONMENT}={value!r}: choose auto or one of {', '.join(KERNELS)}")
+        raise ConfigurationError(f"{ENVIRONMENT}={value!r}: choose auto, {FRESH} or one of {', '.join(KERNELS)}")
     if not KERNELS[value].available():
         raise ConfigurationError(f"{ENVIRONMENT}={value!r}: that kernel is not available in this torch build")
     return value
 
 
-def fastest_time(kernel: str, rows: int, run: Callable[[], object]) -> float:
-    """Seconds of the fastest of TIMING_REPEATS runs after a warm-up (the least disturbed one)."""
+def time_once(kernel: str, rows: int, run: Callable[[], object]) -> float:
+    start = time.perf_counter()
     run()
-    best = float("inf")
-    for _ in range(TIMING_REPEATS):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return time.perf_counter() - start
 
 
 def choose(times: Mapping[str, Mapping[int, float]]) -> Plan:
@@ -170,26 +178,36 @@ def choose(times: Mapping[str, Mapping[int, float]]) -> Plan:
     return tuple(plan)
 
 
-def measure(out_features: int, in_features: int, kernels: Sequence[str], timer: Timer = fastest_time) -> dict[str, dict[int, float]]:
+def measure(out_features: int, in_features: int, kernels: Sequence[str], timer: Timer = time_once) -> dict[str, dict[int, float]]:
     """Seconds per product for each kernel and rung, on random matrices of this shape (timing does
     not depend on the values) streamed from memory: each timed run multiplies every one of
-    `COLD_BYTES` worth of copies (at most MAX_COPIES) once. Kernels are interleaved at each rung
-    so that drift falls on all of them alike; a kernel DROP_FACTOR times slower than the fastest is not timed at the
-    larger rungs. The kernels left are timed up the whole ladder: a larger rung may be the faster
-    way to multiply fewer rows (padding, `choose`)."""
+    `COLD_BYTES` worth of copies (at most MAX_COPIES) once.
+
+    A first sweep up the ladder (each run after an untimed warm-up) drops the kernels DROP_FACTOR
+    times slower than the fastest at a rung from the larger rungs; then SWEEPS more sweeps time
+    every kernel and rung left once each, in ladder order, and each keeps its fastest time. The
+    kernels left are timed up the whole ladder: a larger rung may be the faster way to multiply
+    fewer rows (padding, `choose`)."""
     generator = torch.Generator().manual_seed(0)
     copies = max(1, min(MAX_COPIES, COLD_BYTES // (out_features * in_features * 4)))
     weights = [torch.randn(out_features, in_features, generator=generator) for _ in range(copies)]
     prepared = {name: [KERNELS[name].prepare(weight) for weight in weights] for name in kernels}
     times: dict[str, dict[int, float]] = {name: {} for name in kernels}
+    runs: list[tuple[str, int, Callable[[], torch.Tensor]]] = []
     racing = list(kernels)
     with torch.inference_mode():
         for rows in ROW_LADDER:
             x = torch.randn(rows, in_features, generator=generator)
             for name in racing:
-                times[name][rows] = timer(name, rows, _sweep(KERNELS[name], x, weights, prepared[name])) / copies
+                run = _sweep(KERNELS[name], x, weights, prepared[name])
+                run()
+                times[name][rows] = timer(name, rows, run) / copies
+                runs.append((name, rows, run))
             best = min(times[name][rows] for name in racing)
             racing = [name for name in racing if times[name][rows] <= DROP_FACTOR * best]
+        for _ in range(SWEEPS):
+            for name, rows, run in runs:
+                times[name][rows] = min(times[name][rows], timer(name, rows, run) / copies)
     return times
 
 
@@ -205,17 +223,77 @@ def _sweep(kernel: Kernel, x: torch.Tensor, weights: Sequence[torch.Tensor], pre
 
 
 def kernel_plan(out_features: int, in_features: int, dtype: torch.dtype = torch.float32) -> Plan:
-    """The kernel per row count for this shape on this machine (measured once per process)."""
-    forced = forced_kernel()
-    if forced is not None:
-        return (Rung(ROW_LADDER[-1], forced if forced in usable_kernels(dtype) else "linear"),)
+    """The kernel per row count for this shape on this machine: saved, else measured (see the
+    module docstring); looked up once per process."""
+    setting = gemm_setting()
+    if setting not in ("auto", FRESH):
+        return (Rung(ROW_LADDER[-1], setting if setting in usable_kernels(dtype) else "linear"),)
     kernels = usable_kernels(dtype)
     if len(kernels) == 1:
         return (Rung(ROW_LADDER[-1], kernels[0]),)
     key = (out_features, in_features, dtype, torch.get_num_threads(), tuple(kernels))
     if key not in _plans:
-        _plans[key] = choose(measure(out_features, in_features, kernels))
+        saved_key = machine_key(out_features, in_features, dtype, kernels)
+        plan = parse_plan(load_saved_plans().get(saved_key)) if setting == "auto" else None
+        if plan is None:
+            plan = choose(measure(out_features, in_features, kernels))
+            if setting == "auto":
+                save_plan(saved_key, plan)
+        _plans[key] = plan
     return _plans[key]
+
+
+def plan_file() -> Path:
+    return cache_root() / PLAN_FILE
+
+
+def machine_key(out_features: int, in_features: int, dtype: torch.dtype, kernels: Sequence[str]) -> str:
+    """What a saved plan holds for: the machine, torch, threads, shape and kernels, and how this
+    module measures (a change of the ladder or the timing measures afresh)."""
+    method = hashlib.sha1(repr((ROW_LADDER, LAYOUT_ROWS, DROP_FACTOR, PAD_GAIN, COLD_BYTES, MAX_COPIES, SWEEPS)).encode()).hexdigest()[:8]
+    return (
+        f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
+        f"{str(dtype).removeprefix('torch.')} {out_features}x{in_features} | {','.join(kernels)} | method {method}"
+    )
+
+
+def load_saved_plans() -> dict[str, Any]:
+    """The saved plans ({} when there are none; an unreadable file is reported and ignored)."""
+    path = plan_file()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        warnings.warn(f"ignoring the saved GEMM plans in {path} ({error}); measuring instead", stacklevel=2)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def parse_plan(entry: Any) -> Plan | None:
+    """A saved plan ([[rows, kernel, pad], ...]) if it is well formed and its kernels run here."""
+    try:
+        plan = tuple(Rung(int(rows), str(kernel), int(pad)) for rows, kernel, pad in entry)
+    except (TypeError, ValueError):
+        return None
+    ascending = all(a.rows < b.rows for a, b in zip(plan, plan[1:]))
+    valid = all(r.kernel in KERNELS and KERNELS[r.kernel].available() and (r.pad == 0 or r.pad > r.rows) for r in plan)
+    return plan if plan and ascending and valid else None
+
+
+def save_plan(key: str, plan: Plan) -> None:
+    """Add `plan` to the saved plans (written whole, then renamed: a reader never sees half a
+    file). A cache that cannot be written is reported; the plan still serves this process."""
+    path = plan_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = load_saved_plans()
+        data[key] = [list(rung) for rung in plan]
+        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as error:
+        warnings.warn(f"cannot save the GEMM plan to {path} ({error}); it will be measured again next time", stacklevel=2)
 
 
 def measured_plans() -> dict[tuple[int, int], Plan]:

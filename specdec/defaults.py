@@ -1,4 +1,5 @@
-"""Where the embedded default model pair lives, and the clear error when it does not."""
+"""Where the embedded default model pair and specdec's cache live, and the clear error when the
+models are missing."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ def models_dir() -> Path:
         "cannot find the default models: set SPECDEC_MODELS to the directory holding "
         f"{DEFAULT_TARGET_DIR}/ and {DEFAULT_DRAFT_DIR}/, or pass --target/--draft"
     )
+
+
+def cache_root() -> Path:
+    """Where converted model copies and measured GEMM plans live (`SPECDEC_CACHE`, else ~/.cache/specdec)."""
+    return Path(os.environ.get("SPECDEC_CACHE", Path.home() / ".cache" / "specdec"))
 
 
 def default_target() -> str:

@@ -134,7 +134,7 @@ def test_a_labelled_method_is_the_same_method_under_another_name(pair):
 
 
 def test_the_cpu_model_is_read_from_cpuinfo(tmp_path):
-    from specdec.bench.machine import cpu_model
+    from specdec.machine import cpu_model
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\n")

@@ -21,10 +21,11 @@ COMMANDS = {
 
 EPILOG = """environment:
   SPECDEC_MODELS           directory holding the default model pair (smollm2-135m-instruct/, smollm2-draft/)
-  SPECDEC_CACHE            where converted model copies are cached (default ~/.cache/specdec)
+  SPECDEC_CACHE            where converted model copies and GEMM plans are cached (default ~/.cache/specdec)
   SPECDEC_DISABLE_PLUGINS  1 skips every third-party plugin; NAME,NAME skips those entry points or distributions
   SPECDEC_GEMM             auto (default: the fastest GEMM kernel per weight shape and row count, timed once
-                           per process), or linear, mkl-packed, onednn to use that kernel everywhere
+                           per machine and saved in the cache), fresh (timed in this process, nothing saved),
+                           or linear, mkl-packed, onednn to use that kernel everywhere
 
 Run `specdec COMMAND --help` for the options of one command."""
 

@@ -13,7 +13,7 @@ import attrs
 import torch
 
 from specdec.bench.compare import CAPTION
-from specdec.bench.machine import cpu_model
+from specdec.machine import cpu_model
 from specdec.bench.prompts import load_spec_bench
 from specdec.bench.report import COLUMNS, markdown_table, plot_speedups, print_table, write_json
 from specdec.bench.runner import run_benchmark, summarize

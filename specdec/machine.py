@@ -1,4 +1,4 @@
-"""What a benchmark ran on: the CPU model (the fastest GEMM kernel, and so every ratio, depends on it)."""
+"""What this machine is: the CPU model (the fastest GEMM kernel, and so every speed ratio, depends on it)."""
 
 from __future__ import annotations
 
