@@ -163,6 +163,7 @@ class LeanLlama:
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         q_width, k_width = heads * dim, kv_heads * dim
         half, hidden_shape, eps = dim // 2, x.shape[-1:], self.eps
+        grouped = heads != kv_heads
         for index, layer in enumerate(self.layers):
             qkv = layer.qkv(F.rms_norm(x, hidden_shape, layer.input_norm, eps))
             # q and k rotated together: x * cos + rotate_half(x) * sin, rotate_half as a roll
@@ -172,36 +173,14 @@ class LeanLlama:
             keys, values = self._keys[index], self._values[index]
             keys[:, start:end] = qk[:, heads:].transpose(0, 1)
             values[:, start:end] = qkv[:, q_width + k_width :].view(n, kv_heads, dim).transpose(0, 1)
-            queries = qk[:, :heads].transpose(0, 1).unsqueeze(0)
+            queries, seen = qk[:, :heads].transpose(0, 1).unsqueeze(0), (keys[:, :end].unsqueeze(0), values[:, :end].unsqueeze(0))
             if causal_rows:  # the chain causally (SDPA's fused kernel), the nodes after it masked
-                attended = torch.cat(
-                    (
-                        F.scaled_dot_product_attention(
-                            queries[:, :, :causal_rows],
-                            keys[:, :causal_rows].unsqueeze(0),
-                            values[:, :causal_rows].unsqueeze(0),
-                            is_causal=True,
-                            enable_gqa=heads != kv_heads,
-                        ),
-                        F.scaled_dot_product_attention(
-                            queries[:, :, causal_rows:],
-                            keys[:, :end].unsqueeze(0),
-                            values[:, :end].unsqueeze(0),
-                            attn_mask=allowed,
-                            enable_gqa=heads != kv_heads,
-                        ),
-                    ),
-                    dim=2,
-                )
+                chain = (keys[:, :causal_rows].unsqueeze(0), values[:, :causal_rows].unsqueeze(0))
+                head = F.scaled_dot_product_attention(queries[:, :, :causal_rows], *chain, is_causal=True, enable_gqa=grouped)
+                tail = F.scaled_dot_product_attention(queries[:, :, causal_rows:], *seen, attn_mask=allowed, enable_gqa=grouped)
+                attended = torch.cat((head, tail), dim=2)
             else:
-                attended = F.scaled_dot_product_attention(
-                    queries,
-                    keys[:, :end].unsqueeze(0),
-                    values[:, :end].unsqueeze(0),
-                    attn_mask=allowed,
-                    is_causal=causal,
-                    enable_gqa=heads != kv_heads,
-                )
+                attended = F.scaled_dot_product_attention(queries, *seen, attn_mask=allowed, is_causal=causal, enable_gqa=grouped)
             x = x + layer.out(attended[0].transpose(0, 1).reshape(n, q_width))
             gate, up = layer.gate_up(F.rms_norm(x, hidden_shape, layer.post_norm, eps)).split(self.intermediate, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
