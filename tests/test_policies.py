@@ -20,6 +20,7 @@ from specdec.strategies.policies import (
     SvipPolicy,
 )
 from specdec.strategies.policies.confidence import roc_threshold
+from specdec.strategies.policies.cost_aware import STALE_CALLS
 from specdec.strategies.proposers import DraftModelProposer
 
 STATE = RoundState(context_length=3, generated=0, remaining=100)
@@ -457,6 +458,62 @@ def test_cost_aware_measures_costs_and_stops_speculating_when_it_is_slower():
         budgets.append(drive(policy, [0.95] * 16, accepted=1, draft=0.020, verify=0.011)[0])
     assert policy.draft_step() == pytest.approx(0.020)
     assert budgets[0] == 16 and budgets[-1] == 0
+
+
+def generate_call(policy, *, draft: float, accepted: int, tokens: int = 64, prompt: int = 60) -> int:
+    """One generate call as the decoder runs it: a `prompt`-token prompt, then rounds in which the
+    draft model proposes confident tokens (`draft` seconds a position looked at), the first
+    `accepted` of them accepted; target steps cost 10 ms (the first round, the prefill, 0.5 s).
+    Returns the rounds in which the draft model ran."""
+    policy.start()
+    generated = rounds_with_draft = 0
+    while generated < tokens:
+        state = RoundState(context_length=prompt + generated, generated=generated, remaining=tokens - generated)
+        budget = policy.begin_round(state)
+        asked = drafted = 0
+        if budget and policy.allows_forward(0):
+            for i in range(min(budget, tokens - generated - 1)):
+                asked += 1
+                features = feats(prob=0.95, position=i)
+                if not policy.should_draft(features):
+                    break
+                drafted += 1
+                if policy.decide(features) is not Decision.CONTINUE:
+                    break
+        rounds_with_draft += drafted > 0
+        kept = min(accepted, drafted)
+        verify = 0.5 if generated == 0 else 0.010 * (1 + 0.02 * drafted)
+        policy.observe(verdict(drafted, kept, draft=draft * asked, verify=verify, context=prompt + generated))
+        generated += kept + 1
+    return rounds_with_draft
+
+
+def test_cost_aware_drafts_again_after_a_slow_stretch_priced_the_draft_out():
+    """A slow stretch of the machine (here: draft steps at 1.5 target steps for two calls) stops
+    drafting, and then nothing re-measures the draft step: its stale price fades back to the
+    prior over STALE_CALLS calls, so an exploration becomes affordable and measures it again."""
+    policy = CostAwarePolicy()
+    assert generate_call(policy, draft=0.001, accepted=16) > 0
+    for _ in range(2):
+        generate_call(policy, draft=0.015, accepted=2)
+    assert generate_call(policy, draft=0.001, accepted=16) == 0  # priced out: not even explored
+    resumed = [generate_call(policy, draft=0.001, accepted=16) > 0 for _ in range(STALE_CALLS + 2)]
+    assert any(resumed[: STALE_CALLS + 1]) and resumed[-1]
+    assert policy.draft_step() == pytest.approx(0.001)
+
+
+def test_cost_aware_a_width_no_longer_verified_fades_back_to_the_prior_slope():
+    policy = CostAwarePolicy(explore_share=0.0)
+    policy.start()
+    policy.observe(verdict(0, 0, verify=5.0))
+    for _ in range(3):
+        policy.observe(verdict(0, 0, verify=0.010))
+        policy.observe(verdict(4, 4, verify=0.030))  # width 5 at three steps: a slow stretch
+    policy.start()
+    assert policy.verify_cost(5) == pytest.approx(0.030)  # the shape measured: 3.0
+    policy.start()  # a call that verified nothing at width 5: a third of the way to 1 + 4 * 0.05
+    assert policy.verify_cost(5) == pytest.approx(0.010 * (3.0 + (1.2 - 3.0) / STALE_CALLS))
+    assert policy.verify_cost(1) == pytest.approx(0.010)
 
 
 def test_cost_aware_times_a_forward_by_its_real_width_branches_included():

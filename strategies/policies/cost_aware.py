@@ -18,6 +18,7 @@ TIMING_WINDOW = 9
 LONG_READ = 64  # unread tokens (a prompt) whose reading by the draft needs this call's own evidence
 FRONT = 64  # tokens of a call whose exploration budget is granted up front
 QUANTILE = 0.25  # timings are summarised by their lower quartile (see `_typical`)
+STALE_CALLS = 3  # a cost not re-measured for this many calls is back at its prior (see `_age_costs`)
 
 
 @attrs.define
@@ -107,6 +108,7 @@ class CostAwarePolicy(PolicyBase):
     _catchup: deque[float] = attrs.field(init=False, repr=False)
     _ratios: dict[int, float] = attrs.field(init=False, factory=dict, repr=False)  # V(w) / V(1) of earlier calls
     _step_prior: float = attrs.field(init=False, default=1.0, repr=False)
+    _draft_timed: bool = attrs.field(init=False, default=False, repr=False)  # a draft step was timed this call
     # per call / per round
     _untimed: bool = attrs.field(init=False, default=True, repr=False)
     _synced: int = attrs.field(init=False, default=0, repr=False)  # context length the draft has read
@@ -198,6 +200,7 @@ class CostAwarePolicy(PolicyBase):
         self._credit = 0.0
         self._new_prompt = True
         self._verified_rounds = 0
+        self._age_costs()
         self._remember_costs()
         self._shrink()
         self._reset_round()
@@ -337,8 +340,27 @@ class CostAwarePolicy(PolicyBase):
             return
         if self._unread <= 2:
             self._draft.append(seconds / positions)
+            self._draft_timed = True
         elif self._unread >= 16:
             self._catchup.append(max(seconds - positions * self.draft_step(), 0.0) / (self._unread - 1))
+
+    def _age_costs(self) -> None:
+        """Costs that the last call did not re-measure fade back to their priors over STALE_CALLS calls.
+
+        A slow stretch of a shared machine can price the draft step, or a verify width, out; once
+        nothing is drafted nothing re-measures them, and exploring must pay for the stale price
+        too (with a prompt of a few dozen tokens to read, more than a call's budget). Seen in a
+        long benchmark: `auto` with the plain draft stopped drafting for 30 prompts in a row. So
+        the draft's oldest timings are dropped (the prior stands in when none are left), and the
+        shape of a width not verified moves towards the prior slope, a share per call.
+        """
+        if not self._draft_timed:
+            for _ in range(min(len(self._draft), math.ceil(TIMING_WINDOW / STALE_CALLS))):
+                self._draft.popleft()
+        self._draft_timed = False
+        for width, ratio in self._ratios.items():
+            if width not in self._verify:
+                self._ratios[width] = ratio + (1.0 + self.width_cost * (width - 1) - ratio) / STALE_CALLS
 
     def _remember_costs(self) -> None:
         """Verify costs depend on the context length: a new call re-measures them, keeping their shape."""
