@@ -13,7 +13,6 @@ import attrs
 import torch
 
 from specdec.bench.compare import CAPTION
-from specdec.machine import cpu_model
 from specdec.bench.prompts import load_spec_bench
 from specdec.bench.report import COLUMNS, markdown_table, plot_speedups, print_table, write_json
 from specdec.bench.runner import run_benchmark, summarize
@@ -23,6 +22,7 @@ from specdec.cli.options import add_model_options, add_prompt_set_options, load
 from specdec.defaults import default_draft, default_target
 from specdec.errors import ConfigurationError
 from specdec.integrations.projection import gemm_report
+from specdec.machine import cpu_model
 
 
 def add_parser(subparsers) -> None:

@@ -175,8 +175,12 @@ class CostAwarePolicy(PolicyBase):
         return self.target_step() * self._shape(width)
 
     def _shape(self, width: int) -> float:
-        """V(width) / V(1) as measured in earlier calls, else the prior 1 + `width_cost` * (width - 1)."""
-        return self._ratios.get(width, 1.0 + self.width_cost * (width - 1))
+        """V(width) / V(1) as measured in earlier calls, else the prior (`_prior_shape`)."""
+        return self._ratios.get(width, self._prior_shape(width))
+
+    def _prior_shape(self, width: int) -> float:
+        """V(width) / V(1) before it is measured: 1 + `width_cost` * (width - 1)."""
+        return 1.0 + self.width_cost * (width - 1)
 
     def draft_step(self) -> float:
         return _typical(self._draft) if self._draft else self.draft_cost * self.target_step()
@@ -360,7 +364,7 @@ class CostAwarePolicy(PolicyBase):
         self._draft_timed = False
         for width, ratio in self._ratios.items():
             if width not in self._verify:
-                self._ratios[width] = ratio + (1.0 + self.width_cost * (width - 1) - ratio) / STALE_CALLS
+                self._ratios[width] = ratio + (self._prior_shape(width) - ratio) / STALE_CALLS
 
     def _remember_costs(self) -> None:
         """Verify costs depend on the context length: a new call re-measures them, keeping their shape."""
