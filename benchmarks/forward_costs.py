@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from specdec.bench.costs import sweep_seconds
+from specdec.timing import sweep_seconds
 from specdec.defaults import default_draft, default_target
 from specdec.integrations.base import ModelOutput
 from specdec.integrations.hf import load_model

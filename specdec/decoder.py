@@ -28,10 +28,14 @@ from specdec.stats import GenerationResult, StatsRecorder
 from specdec.verifier import Verifier
 
 
-def _default_policy() -> LengthPolicy:
-    from specdec.strategies.policies.fixed import FixedPolicy
+DEFAULT_POLICY = ("fixed", {"k": 4})  # by registry name: the core names no strategy
 
-    return FixedPolicy(4)
+
+def _default_policy() -> LengthPolicy:
+    from specdec.plugins import make_policy
+
+    name, params = DEFAULT_POLICY
+    return make_policy(name, **params)
 
 
 @attrs.define

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from hypothesis import strategies as st
 
-from specdec.phrase_pool import PhrasePool
+from specdec.strategies.proposers.phrase_pool import PhrasePool
 from specdec.strategies.proposers import OuroborosProposer
 
 

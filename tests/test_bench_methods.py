@@ -108,7 +108,7 @@ def test_a_policy_that_times_itself_reports_its_share_of_the_run(pair):
 
     from specdec import Decoder
     from specdec.bench.methods import SpecdecMethod
-    from specdec.pacer.model import PacerConfig, PreVerifier
+    from specdec.strategies.policies.pacer.network import PacerConfig, PreVerifier
     from specdec.strategies.policies.pacer import PacerPolicy
     from specdec.strategies.proposers import DraftModelProposer
 

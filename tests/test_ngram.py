@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from specdec.ngram import NgramIndex
+from specdec.strategies.proposers.ngram import NgramIndex
 from specdec.policy import Decision
 from specdec.proposer import ProposalRequest
 from specdec.samplers import TorchSampler

@@ -15,7 +15,7 @@ import torch
 from specdec import Decoder
 from specdec.errors import ConfigurationError
 from specdec.integrations.toy import ToyModel
-from specdec.phrase_pool import PhrasePool
+from specdec.strategies.proposers.phrase_pool import PhrasePool
 from specdec.plugins import registry
 from specdec.policy import Decision
 from specdec.proposer import ProposalRequest

@@ -10,13 +10,13 @@ import torch
 
 from specdec import ConfigurationError, Decoder
 from specdec.features import TokenFeatures
-from specdec.pacer.collect import PacerData
+from specdec.strategies.policies.pacer.collect import PacerData
 from specdec.verification import Verification
-from specdec.pacer.model import PacerConfig, PreVerifier, draft_fingerprint
-from specdec.pacer.train import Costs, auc, round_starts, simulate, split_sequences, token_examples
+from specdec.strategies.policies.pacer.network import PacerConfig, PreVerifier, draft_fingerprint
+from specdec.strategies.policies.pacer.train import Costs, auc, round_starts, simulate, split_sequences, token_examples
 from specdec.plugins import registry
 from specdec.policy import Decision, RoundState
-from specdec.strategies.policies.pacer import PacerPolicy, default_path
+from specdec.strategies.policies.pacer.policy import PacerPolicy, default_path
 from specdec.strategies.proposers import DraftModelProposer
 from tests.models import model_path, real_model
 
@@ -285,7 +285,7 @@ def test_train_pacer_end_to_end_on_the_tiny_pair(tmp_path, capsys):
     assert main([*args, "--int8-draft"]) == 0  # the int8 draft's step is timed: collected again
     printed = capsys.readouterr().out
     assert "collecting again" in printed and "held-out" in printed
-    from specdec.pacer.collect import PacerData
+    from specdec.strategies.policies.pacer.collect import PacerData
 
     assert PacerData.load(out / "features.safetensors").meta["cost_draft"].endswith("[int8]")
     assert PacerPolicy(path=str(out), model=real_model("stories260K-draft")).cap == 6  # same draft fingerprint

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from specdec.errors import ConfigurationError
-from specdec.phrase_pool import PhrasePool
+from specdec.strategies.proposers.phrase_pool import PhrasePool
 
 
 def test_newest_first_and_oldest_phrase_dropped_per_key():

@@ -13,7 +13,7 @@ import attrs
 from hypothesis import strategies as st
 
 from specdec.integrations.toy import ToyModel
-from specdec.pacer.model import PacerConfig, PreVerifier
+from specdec.strategies.policies.pacer.network import PacerConfig, PreVerifier
 from specdec.sampling import SamplingConfig
 from specdec.strategies.policies import (
     AdaEdlPolicy,

@@ -12,15 +12,12 @@ import argparse
 import contextlib
 import io
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-# Document this checkout, whatever else is installed (another checkout may be pip-installed -e):
-# import it now, before mkdocstrings imports anything with a search path of its own.
+import specdec  # the installed package (the README's commands install this checkout editable)
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-import specdec  # noqa: E402
 
 STRATEGIES_MARKER = "<!-- specdec:strategies -->"
 CLI_MARKER = "<!-- specdec:cli -->"

@@ -98,9 +98,9 @@ def _prompt_of(row: object, path: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from specdec.defaults import default_draft, default_target, models_dir
-    from specdec.pacer.collect import PacerData, collect
-    from specdec.pacer.prompts import builtin_prompts
-    from specdec.pacer.train import TrainSettings, fit
+    from specdec.strategies.policies.pacer.collect import PacerData, collect
+    from specdec.strategies.policies.pacer.prompts import builtin_prompts
+    from specdec.strategies.policies.pacer.train import TrainSettings, fit
 
     for name in ("num_prompts", "builtin_prompts", "max_new_tokens", "batch_size", "width", "epochs", "max_draft",
                  "hidden_rank", "embedding_rank"):
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     )
     embedding = None
     if args.embedding_rank:
-        from specdec.pacer.model import draft_embedding
+        from specdec.strategies.policies.pacer.network import draft_embedding
 
         embedding = draft_embedding(draft)
     result = fit(data, settings, embedding=embedding)

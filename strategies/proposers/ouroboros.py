@@ -43,8 +43,8 @@ from specdec.draft import Branch, Draft, TokenTree
 from specdec.errors import ConfigurationError
 from specdec.features import TokenFeatures, draft_features, token_features
 from specdec.integrations.base import LanguageModel, as_model, supports_tree
-from specdec.ngram import NgramIndex
-from specdec.phrase_pool import PhrasePool
+from .ngram import NgramIndex
+from .phrase_pool import PhrasePool
 from specdec.policy import Decision, boolean, finite_in, non_negative_int, optional_positive_int, positive_int
 from specdec.proposer import ModelCounters, Offer, ProposalRequest, offer_deterministic
 from specdec.sampling import SamplingConfig, checked_max

@@ -18,7 +18,7 @@ from typing import Sequence
 import attrs
 
 from specdec.draft import EMPTY_DRAFT, Draft
-from specdec.ngram import NgramIndex
+from .ngram import NgramIndex
 from specdec.policy import one_of, positive_int
 from specdec.proposer import ProposalRequest, offer_deterministic
 from specdec.sampling import SamplingConfig

@@ -1,6 +1,6 @@
 """PACER: a trained blockwise pre-verifier decides when to stop drafting (arXiv 2602.01274).
 
-See docs/pacer.md. The network (specdec/pacer/model.py) scores each drafted token from the draft's
+See docs/pacer.md. The network (strategies/policies/pacer/network.py) scores each drafted token from the draft's
 own hidden state and cheap scalars; every `block_size` tokens the block's score (the product of its
 tokens' predicted acceptance, i.e. P(block accepted | earlier blocks accepted)) is compared with
 `threshold`. The decision is made in `decide`, after a token is kept, so a stop only shortens the
@@ -22,15 +22,15 @@ import torch
 from specdec.errors import ConfigurationError
 from specdec.features import DraftFeatures, TokenFeatures
 from specdec.integrations.base import LanguageModel
-from specdec.pacer.model import PreVerifier, TokenScorer, draft_fingerprint, draft_hidden_size, scalar_features
+from .network import PreVerifier, TokenScorer, draft_fingerprint, draft_hidden_size, scalar_features
 from specdec.policy import Decision, PolicyBase, RoundState, finite_in, one_of, positive_int
 from specdec.verification import Verification
 
-from .cost_aware import CostAwarePolicy
+from specdec.strategies.policies.cost_aware import CostAwarePolicy
 
 RULES = ("threshold", "cost")
 
-DEFAULT_DIR = "pacer_default"
+DEFAULT_DIR = "default"
 # set by `from_verifier` for the duration of one constructor call
 _PRELOADED: contextvars.ContextVar[PreVerifier | None] = contextvars.ContextVar("pacer_preloaded", default=None)
 

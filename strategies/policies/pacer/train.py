@@ -23,8 +23,8 @@ import attrs
 import torch
 from torch import nn
 
-from specdec.pacer.collect import PacerData
-from specdec.pacer.model import PacerConfig, PreVerifier
+from .collect import PacerData
+from .network import PacerConfig, PreVerifier
 
 
 @attrs.frozen
@@ -404,7 +404,7 @@ def measure_evaluation_seconds(net: PreVerifier, block: int, vocab_size: int, re
     """Seconds per block through the policy's own code path: the lazy features of `block` tokens
     (a softmax over the vocabulary each), their bookkeeping in decide(), and one block score."""
     from specdec.features import token_features
-    from specdec.strategies.policies.pacer import PacerPolicy
+    from .policy import PacerPolicy
 
     policy = PacerPolicy.from_verifier(net, block_size=block, threshold=0.0)
     generator = torch.Generator().manual_seed(0)

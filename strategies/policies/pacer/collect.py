@@ -5,7 +5,7 @@ sequence gives, at every position, the draft's hidden state and distribution and
 argmax. A real greedy round that reached a position with all earlier draft tokens accepted saw
 exactly this context, so `accepted = (draft argmax == target argmax)` is that round's outcome and
 the features are the ones the policy would have seen. Rounds starting anywhere are rebuilt later
-from these per-position outcomes (specdec/pacer/train.py); nothing here depends on a policy.
+from these per-position outcomes (strategies/policies/pacer/train.py); nothing here depends on a policy.
 
 The continuation is generated in batches (left padding), by default with a bfloat16 copy of the
 target because that is several times faster on CPUs with bf16 support; the labels always come from
@@ -27,7 +27,7 @@ import attrs
 import torch
 
 from specdec.errors import ConfigurationError
-from specdec.pacer.model import LOG_PROB_FLOOR, draft_fingerprint
+from .network import LOG_PROB_FLOOR, draft_fingerprint
 
 CACHE_FORMAT = "specdec-pacer-data/1"
 
@@ -201,7 +201,7 @@ def _append(parts: dict[str, list[torch.Tensor]], hidden: torch.Tensor, q_logits
 
 def measure_costs(target: Any, draft: Any, context: Sequence[int], max_width: int, *, repeats: int = 5) -> dict[str, Any]:
     """Seconds of a draft step and of target forwards over 1..max_width tokens, on this machine."""
-    from specdec.bench.costs import sweep_seconds
+    from specdec.timing import sweep_seconds
 
     widths = sorted({w for w in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 33) if w <= max_width} | {max_width})
     swept = sweep_seconds({"target": (target, widths), "draft": (draft, [1])}, context, repeats)
