@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -49,6 +50,22 @@ def print_table(rows: Sequence[dict], title: str, columns: Sequence[tuple[str, s
     for row in rows:
         table.add_row(*(_cell(row[key], fmt) for key, _, fmt in columns))
     Console().print(table)
+
+
+def cpu_cores(cpuinfo: Path = Path("/proc/cpuinfo")) -> int | None:
+    """Physical cores (distinct physical id / core id pairs in /proc/cpuinfo), else None."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    cores, physical = set(), "0"
+    for line in text.splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "physical id":
+            physical = value
+        elif key == "core id":
+            cores.add((physical, value))
+    return len(cores) or None
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import importlib.metadata
+import os
 import platform
 import resource
+import shlex
 from pathlib import Path
 
 import attrs
@@ -14,7 +17,8 @@ import torch
 
 from specdec.bench.compare import CAPTION
 from specdec.bench.prompts import load_spec_bench
-from specdec.bench.report import COLUMNS, markdown_table, plot_speedups, print_table, write_json
+from specdec.bench.page import write_page
+from specdec.bench.report import COLUMNS, cpu_cores, markdown_table, plot_speedups, print_table, write_json
 from specdec.bench.runner import run_benchmark, summarize
 from specdec.bench.spec import HF_HELP, build_method
 from specdec.cli.compare import add_pair_option, comparisons, render
@@ -44,7 +48,35 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per method (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed of the first repeat (default 0)")
     add_pair_option(parser, "--compare")
-    parser.set_defaults(run=run)
+    parser.add_argument("--page", default=None, metavar="PAGE.md",
+                        help="also write a results page from the run file (as `python -m specdec.bench.page RUN.json PAGE.md`)")
+    parser.set_defaults(run=run, bench_parser=parser)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The `specdec bench` command that these arguments came from (options left at their default omitted)."""
+    words = ["specdec", "bench"]
+    for action in args.bench_parser._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest == "help" or value == action.default:
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.dest == "compare":
+            for method, reference in value:
+                words += [flag, method, reference]
+        elif isinstance(value, list):
+            for item in value:
+                words += [flag, str(item)]
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +111,14 @@ def run(args: argparse.Namespace) -> int:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "cpu": cpu_model(),
+        "cpu_cores": cpu_cores(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "command": command_line(args),
+        "versions": {"specdec": _version("specdec"), "torch": torch.__version__, "transformers": _version("transformers"),
+                     "python": platform.python_version()},
+        "target": Path(args.target or default_target()).name,
+        "draft": Path(args.draft or default_draft()).name,
         "gemm": gemm_report(),
         "torch": torch.__version__,
         "mode": mode,
@@ -93,13 +133,17 @@ def run(args: argparse.Namespace) -> int:
         {"method": r.method, "category": r.category, "question_id": r.question_id, "repeat": r.repeat,
          "prompt_tokens": r.prompt_tokens, "tokens": r.tokens,
          **{key: value for key, value in attrs.asdict(r.run).items() if key != "ids"}} for r in records]})
-    (out / f"{args.name}.md").write_text(
-        f"`specdec bench` run {meta['date']} ({meta['machine']}, {meta['cpu']}, torch {meta['torch']}), {mode}, "
-        f"{args.per_category} prompts per category, {args.max_new_tokens} new tokens, {args.repeats} repeat(s); "
-        f"peak RSS {meta['peak_rss_mib']} MiB. GEMM kernels (`integrations/projection.py`): "
-        f"{'; '.join(f'{shape}: {plan}' for shape, plan in meta['gemm'].items()) or 'none measured'}.\n\n"
-        f"{markdown_table(rows, COLUMNS)}{compared}\n"
-    )
+    if not args.page:  # with --page, the page is the run's Markdown
+        (out / f"{args.name}.md").write_text(
+            f"`specdec bench` run {meta['date']} ({meta['machine']}, {meta['cpu']}, torch {meta['torch']}), {mode}, "
+            f"{args.per_category} prompts per category, {args.max_new_tokens} new tokens, {args.repeats} repeat(s); "
+            f"peak RSS {meta['peak_rss_mib']} MiB. GEMM kernels (`integrations/projection.py`): "
+            f"{'; '.join(f'{shape}: {plan}' for shape, plan in meta['gemm'].items()) or 'none measured'}.\n\n"
+            f"{markdown_table(rows, COLUMNS)}{compared}\n"
+        )
     plot_speedups(summaries, out / f"{args.name}.png", f"speedup over target-only ({mode})", "target-only")
-    print(f"peak RSS {peak_mib:.0f} MiB; wrote {out / args.name}.json, .md, .png")
+    print(f"peak RSS {peak_mib:.0f} MiB; wrote {out / args.name}.json{'' if args.page else ', .md'}, .png")
+    if args.page:
+        write_page(out / f"{args.name}.json", Path(args.page))
+        print(f"wrote {args.page}")
     return 0
