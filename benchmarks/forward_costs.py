@@ -4,7 +4,7 @@ Rows: the target through specdec's lean llama forward (the default), through tra
 decoder stack (`lean=False`), and transformers' complete `LlamaForCausalLM.forward` with a
 `DynamicCache` (what `model.generate` and assisted generation run); then the draft in float32
 and int8. Every (row, width) is timed once per sweep, the sweeps repeat and the median is kept
-(`specdec.bench.costs.sweep_seconds`), after a context of `--context` tokens.
+(`specdec.timing.sweep_seconds`), after a context of `--context` tokens.
 
     python benchmarks/forward_costs.py --context 300 --repeats 11 --out bench-out
 """

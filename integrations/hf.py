@@ -182,7 +182,7 @@ class HFModel:
         """A copy whose linear layers run in int8 (PyTorch dynamic quantization), for drafts only.
 
         A small draft's forward on a CPU is bound by reading its weights, so int8 weights make each
-        step about twice as fast (its LM head four times). Its logits move slightly, which changes
+        step cheaper. Its logits move slightly, which changes
         what the draft proposes but never what is emitted: the verifier alone decides, on the
         target's exact logits. Do not quantize a target: that changes the model being decoded.
         """
@@ -352,7 +352,7 @@ def _looks_like_path(source: str) -> bool:
 
 
 def _converted_gguf(directory: Path, gguf: Path) -> Path:
-    """A safetensors copy of a GGUF model (made once; dequantising the GGUF takes ~15 s)."""
+    """A safetensors copy of a GGUF model (made once: dequantising the GGUF is slow)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     stat = gguf.stat()

@@ -1,11 +1,10 @@
 """A transformers KV cache that appends in place instead of re-concatenating.
 
 transformers' `DynamicLayer.update` concatenates the new keys and values onto the old ones, which
-copies the whole cache at every forward: per-step work that grows with the prompt (on a
-1,000-token context, tens of megabytes per target step). `GrowingLayer` keeps a buffer with
-spare capacity (doubling when full), writes new entries into it and hands attention a view of
-the filled part. Cropping a rejected draft only moves the length back; keeping a token tree's
-accepted path moves just those entries.
+copies the whole cache at every forward: per-step work that grows with the prompt. `GrowingLayer`
+keeps a buffer with spare capacity (doubling when full), writes new entries into it and hands
+attention a view of the filled part. Cropping a rejected draft only moves the length back; keeping
+a token tree's accepted path moves just those entries.
 """
 
 from __future__ import annotations

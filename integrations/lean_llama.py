@@ -1,12 +1,12 @@
 """A lean forward for llama-architecture transformers models: same weights, same arithmetic.
 
-transformers' modules are general (hooks, masks built per call, cache objects, output classes):
-on the default pair that costs about 5 ms of a 32 ms target step on this CPU, paid by every
-method. `LeanLlama` runs the same computation as `LlamaModel` with plain torch calls over the
-module's own weights: fused q/k/v and gate/up projections with the GEMM kernel chosen per row
-count (`projection.py`), rotary tables computed once, and one preallocated key/value buffer for
-all layers that forwards write into at their positions. Cropping is free (the owner just moves its
-length); keeping a token tree's path moves only those entries.
+transformers' modules are general (hooks, masks built per call, cache objects, output classes), and
+on a small model on a CPU their per-call cost is a sizeable part of every step, paid by every
+method (measured: docs/design-notes.md). `LeanLlama` runs the same computation as `LlamaModel` with
+plain torch calls over the module's own weights: fused q/k/v and gate/up projections with the GEMM
+kernel chosen per row count (`projection.py`), rotary tables computed once, and one preallocated
+key/value buffer for all layers that forwards write into at their positions. Cropping is free (the
+owner just moves its length); keeping a token tree's path moves only those entries.
 
 It takes the models it can run exactly (`unsupported_reason` says why not otherwise); others keep
 the transformers forward. Tests check its hidden states and logits against transformers' own.

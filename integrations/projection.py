@@ -1,36 +1,27 @@
 """Linear projections that use the fastest CPU kernel for the number of rows they get, measured.
 
 A speculative round multiplies a handful of rows (1 to ~17 tokens) by every weight matrix, and
-which GEMM kernel is fastest for so few rows depends on the CPU, not only on the shape. Measured
-on two machines of the same 2-core kind (docs/benchmarks.md, "Which GEMM kernel"):
-
-- on one (Intel), MKL's packed GEMM (weights reordered once, as PyTorch's compiler does for
-  inference) was fastest from 4 rows: plain `F.linear` has a cliff at 4 rows, and oneDNN's
-  prepacked linear cost 1.3x the packed kernel at one row;
-- on another (AMD EPYC), oneDNN's prepacked linear was fastest for every shape and row count, 2 to
-  4x faster than either MKL kernel at 2-16 rows (the 49k-row LM head at 4 rows: 3.4 ms against
-  13.5 packed and 16 plain), which made a 2-token verify cost 1.6x a 1-token step with MKL.
-
-So a hard-coded choice is wrong somewhere. `kernel_plan` times the available kernels on matrices of
-the same shape at a ladder of row counts (about five seconds in all for the default pair) and each
-projection then dispatches by row count. The plan is saved per machine (CPU model, torch version,
-thread count, shape) in `gemm-plans.json` under specdec's cache (`SPECDEC_CACHE`), so that every
-process on a machine runs the same plan and only the first pays for measuring it: measured afresh
-in each process, the close calls among the rungs came out differently from process to process.
-`SPECDEC_GEMM` selects: `auto` (default: the saved plan, else measured and saved), `fresh` (measured
-in this process, nothing read or saved), or a kernel name, forced everywhere (to compare kernels).
+which GEMM kernel is fastest for so few rows depends on the CPU, not only on the shape: plain
+`F.linear`, MKL's packed GEMM (weights reordered once, as PyTorch's compiler does for inference) or
+oneDNN's prepacked linear each wins on some machine, and the wrong one can make a few-token verify
+cost far more than a one-token step (measurements: docs/design-notes.md). So a hard-coded choice is
+wrong somewhere. `kernel_plan` times the available kernels on matrices of the same shape at a
+ladder of row counts (a few seconds for the default pair) and each projection then dispatches by
+row count. The plan is saved per machine (CPU model, torch version, thread count, shape) in
+`gemm-plans.json` under specdec's cache (`SPECDEC_CACHE`), so that every process on a machine runs
+the same plan and only the first pays for measuring it: measured afresh in each process, the close
+calls among the rungs came out differently from process to process. `SPECDEC_GEMM` selects: `auto`
+(default: the saved plan, else measured and saved), `fresh` (measured in this process, nothing read
+or saved), or a kernel name, forced everywhere (to compare kernels).
 
 The timing streams the weights from memory, as a forward does: a forward runs every matrix of the
 model once, far more than the caches hold, so each product reads its weights from RAM. A matrix
-timed over and over stays in cache and ranks the kernels differently (on the AMD machine, hot
-timing picked MKL's packed kernel for the 960 x 576 product at one row, 183 us cold against
-oneDNN's 133). So each kernel is timed on copies of the matrix totalling `COLD_BYTES`, one after
-the other. Cold, a few rows often cost *less* than one or two (oneDNN on the AMD machine: the
-576 x 1536 product 166 / 198 us at 1 / 2 rows, 134 at 4; a 2-token target forward 39.7 ms, the
-same padded to 3 rows 34.8): a product of r rows therefore runs as the rung >= r that measured
-fastest, its input padded with zero rows and the extra output rows dropped. Every kernel and rung
-is timed once per sweep, over several sweeps, and keeps its fastest time: a slow moment of the
-machine then touches all rungs alike instead of deciding a padding.
+timed over and over stays in cache and ranks the kernels differently. So each kernel is timed on
+copies of the matrix totalling `COLD_BYTES`, one after the other. Cold, a few rows often cost
+*less* than one or two: a product of r rows therefore runs as the rung >= r that measured fastest,
+its input padded with zero rows and the extra output rows dropped. Every kernel and rung is timed
+once per sweep, over several sweeps, and keeps its fastest time: a slow moment of the machine then
+touches all rungs alike instead of deciding a padding.
 
 Several matrices applied to the same input (q, k and v; gate and up) are fused into one product,
 which saves a weight pass's fixed costs per layer. Only the kernel changes, never the weights: the

@@ -48,7 +48,7 @@ class Verifier:
         At each node the emitted token e is an exact sample of p at that node: the draft's own
         token with its q goes through the p/q rule (e is the token or the residual draw); any other
         node draws e ~ p (the one-hot rule, and for several deterministic children sample-and-
-        match, algorithms.md 1.4). The walk moves to the child holding e, if there is one, and
+        match: arXiv 2211.17192's rule with a one-hot q). The walk moves to the child holding e, if there is one, and
         otherwise stops with e as the correction (or the bonus at a leaf). Target logit row 0 is
         the root's, row j + 1 the one after tree node j.
         """

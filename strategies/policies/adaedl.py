@@ -15,7 +15,7 @@ _unit = finite_in(0.0, 1.0)
 
 @attrs.define
 class AdaEdlPolicy(PolicyBase):
-    """AdaEDL (Agrawal, Jeon, Lee, arXiv 2410.18351), per docs/algorithms.md section 3.
+    """AdaEDL (Agrawal, Jeon, Lee, arXiv 2410.18351): its stopping criterion and threshold adaptation.
 
     Before the token at position i >= `min_draft` is drawn (`should_draft`), end the round without
     it if the estimated acceptance lower bound 1 - sqrt(gamma * H) falls below lambda (H: entropy

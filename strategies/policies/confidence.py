@@ -43,7 +43,7 @@ def roc_threshold(samples: Iterable[tuple[float, bool]], fn_weight: float = FALS
 
 @attrs.define
 class ConfidencePolicy(PolicyBase):
-    """transformers' `assistant_confidence_threshold` (docs/algorithms.md section 6.2).
+    """transformers' `assistant_confidence_threshold` (`AssistedCandidateGenerator`, `generation/candidate_generator.py`).
 
     Keep each drafted token, and stop the round when its draft probability (untempered softmax) is
     below the threshold (default 0.4, transformers' default). Tokens proposed without a

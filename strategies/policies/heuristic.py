@@ -11,7 +11,10 @@ from specdec.verification import Verification
 
 @attrs.define
 class HeuristicPolicy(PolicyBase):
-    """transformers' `num_assistant_tokens_schedule="heuristic"` (see docs/algorithms.md 6.2, 2.3).
+    """transformers' `num_assistant_tokens_schedule="heuristic"`; SVIP's "heuristics" baseline.
+
+    Sources: `AssistedCandidateGenerator.update_candidate_strategy` in transformers'
+    `generation/candidate_generator.py`, and the baseline of SVIP's code (arXiv 2411.18462).
 
     Draft `k` tokens (no early stop inside a round). After each verified round: if every drafted
     token was accepted, k += 2, otherwise k = max(1, k - 1); k is clipped to `max_draft`. Rounds

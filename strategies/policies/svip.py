@@ -14,9 +14,9 @@ from specdec.policy import Decision, PolicyBase, RoundState, finite_in, positive
 class SvipPolicy(PolicyBase):
     """SVIP (Zhang et al., "Draft Model Knows When to Stop", arXiv 2411.18462), as in its code.
 
-    Rule of `vanilla-sd/eval_specbench.py` (docs/algorithms.md section 2.2): after drafting a token,
-    keep it, then stop the round if sqrt(gamma_s * H) > h, where H is the entropy in nats of the
-    draft's untempered softmax at that step. With the defaults gamma_s=0.15 (hard-coded there) and
+    Rule of `vanilla-sd/eval_specbench.py` in the authors' code (Geralt-Targaryen/SVIP): after
+    drafting a token, keep it, then stop the round if sqrt(gamma_s * H) > h, where H is the entropy
+    in nats of the draft's untempered softmax at that step. With the defaults gamma_s=0.15 (hard-coded there) and
     h=0.3 (`entropy_threshold`), the round stops after the first token whose entropy exceeds
     h**2 / gamma_s = 0.6 nats. `max_draft=40` is the code's hard cap per round.
     """
