@@ -32,6 +32,13 @@ class TextCodec(Protocol):
 
 
 @runtime_checkable
+class ChatCodec(TextCodec, Protocol):
+    """Optional: a tokenizer that wraps a user message in its model's chat template."""
+
+    def apply_chat_template(self, prompt: str) -> list[int]: ...
+
+
+@runtime_checkable
 class LanguageModel(Protocol):
     """A causal LM with a KV cache for one sequence."""
 
@@ -84,7 +91,7 @@ class TreeLanguageModel(LanguageModel, Protocol):
 
 def supports_tree(model: object) -> bool:
     """Whether `model` can verify token trees (see `TreeLanguageModel`)."""
-    return callable(getattr(model, "forward_tree", None)) and callable(getattr(model, "compact", None))
+    return isinstance(model, TreeLanguageModel)
 
 
 def as_model(value: "LanguageModel | str") -> "LanguageModel":

@@ -18,7 +18,7 @@ import attrs
 
 from specdec.draft import EMPTY_DRAFT, Draft
 from specdec.errors import ConfigurationError, InputError, VocabularyMismatchError
-from specdec.integrations.base import LanguageModel, TextCodec, as_model, supports_tree
+from specdec.integrations.base import ChatCodec, LanguageModel, TextCodec, as_model, supports_tree
 from specdec.policy import LengthPolicy, RoundState
 from specdec.proposer import ProposalRequest, Proposer
 from specdec.samplers import Sampler, TorchSampler
@@ -56,7 +56,7 @@ class Decoder:
 
     def __attrs_post_init__(self) -> None:
         if self.codec is None:
-            self.codec = getattr(self.target, "codec", None)
+            self.codec = self.target.codec
         if self.proposer is not None:
             vocab = self.proposer.vocab_size
             if vocab is not None and vocab != self.target.vocab_size:
@@ -111,10 +111,9 @@ class Decoder:
             if self.codec is None:
                 raise InputError("this target has no tokenizer: pass token ids instead of text")
             if chat:
-                apply = getattr(self.codec, "apply_chat_template", None)
-                if apply is None:
+                if not isinstance(self.codec, ChatCodec):
                     raise InputError("this tokenizer has no chat template")
-                return list(apply(prompt))
+                return list(self.codec.apply_chat_template(prompt))
             ids = list(self.codec.encode(prompt))
         else:
             if chat:
@@ -142,7 +141,8 @@ class Decoder:
         return _Run(self, ids, min(max_new_tokens, room), max_new_tokens, sampling, sampler or TorchSampler(seed), stop)
 
     def _context_room(self, prompt_length: int) -> int:
-        limits = [m for m in (self.target.max_length, self._proposer_max_length()) if m is not None]
+        proposer_limit = self.proposer.max_length if self.proposer is not None else None
+        limits = [m for m in (self.target.max_length, proposer_limit) if m is not None]
         limit = min(limits) if limits else None
         if limit is None:
             return 1 << 62
@@ -150,13 +150,9 @@ class Decoder:
             raise InputError(f"the prompt has {prompt_length} tokens but the context holds {limit}: nothing can be generated")
         return limit - prompt_length
 
-    def _proposer_max_length(self) -> int | None:
-        model = getattr(self.proposer, "model", None)
-        return getattr(model, "max_length", None)
-
 
 def _draft_seconds(proposer: Proposer | None) -> float:
-    return getattr(proposer, "forward_seconds", 0.0) if proposer is not None else 0.0
+    return proposer.forward_seconds if proposer is not None else 0.0
 
 
 class _Run:
@@ -195,7 +191,7 @@ class _Run:
             draft = EMPTY_DRAFT
             budget = 0
             if proposer is not None and remaining > 1:
-                state = RoundState(len(context), generated, remaining)
+                state = RoundState(len(context), generated, remaining, proposer.pending(context))
                 budget = min(policy.begin_round(state), remaining - 1)
             if budget > 0:
                 request = ProposalRequest(context, budget, policy, sampling, sampler, eos, remaining - 1 if trees else 0)
@@ -209,7 +205,9 @@ class _Run:
                 out = d._cache.sync(context, draft.tokens, keep=len(draft) + 1)
             verdict = d.verifier.verify(draft, out.logits, sampling, sampler, eos)
             t2 = time.perf_counter()
-            verdict = attrs.evolve(verdict, draft_seconds=t1 - t0, verify_seconds=t2 - t1, context_length=len(context))
+            verdict = attrs.evolve(
+                verdict, draft_seconds=t1 - t0, verify_seconds=t2 - t1, context_length=len(context), draft_forwards=draft.forwards
+            )
             if proposer is not None:
                 policy.observe(verdict)
                 proposer.observe(verdict)

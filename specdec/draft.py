@@ -90,13 +90,15 @@ class Draft:
 
     `branches` are optional deterministic alternatives (see `Branch`), verified in the same target
     forward when the target supports token trees (`ProposalRequest.tree_depth > 0`); `tree` is the
-    draft and its branches merged into one trie.
+    draft and its branches merged into one trie. `forwards` counts the draft-model forwards the
+    round made (`ProposalRequest.may_forward`), which a cost-aware policy prices.
     """
 
     tokens: tuple[int, ...] = ()
     q: tuple[torch.Tensor | None, ...] = attrs.field(default=(), eq=False)
     features: tuple[TokenFeatures, ...] = attrs.field(default=(), eq=False)
     branches: tuple[Branch, ...] = attrs.field(default=(), converter=tuple)
+    forwards: int = attrs.field(default=0, kw_only=True)  # draft-model forwards made for this round
     _tree: TokenTree | None = attrs.field(init=False, default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:

@@ -42,6 +42,7 @@ class RoundState:
     context_length: int  # prompt + generated tokens so far
     generated: int  # tokens generated so far in this call
     remaining: int  # tokens the call may still generate
+    pending: int = 0  # context tokens the proposer's model has not read yet (`Proposer.pending`)
 
 
 @runtime_checkable

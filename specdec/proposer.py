@@ -1,25 +1,41 @@
-"""The proposer protocol: what to draft."""
+"""The proposer protocol (what to draft) and the one drafting loop every proposer goes through.
+
+A proposer chooses candidate tokens; the `ProposalRequest` it receives decides, with the length
+policy, which of them go into the draft. Every rule of a round lives in the request, once:
+
+- before a model forward, `may_forward()` asks the policy (and counts the forward);
+- a token drawn at random is drawn by the request (`draw`), after `should_draft` has seen the
+  distribution, so that no policy can drop a sampled token because of its value (that would bias
+  the output; see `specdec.policy`): DROP after a random draw is an error;
+- a token chosen without randomness (an argmax, a copy, a lookup: a function of the context)
+  is offered with `offer`; the policy may decline it, and the proposer may then offer something
+  else at that position;
+- the round's budget, end-of-sequence tokens and the policy's STOP end the draft (`over`).
+
+The request then builds the `Draft` with the facts of the round (tokens, their distributions and
+features, draft-model forwards), so policies read what happened instead of guessing it.
+"""
 
 from __future__ import annotations
-
-import enum
 
 from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import attrs
+import torch
 
-from specdec.draft import Draft
+from specdec.draft import Branch, Draft
+from specdec.errors import ConfigurationError
+from specdec.features import TokenFeatures, deterministic_features, draft_features, token_features
 from specdec.integrations.base import LanguageModel
-from specdec.features import TokenFeatures, deterministic_features
 from specdec.policy import Decision, LengthPolicy
-from specdec.sampling import SamplingConfig
 from specdec.samplers import Sampler
+from specdec.sampling import SamplingConfig, checked_max, warp
 from specdec.verification import Verification
 
 
-@attrs.frozen
+@attrs.define
 class ProposalRequest:
-    """Everything a proposer gets for one round."""
+    """One round's drafting: what a proposer gets, and the loop it drafts through."""
 
     context: Sequence[int] = attrs.field(eq=False)  # committed tokens: prompt + generated
     budget: int  # hard cap on the number of tokens (>= 1)
@@ -28,17 +44,123 @@ class ProposalRequest:
     sampler: Sampler = attrs.field(eq=False)
     eos_token_ids: frozenset[int] = frozenset()
     # deepest path (draft prefix + branch) the target can verify as a token tree this round;
-    # 0 when the target cannot verify branches (then `Draft.branches` must stay empty)
+    # 0 when the target cannot verify branches (then the draft must have no branches)
     tree_depth: int = 0
+    _tokens: list[int] = attrs.field(init=False, factory=list, eq=False)
+    _q: list[torch.Tensor | None] = attrs.field(init=False, factory=list, eq=False, repr=False)
+    _features: list[TokenFeatures] = attrs.field(init=False, factory=list, eq=False, repr=False)
+    _forwards: int = attrs.field(init=False, default=0, eq=False)
+    _over: bool = attrs.field(init=False, default=False, eq=False)
+
+    @property
+    def tokens(self) -> tuple[int, ...]:
+        """The draft so far."""
+        return tuple(self._tokens)
+
+    @property
+    def position(self) -> int:
+        """Draft position of the next token (tokens kept so far)."""
+        return len(self._tokens)
+
+    @property
+    def over(self) -> bool:
+        """The draft is complete: the policy stopped it, the budget is full or an end token was kept."""
+        return self._over
+
+    @property
+    def wants_hidden(self) -> bool:
+        """Whether the policy reads the draft's hidden states (ask the model for them)."""
+        return self.policy.wants_hidden
+
+    def may_forward(self) -> bool:
+        """Ask before each draft-model forward; run the model only if True (it is counted)."""
+        if self._over or not self.policy.allows_forward(len(self._tokens)):
+            return False
+        self._forwards += 1
+        return True
+
+    def draw(self, logits: torch.Tensor, hidden: torch.Tensor | None = None, *, who: str = "the draft model") -> bool:
+        """Draw the next token from the draft's `logits` row (argmax when greedy, else a sample of
+        the warped distribution, whose q goes to the verifier). True: kept, drafting may go on."""
+        if self._over:
+            return False
+        position = len(self._tokens)
+        before = draft_features(logits, position, hidden)
+        if not self.policy.should_draft(before):
+            self._over = True
+            return False
+        token, q = self._sample(logits, who)
+        features = token_features(logits, token, position, hidden, before=before)
+        decision = self.policy.decide(features)
+        if decision is Decision.DROP and q is not None:
+            raise ConfigurationError(
+                f"policy {self.policy.name!r} dropped a token after it was drawn at random; that biases the "
+                "output (see specdec.policy): decide before the draw, in should_draft()"
+            )
+        return self._settle(decision, token, q, features, end_on_decline=True)
+
+    def _sample(self, logits: torch.Tensor, who: str) -> tuple[int, torch.Tensor | None]:
+        """The token drawn from one row of draft logits and the exact distribution it was drawn
+        from (None when greedy: the argmax is then a deterministic proposal)."""
+        best = int(checked_max(logits, who))
+        if self.sampling.greedy:
+            return best, None
+        q = warp(logits, self.sampling)
+        return self.sampler.categorical(q), q
+
+    def offer(self, token: int, *, logits: torch.Tensor | None = None, hidden: torch.Tensor | None = None) -> bool:
+        """Offer a token chosen without randomness (an argmax, a copy, a lookup), with the draft's
+        `logits` row at that position when a model computed one. True: kept, drafting may go on;
+        False: declined (`over` is False: another proposal may take the position) or kept last."""
+        if self._over:
+            return False
+        position = len(self._tokens)
+        token = int(token)
+        if logits is None:
+            before = features = deterministic_features(token, position)
+        else:
+            before = draft_features(logits, position, hidden)
+            features = None
+        if not self.policy.should_draft(before):
+            return False
+        if features is None:
+            features = token_features(logits, token, position, hidden, before=before)
+        decision = self.policy.decide(features)
+        return self._settle(decision, token, None, features, end_on_decline=False)
+
+    def offer_each(self, tokens: Iterable[int]) -> int:
+        """Offer deterministic tokens one by one until one is not kept; returns how many were kept."""
+        before = len(self._tokens)
+        for token in tokens:
+            if not self.offer(token):
+                break
+        return len(self._tokens) - before
+
+    def _settle(
+        self, decision: Decision, token: int, q: torch.Tensor | None, features: TokenFeatures, *, end_on_decline: bool
+    ) -> bool:
+        """Keep the token unless dropped; end the draft on STOP, a full budget or an end token."""
+        if decision is Decision.DROP:
+            self._over = end_on_decline
+            return False
+        self._tokens.append(token)
+        self._q.append(q)
+        self._features.append(features)
+        if decision is Decision.STOP or len(self._tokens) >= self.budget or token in self.eos_token_ids:
+            self._over = True
+        return not self._over
+
+    def draft(self, branches: Sequence[Branch] = ()) -> Draft:
+        """The round's draft, with its branches (deterministic alternatives for a token tree)."""
+        return Draft(tuple(self._tokens), tuple(self._q), tuple(self._features), tuple(branches), forwards=self._forwards)
 
 
 @runtime_checkable
 class Proposer(Protocol):
-    """Produces draft tokens; consults `request.policy.decide` after every candidate token.
-
-    A model proposer returns, for each token drawn at temperature > 0, the exact distribution it
-    was drawn from (`Draft.q`); deterministic tokens carry None and are verified one-hot.
-    All randomness goes through `request.sampler`.
+    """Produces draft tokens through `request` (see the module docstring): model tokens with
+    `request.may_forward()` then `request.draw(logits)` or `request.offer(token, logits=...)`,
+    copies and lookups with `request.offer(token)`, and returns `request.draft(branches)`.
+    All randomness goes through the request.
     """
 
     name: str
@@ -49,6 +171,11 @@ class Proposer(Protocol):
         ...
 
     @property
+    def max_length(self) -> int | None:
+        """Longest context the proposer's model holds (None: no limit, or no model)."""
+        ...
+
+    @property
     def forwards(self) -> int:
         """Draft-model forward calls so far (0 for model-free proposers)."""
         ...
@@ -56,6 +183,11 @@ class Proposer(Protocol):
     @property
     def forward_seconds(self) -> float:
         """Seconds spent in draft-model forwards so far (0.0 for model-free proposers)."""
+        ...
+
+    def pending(self, context: Sequence[int]) -> int:
+        """Context tokens the proposer's model has not read: its first forward of the next round
+        reads them (the whole prompt at the start of a call; 0 for model-free proposers)."""
         ...
 
     def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
@@ -70,7 +202,7 @@ class Proposer(Protocol):
 
 
 class ModelCounters:
-    """Mixin for proposers that draft with a language model in `self.model`: the counters the
+    """Mixin for proposers that draft with a language model in `self.model`: the facts the
     decoder reads are the model's own."""
 
     model: LanguageModel
@@ -78,6 +210,10 @@ class ModelCounters:
     @property
     def vocab_size(self) -> int | None:
         return self.model.vocab_size
+
+    @property
+    def max_length(self) -> int | None:
+        return self.model.max_length
 
     @property
     def forwards(self) -> int:
@@ -88,30 +224,24 @@ class ModelCounters:
         return self.model.forward_seconds
 
 
-class Offer(enum.Enum):
-    """How an offer of deterministic tokens ended (see `offer_deterministic`)."""
+class ModelFree:
+    """Mixin for proposers without a model (lookups, rules): no vocabulary limit, no forwards."""
 
-    OPEN = "open"  # every candidate was kept: the draft may go on
-    DECLINED = "declined"  # the policy did not want the next candidate here: another proposal may take the position
-    OVER = "over"  # the draft is over: the policy stopped, the budget is full or an end token was kept
+    @property
+    def vocab_size(self) -> int | None:
+        return None
 
+    @property
+    def max_length(self) -> int | None:
+        return None
 
-def offer_deterministic(request: ProposalRequest, candidates: Iterable[int], tokens: list[int], features: list[TokenFeatures]) -> Offer:
-    """Offer tokens proposed without a distribution (copies, lookups) to the policy one by one.
+    @property
+    def forwards(self) -> int:
+        return 0
 
-    Kept tokens and their features are appended to `tokens` and `features`. The token is known
-    before the policy is asked, so declining it cannot bias the output, and neither can proposing
-    something else at that position (a draft model's token): the choice depends on the context only.
-    """
-    for token in candidates:
-        feats = deterministic_features(token, len(tokens))
-        if not request.policy.should_draft(feats):
-            return Offer.DECLINED
-        decision = request.policy.decide(feats)
-        if decision is Decision.DROP:
-            return Offer.DECLINED
-        tokens.append(token)
-        features.append(feats)
-        if decision is Decision.STOP or len(tokens) >= request.budget or token in request.eos_token_ids:
-            return Offer.OVER
-    return Offer.OPEN
+    @property
+    def forward_seconds(self) -> float:
+        return 0.0
+
+    def pending(self, context: Sequence[int]) -> int:
+        return 0

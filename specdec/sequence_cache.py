@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from specdec.integrations.base import LanguageModel, ModelOutput
+from specdec.integrations.base import LanguageModel, ModelOutput, supports_tree
 
 
 class SequenceCache:
@@ -25,6 +25,9 @@ class SequenceCache:
         self._verified = 0  # self.ids[:_verified] is known to equal the context's prefix
         # a token tree fed after `ids` and not yet resolved: (tokens, parents), see `extend_tree`
         self._tree: tuple[list[int], list[int]] | None = None
+        # the model's forward count after our last forward: if it moved, someone else used the
+        # model (two caches, or two decoders, sharing one model) and its cache is not ours
+        self._seen_forwards: int | None = None
 
     def restart(self) -> None:
         """A new generation: the cached prefix will be compared against the new context once."""
@@ -35,6 +38,7 @@ class SequenceCache:
         self._verified = 0
         self._tree = None
         self.model.reset()
+        self._seen_forwards = self.model.forwards
 
     def sync(
         self,
@@ -50,17 +54,9 @@ class SequenceCache:
         Returns the outputs for the last `keep` positions of `context + extra`, or, with `tree`
         (tokens, parents) appended after them as in `extend_tree`, of everything fed.
         """
-        if getattr(self.model, "cache_owner", None) is not self:
-            # another SequenceCache used this model since: its cache holds someone else's tokens
-            self.model.reset()
-            self.ids.clear()
-            self._verified = 0
-            self._tree = None
-            self.model.cache_owner = self
-        n = min(self._verified, len(self.ids), len(context))
-        limit = min(len(self.ids), len(context))
-        while n < limit and self.ids[n] == context[n]:
-            n += 1
+        if not self._owns_model():
+            self.reset()
+        n = self._common_prefix(context)
         if self._tree is not None:  # resolve last round's tree: keep the path the context took
             if n == len(self.ids):
                 n = self._settle(context[n:])
@@ -74,11 +70,32 @@ class SequenceCache:
             return self.extend(fed, keep=keep, hidden=hidden)
         return self.extend_tree(fed, tree[0], tree[1], keep=keep, hidden=hidden)
 
+    def unread(self, context: Sequence[int]) -> int:
+        """Tokens of `context` the next `sync` would feed (at least its last token)."""
+        n = self._common_prefix(context) if self._owns_model() else 0
+        return len(context) - min(n, len(context) - 1)
+
+    def _owns_model(self) -> bool:
+        model = self.model
+        return self._seen_forwards == model.forwards and model.cached_length == len(self.ids) + self._pending_tree()
+
+    def _pending_tree(self) -> int:
+        return len(self._tree[0]) if self._tree is not None else 0
+
+    def _common_prefix(self, context: Sequence[int]) -> int:
+        """Length of the cached prefix that equals the context's (compared past `_verified` only)."""
+        n = min(self._verified, len(self.ids), len(context))
+        limit = min(len(self.ids), len(context))
+        while n < limit and self.ids[n] == context[n]:
+            n += 1
+        return n
+
     def extend(self, tokens: Sequence[int], *, keep: int = 1, hidden: bool = False) -> ModelOutput:
         """Feed `tokens` after what the cache holds (call `sync` first in a round)."""
         if self._tree is not None:
             self._settle(())
         out = self.model.forward(tokens, keep=keep, hidden=hidden)
+        self._seen_forwards = self.model.forwards
         self.ids.extend(tokens)
         return out
 
@@ -97,6 +114,7 @@ class SequenceCache:
         base = len(prefix)
         links = [i - 1 for i in range(base)] + [base - 1 if p < 0 else base + p for p in parents]
         out = self.model.forward_tree(list(prefix) + list(tokens), links, keep=keep, hidden=hidden)
+        self._seen_forwards = self.model.forwards
         self.ids.extend(prefix)
         self._tree = (list(tokens), list(parents))
         return out
@@ -130,7 +148,7 @@ class SequenceCache:
             path.append(node)
         if path and path == list(range(len(path))):
             self.model.crop(base + len(path))  # a leading run of nodes: cropping is enough
-        elif path and hasattr(self.model, "compact"):
+        elif path and supports_tree(self.model):
             self.model.compact(base, [base + i for i in path])
         else:
             self.model.crop(base)

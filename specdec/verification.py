@@ -34,6 +34,7 @@ class Verification:
     draft_seconds: float = 0.0
     verify_seconds: float = 0.0
     context_length: int = 0  # committed tokens before this round
+    draft_forwards: int = 0  # draft-model forwards the round made (`Draft.forwards`)
 
     @property
     def width(self) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 
+import attrs
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from specdec import Decoder, Verifier
 from specdec.plugins import registry
+from specdec.proposer import ProposalRequest
 from specdec.sampling import SamplingConfig, warp
 from specdec.strategies.policies import FixedPolicy
 from specdec.strategies.proposers import DraftModelProposer
@@ -113,32 +115,44 @@ def test_the_exact_test_catches_a_broken_verifier(mutant):
         mutant_property(policy_name="fixed", proposer_name="draft", verifier=mutant(), proposer_override=None)
 
 
-# the three sampling bugs peers shipped (see ../shared/docs/design.md), planted in the proposer
-class GreedyDraftWithSoftQ(DraftModelProposer):
-    def choose(self, logits, sampling, sampler):
-        if sampling.greedy:
-            return super().choose(logits, sampling, sampler)
-        return int(logits.argmax()), warp(logits, sampling)
+# the three sampling bugs peers shipped, planted in the one place a draft token is drawn
+# (`ProposalRequest._sample`), which every proposer drafts through
+class GreedyDrawWithSoftQ(ProposalRequest):
+    def _sample(self, logits, who):
+        if self.sampling.greedy:
+            return super()._sample(logits, who)
+        return int(logits.argmax()), warp(logits, self.sampling)
 
 
-class RawQBeforeTopKTopP(DraftModelProposer):
-    def choose(self, logits, sampling, sampler):
-        if sampling.greedy:
-            return super().choose(logits, sampling, sampler)
-        token = sampler.categorical(warp(logits, sampling))
-        return token, torch.softmax(logits / sampling.temperature, dim=-1)
+class RawQBeforeTopKTopP(ProposalRequest):
+    def _sample(self, logits, who):
+        if self.sampling.greedy:
+            return super()._sample(logits, who)
+        token = self.sampler.categorical(warp(logits, self.sampling))
+        return token, torch.softmax(logits / self.sampling.temperature, dim=-1)
 
 
-class MissingDraftProbabilities(DraftModelProposer):
-    def choose(self, logits, sampling, sampler):
-        token, _ = super().choose(logits, sampling, sampler)
+class MissingDraftProbabilities(ProposalRequest):
+    def _sample(self, logits, who):
+        token, _ = super()._sample(logits, who)
         return token, None
 
 
-@pytest.mark.parametrize("mutant", [GreedyDraftWithSoftQ, RawQBeforeTopKTopP])
-def test_the_exact_test_catches_a_broken_proposer(mutant):
+def drafting_through(request_class: type[ProposalRequest]) -> type[DraftModelProposer]:
+    """The draft-model proposer, drafting through a planted `request_class` instead of the real loop."""
+
+    class Planted(DraftModelProposer):
+        def propose(self, request):
+            fields = {f.name: getattr(request, f.name) for f in attrs.fields(ProposalRequest) if f.init}
+            return super().propose(request_class(**fields))
+
+    return Planted
+
+
+@pytest.mark.parametrize("mutant", [GreedyDrawWithSoftQ, RawQBeforeTopKTopP])
+def test_the_exact_test_catches_a_broken_draw(mutant):
     with pytest.raises(AssertionError):
-        mutant_property(policy_name="fixed", proposer_name="draft", verifier=Verifier(), proposer_override=mutant)
+        mutant_property(policy_name="fixed", proposer_name="draft", verifier=Verifier(), proposer_override=drafting_through(mutant))
 
 
 # A sampled draft verified one-hot (its q silently missing) stays lossless: y ~ p is emitted either
@@ -181,7 +195,7 @@ def test_the_rate_check_catches_missing_draft_probabilities():
         case = data.draw(lossless_cases("fixed", "draft"))
         if case.sampling.greedy:
             return
-        got = enumerated_first_acceptance(case, MissingDraftProbabilities)
+        got = enumerated_first_acceptance(case, drafting_through(MissingDraftProbabilities))
         assert abs(got - expected_first_acceptance(case)) <= TOLERANCE
 
     with pytest.raises(AssertionError):

@@ -159,7 +159,7 @@ def test_the_cost_rule_prices_the_networks_scores_with_the_cost_aware_rule():
         # (.95**2 > 1.15 * .25 prior draft cost + .05 width), .15 stops
         assert policy.decide(features(0, torch.zeros(2), prob=0.5)) is expected
         assert policy.evaluations == 1
-    policy.observe(Verification(1, 0, (4,), verify_seconds=0.02, context_length=5))  # reaches the cost rule
+    policy.observe(Verification(1, 0, (4,), verify_seconds=0.02, context_length=5, draft_forwards=1))  # reaches the cost rule
     assert policy._costs.first_acceptance() < 0.5
 
 

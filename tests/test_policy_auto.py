@@ -35,7 +35,8 @@ def drive(policy, probs: list[float], accepted: int, *, draft: float = 0.0, veri
         if decisions[-1] is not Decision.CONTINUE:
             break
     drafted = sum(d is not None for d in decisions)
-    policy.observe(verdict(drafted, min(accepted, drafted), draft=draft * len(decisions), verify=verify))
+    forwards = len(decisions)  # a draft model forwards once per position it looks at
+    policy.observe(verdict(drafted, min(accepted, drafted), draft=draft * forwards, verify=verify, forwards=forwards))
     return budget, decisions
 
 
@@ -55,7 +56,7 @@ def test_cost_aware_returns_plain_steps_when_drafting_cannot_pay_and_explores_de
         budgets.append(model_budget(policy, late))
         if budgets[-1]:
             policy.should_draft(feats(prob=0.01))  # the draft model ran (explored)
-        policy.observe(verdict(1 if budgets[-1] else 0, 0))
+        policy.observe(verdict(1 if budgets[-1] else 0, 0, forwards=1 if budgets[-1] else 0))
     assert budgets.index(4) == 20 and budgets.count(4) == 1
 
 
@@ -63,19 +64,20 @@ def test_cost_aware_weighs_the_drafts_catch_up_on_a_long_prompt_against_the_roun
     policy = CostAwarePolicy(measure=False, draft_cost=0.1, width_cost=0.05, catchup_cost=0.005, explore_share=0.0)
     policy.start()
     # a new prompt's first round is only ever an exploration (none here: explore_share 0)
-    assert model_budget(policy, RoundState(context_length=3, generated=0, remaining=10)) == 0
+    short = RoundState(context_length=3, generated=0, remaining=10, pending=3)
+    assert model_budget(policy, short) == 0
     # a0 = .5: a round gains .5 - .1 - .05 = .35 over about 10 / 1.5 rounds = 2.33 in all, less than
     # reading a 2,000-token prompt first (.005 * 1,999 = 10.0); a 3-token prompt costs .01
-    assert model_budget(policy, RoundState(context_length=2000, generated=0, remaining=10)) == 0
-    assert model_budget(policy, RoundState(context_length=3, generated=0, remaining=10)) == 16
+    assert model_budget(policy, RoundState(context_length=2000, generated=0, remaining=10, pending=2000)) == 0
+    assert model_budget(policy, short) == 16
     # with 1,000 tokens left the long prompt would pay (.35 * 666.7 = 233 > 10), but a0 is not yet
     # this call's own: reading 64+ unread tokens waits for a verified draft of this call
-    long = RoundState(context_length=2000, generated=0, remaining=1000)
+    long = RoundState(context_length=2000, generated=0, remaining=1000, pending=2000)
     assert model_budget(policy, long) == 0
     policy.observe(verdict(0, 0))
-    assert model_budget(policy, RoundState(context_length=3, generated=0, remaining=10)) == 16
+    assert model_budget(policy, short) == 16
     assert policy.should_draft(feats(prob=0.97))  # the draft model ran and drafted a token
-    policy.observe(verdict(1, 1, context=3))  # a short read paid off once
+    policy.observe(verdict(1, 1, context=3, forwards=1))  # a short read paid off once
     assert model_budget(policy, long) == 16
     policy.start()  # a new call: its own evidence again
     policy.observe(verdict(0, 0))
@@ -116,7 +118,7 @@ def test_cost_aware_drafts_when_the_draft_is_cheap_and_accepted():
     assert drive(policy, [0.35, 0.97], 0)[1] == [Decision.STOP]
 
 
-def test_cost_aware_counts_a_declined_first_token_as_a_miss_and_the_context_as_read():
+def test_cost_aware_counts_a_declined_first_token_as_a_miss():
     policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.9, max_draft=8, explore_share=0.0)
     policy.start()
     assert model_budget(policy, STATE) == 0  # a new prompt's first round: no exploration budget here
@@ -126,10 +128,9 @@ def test_cost_aware_counts_a_declined_first_token_as_a_miss_and_the_context_as_r
     budget = model_budget(policy, STATE)
     features = feats(prob=0.01, position=0)
     assert budget == 8 and not policy.should_draft(features)
-    policy.observe(verdict(0, 0, context=40))
+    policy.observe(verdict(0, 0, context=40, forwards=1))
     # a round in which the draft ran and gained nothing: a0 (which prices such rounds) goes down
     assert policy.first_acceptance() < before
-    assert policy._synced == 40  # the draft has read the whole context, not one token less
 
 
 def test_cost_aware_takes_a_predictors_score_after_the_draw_and_calibrates_it():
@@ -139,26 +140,32 @@ def test_cost_aware_takes_a_predictors_score_after_the_draw_and_calibrates_it():
     assert policy.should_draft(features)
     # top-1 decile prior .95 would continue (.95**2 > .05 + .1); the predictor's .15 (decile prior
     # .15) replaces it: .15**2 < .15, stop
-    assert policy.decide(features, predicted=0.15) is Decision.STOP
+    assert policy.decide_scored(features, 0.15) is Decision.STOP
     model_budget(policy, STATE)
-    assert policy.decide(feats(prob=0.97, position=0)) is Decision.CONTINUE  # no score: the top-1 decile
+    assert policy.should_draft(features)
+    assert policy.decide(features) is Decision.CONTINUE  # no score: the top-1 decile
+    policy.observe(verdict(1, 1, forwards=1))
     # a predictor that says .95 but whose tokens are always rejected is recalibrated from outcomes;
-    # the top-1 decile it replaced learns nothing from those rounds
+    # the top-1 decile it replaced learns nothing from those rounds (the first token, from another
+    # decile, is accepted, so that the draft keeps running)
+    lead, scored = feats(prob=0.55, position=0), feats(prob=0.97, position=1)
+    before = policy.acceptance(scored)
     for _ in range(30):
-        model_budget(policy, STATE)
-        features = feats(prob=0.97, position=0)
-        policy.should_draft(features)
-        policy.decide(features, predicted=0.95)
-        policy.observe(verdict(1, 0))
-    policy.begin_round(STATE)
-    features = feats(prob=0.97, position=0)
-    assert policy.acceptance(features) == pytest.approx(0.95)
-    assert policy.decide(features, predicted=0.95) is Decision.STOP
+        assert model_budget(policy, STATE)
+        assert policy.should_draft(lead) and policy.decide(lead) is Decision.CONTINUE
+        assert policy.should_draft(scored)
+        policy.decide_scored(scored, 0.95)
+        policy.observe(verdict(2, 1, forwards=2))
+    assert model_budget(policy, STATE)
+    assert policy.should_draft(lead) and policy.decide(lead) is Decision.CONTINUE
+    assert policy.should_draft(scored)
+    assert policy.acceptance(scored) == pytest.approx(before)
+    assert policy.decide_scored(scored, 0.95) is Decision.STOP
     # deterministic tokens keep their own bucket (prior .9 here): a score is not applied to them
     fresh = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, prior_acceptance=0.9, max_draft=8)
     fresh.begin_round(STATE)
     lookup = TokenFeatures(position=0, token=3, prob=1.0, entropy=0.0, margin=1.0, deterministic=True)
-    assert fresh.decide(lookup, predicted=0.0) is Decision.CONTINUE
+    assert fresh.decide_scored(lookup, 0.0) is Decision.CONTINUE
 
 
 def test_cost_aware_does_not_record_a_declined_position_so_another_proposal_can_take_it():
@@ -171,7 +178,7 @@ def test_cost_aware_does_not_record_a_declined_position_so_another_proposal_can_
     assert not policy.should_draft(copy)  # a copy at prior .05 is below its .1 verify increment
     model = feats(prob=0.97, position=0)
     assert policy.should_draft(model) and policy.decide(model) is Decision.CONTINUE  # the draft's own token
-    policy.observe(verdict(1, 1))
+    policy.observe(verdict(1, 1, forwards=1))
     # the outcome went to the draft's decile (.95 prior, one more hit), not to the declined copy's
     assert policy.acceptance(feats(prob=0.97)) == pytest.approx((1 + 0.95) / 2)
     assert policy.acceptance(copy) == pytest.approx(0.05)
@@ -195,7 +202,7 @@ def test_cost_aware_prices_a_round_by_the_draft_models_first_token_not_by_a_copy
     model = feats(prob=0.97, position=0)
     assert policy.should_draft(model)
     policy.decide(model)
-    policy.observe(verdict(1, 0))
+    policy.observe(verdict(1, 0, forwards=1))
     assert policy.first_acceptance() < before  # that round was the draft model's, and it missed
 
 
@@ -217,7 +224,7 @@ def test_cost_aware_bets_on_an_optimistic_first_token_rate_while_it_has_few_obse
             if budget:
                 policy.should_draft(feats(prob=0.5))
                 policy.decide(feats(prob=0.5))
-                policy.observe(verdict(1, 0))  # every first token rejected
+                policy.observe(verdict(1, 0, forwards=1))  # every first token rejected
             else:
                 policy.observe(verdict(0, 0))
     # costs D + V(2) - V(1) = .19 + .05, with the 15% margin .276. a0 after m misses: .5 / (m + 1).
@@ -232,15 +239,15 @@ def test_cost_aware_bets_on_an_optimistic_first_token_rate_while_it_has_few_obse
 def test_cost_aware_opens_rounds_to_copies_when_the_draft_may_not_run_and_explores_them():
     policy = CostAwarePolicy(measure=False, draft_cost=0.05, width_cost=0.1, catchup_cost=0.05, explore_share=0.0)
     policy.start()
-    long = RoundState(context_length=2000, generated=70, remaining=100)
+    long = RoundState(context_length=2000, generated=70, remaining=100, pending=2000)
     copy = TokenFeatures(position=0, token=3, prob=1.0, entropy=0.0, margin=1.0, deterministic=True)
     # 2,000 unread tokens and no budget to explore them: no draft-model forward; a copy needs none,
     # and at the prior .5 it pays for its verify increment (.1, with the margin .115)
     assert policy.begin_round(long) == 16 and not policy.allows_forward(0)
     assert policy.should_draft(copy) and policy.decide(copy) is Decision.CONTINUE  # .5 * .5 > .115
     policy.observe(verdict(1, 1, context=2000))
-    # a copy is no evidence about the draft model: a0, what it has read, the long-read evidence stay
-    assert policy.first_acceptance() == 0.5 and policy._synced == 0 and policy._verified_rounds == 0
+    # a copy is no evidence about the draft model: a0 and the long-read evidence stay
+    assert policy.first_acceptance() == 0.5 and policy._verified_rounds == 0
     rejected = 0
     while policy.begin_round(long) and rejected < 50:  # then the target rejects the copies ...
         assert policy.should_draft(copy)
@@ -268,15 +275,15 @@ def test_cost_aware_returns_an_exploration_that_never_reached_the_draft_model():
     policy.start()
     copy = TokenFeatures(position=0, token=3, prob=1.0, entropy=0.0, margin=1.0, deterministic=True)
     explore = 0.05 + 0.001 * 199 + 0.1  # draft step + reading 200 tokens + verify increment
-    assert policy.begin_round(RoundState(context_length=200, generated=0, remaining=100)) == 16
+    assert policy.begin_round(RoundState(context_length=200, generated=0, remaining=100, pending=200)) == 16
     assert policy.allows_forward(0) and policy._credit == pytest.approx(0.05 * 64 - explore)
     assert policy.should_draft(copy)
     policy.observe(verdict(1, 1, context=200))  # the round ended within the copy
     assert policy._credit == pytest.approx(0.05 * 64) and policy._verified_rounds == 0
-    state = RoundState(context_length=202, generated=2, remaining=98)
+    state = RoundState(context_length=202, generated=2, remaining=98, pending=202)
     assert policy.begin_round(state) == 16 and policy.allows_forward(0)  # explored again
     assert policy.should_draft(feats(prob=0.97))  # this time the draft model ran
-    policy.observe(verdict(1, 1, context=202))
+    policy.observe(verdict(1, 1, context=202, forwards=1))
     assert policy._verified_rounds == 1 and policy._credit == pytest.approx(0.05 * 64 - (explore + 0.002))  # 202 read
 
 
@@ -310,9 +317,10 @@ def generate_call(policy, *, draft: float, accepted: int, tokens: int = 64, prom
     `accepted` of them accepted; target steps cost 10 ms (the first round, the prefill, 0.5 s).
     Returns the rounds in which the draft model ran."""
     policy.start()
-    generated = rounds_with_draft = 0
+    generated = rounds_with_draft = read = 0  # read: context tokens the draft model has read
     while generated < tokens:
-        state = RoundState(context_length=prompt + generated, generated=generated, remaining=tokens - generated)
+        context = prompt + generated
+        state = RoundState(context_length=context, generated=generated, remaining=tokens - generated, pending=context - read)
         budget = policy.begin_round(state)
         asked = drafted = 0
         if budget and policy.allows_forward(0):
@@ -327,7 +335,9 @@ def generate_call(policy, *, draft: float, accepted: int, tokens: int = 64, prom
         rounds_with_draft += drafted > 0
         kept = min(accepted, drafted)
         verify = 0.5 if generated == 0 else 0.010 * (1 + 0.02 * drafted)
-        policy.observe(verdict(drafted, kept, draft=draft * asked, verify=verify, context=prompt + generated))
+        policy.observe(verdict(drafted, kept, draft=draft * asked, verify=verify, context=context, forwards=asked))
+        if asked:  # the draft read the context and its kept tokens but the last (cropped at a rejection)
+            read = context + max(min(kept, drafted - 1), 0)
         generated += kept + 1
     return rounds_with_draft
 

@@ -12,7 +12,7 @@ from specdec.policy import Decision, PolicyBase, RoundState, boolean, finite_in,
 from specdec.verification import Verification
 
 PROB_BUCKETS = 10  # acceptance is calibrated per decile of the draft's top-1 probability, plus deterministic tokens
-SCORED = PROB_BUCKETS + 1  # then per decile of an external predictor's score (`decide(..., predicted=)`, PACER)
+SCORED = PROB_BUCKETS + 1  # then per decile of an external predictor's score (`decide_scored`, PACER)
 BUCKETS = SCORED + PROB_BUCKETS
 TIMING_WINDOW = 9
 LONG_READ = 64  # unread tokens (a prompt) whose reading by the draft needs this call's own evidence
@@ -27,9 +27,10 @@ class CostAwarePolicy(PolicyBase):
 
     Cost model, measured online from each round's `Verification` (`measure=True`):
       - D: one draft step = lower quartile over recent steady rounds (the draft had at most two tokens to
-        catch up on) of draft_seconds / draft positions looked at (`should_draft` calls);
+        catch up on) of draft_seconds / draft-model forwards (`Verification.draft_forwards`);
       - catch-up: before its first token the draft must read every token it has not seen (the
-        whole prompt at the start of a call, the tokens of plain steps after an idle stretch);
+        whole prompt at the start of a call, the tokens of plain steps after an idle stretch), T as
+        the proposer reports it (`RoundState.pending`);
         that forward costs D + B * (T - 1) for T tokens, B measured from rounds with T >= 16;
       - V(w): one target forward over w tokens = lower quartile of the recent verify_seconds of rounds
         whose forward processed w tokens in this call (w - 1 draft tokens, or fewer plus branches) (plain target steps give V(1)); they grow
@@ -47,7 +48,7 @@ class CostAwarePolicy(PolicyBase):
     proposals have their own bucket), shrunk towards a prior (the decile's midpoint;
     `prior_acceptance` for deterministic proposals) with `prior_weight` pseudo-observations;
     observations are discounted by 1 - 1/`memory`. A predictor's score for a drawn token
-    (`decide(features, predicted=...)`, PACER's `rule="cost"`) replaces the top-1 decile there by
+    (`decide_scored(features, predicted)`, PACER's `rule="cost"`) replaces the top-1 decile there by
     the score's own decile, calibrated the same way (prior: its midpoint). Outcomes are the drafted tokens up to and
     including the first rejection (later ones were not tested). a depends on the distribution
     only, so leaving a position out never depends on the token drawn there (which would bias
@@ -111,8 +112,7 @@ class CostAwarePolicy(PolicyBase):
     _draft_timed: bool = attrs.field(init=False, default=False, repr=False)  # a draft step was timed this call
     # per call / per round
     _untimed: bool = attrs.field(init=False, default=True, repr=False)
-    _synced: int = attrs.field(init=False, default=0, repr=False)  # context length the draft has read
-    _unread: int = attrs.field(init=False, default=1, repr=False)  # tokens to catch up on this round
+    _unread: int = attrs.field(init=False, default=1, repr=False)  # tokens the draft reads first this round (RoundState.pending)
     _credit: float = attrs.field(init=False, default=0.0, repr=False)  # exploration budget left (see begin_round)
     _generated: int = attrs.field(init=False, default=0, repr=False)
     _new_prompt: bool = attrs.field(init=False, default=True, repr=False)
@@ -124,7 +124,6 @@ class CostAwarePolicy(PolicyBase):
     _asked: int = attrs.field(init=False, default=0, repr=False)  # should_draft calls this round (positions looked at)
     _lead_deterministic: bool = attrs.field(init=False, default=False, repr=False)  # the round's first proposal had no distribution
     _model_round: bool = attrs.field(init=False, default=True, repr=False)  # the draft model may run this round
-    _forwarded: bool = attrs.field(init=False, default=False, repr=False)  # it ran: a position had its features
     _explore_spent: float = attrs.field(init=False, default=0.0, repr=False)  # exploration budget spent on this round
 
     def __attrs_post_init__(self) -> None:
@@ -200,7 +199,6 @@ class CostAwarePolicy(PolicyBase):
     # ------------------------------------------------------------------ protocol
     def start(self) -> None:
         self._untimed = True
-        self._synced = 0
         self._credit = 0.0
         self._new_prompt = True
         self._verified_rounds = 0
@@ -212,7 +210,7 @@ class CostAwarePolicy(PolicyBase):
     def begin_round(self, state: RoundState) -> int:
         self._reset_round()
         new_prompt, self._new_prompt = self._new_prompt, False
-        self._unread = max(state.context_length - self._synced, 1)
+        self._unread = max(state.pending, 1)
         first = self.first_acceptance_bound()
         setup = self.catchup_seconds(self._unread)
         gain = first * self.target_step() - (1.0 + self.margin) * (self.draft_step() + self._increment(0))
@@ -254,7 +252,8 @@ class CostAwarePolicy(PolicyBase):
         # a declined position is not recorded: a proposer may offer something else there (a draft
         # model's token where a copy was declined), and outcomes are attributed position by position
         self._asked += 1
-        self._note(features)
+        if features.position == 0:  # the last proposal looked at for the first position leads the round
+            self._lead_deterministic = features.deterministic
         if not features.deterministic and not self._model_round:
             return False
         bucket = self._bucket(features)
@@ -263,13 +262,6 @@ class CostAwarePolicy(PolicyBase):
             return False
         self._keep(bucket)
         return True
-
-    def _note(self, features: DraftFeatures) -> None:
-        """What a proposal says about the round: which kind led it, and whether the draft model ran
-        (a distribution means a forward, also for proposers that do not ask allows_forward)."""
-        if features.position == 0:  # the last proposal looked at for the first position
-            self._lead_deterministic = features.deterministic
-        self._forwarded = self._forwarded or not features.deterministic
 
     def _pays(self, a: float, position: int) -> bool:
         """Is a token at `position`, accepted with probability `a` once the kept ones are, worth its verify increment?"""
@@ -281,16 +273,16 @@ class CostAwarePolicy(PolicyBase):
         self._current = self._estimate(bucket)
         self._survival *= self._current
 
-    def decide(self, features: TokenFeatures, predicted: float | None = None) -> Decision:
-        """`predicted`: another model's estimate of this token's acceptance (PACER's pre-verifier).
+    def decide(self, features: TokenFeatures) -> Decision:
+        return self.decide_scored(features, None)
+
+    def decide_scored(self, features: TokenFeatures, predicted: float | None) -> Decision:
+        """`decide` with another model's estimate of this token's acceptance (PACER's pre-verifier).
 
         It replaces the top-1 decile for this position: the estimate becomes the calibrated
         acceptance of its own decile (prior: the decile's midpoint), so a miscalibrated predictor
         still yields calibrated costs. Used after the draw only, where stopping cannot bias.
         """
-        if len(self._round) <= features.position:  # a proposer that does not call should_draft
-            self._note(features)
-            self._keep(self._bucket(features))
         if predicted is not None and not features.deterministic:
             bucket = SCORED + _decile(predicted)
             self._round[features.position] = bucket
@@ -307,18 +299,19 @@ class CostAwarePolicy(PolicyBase):
 
     def observe(self, verification: Verification) -> None:
         drafted, accepted = verification.drafted, verification.accepted
+        forwarded = verification.draft_forwards > 0  # the draft model ran this round
         if self.measure:
             self._measure(verification)
         self._untimed = False  # the first round of a call also prefills the prompt
         self._new_prompt = False
-        self._verified_rounds += drafted > 0 and self._forwarded  # evidence about the draft model
-        if self._model_round and self._explore_spent and not self._forwarded:
+        self._verified_rounds += drafted > 0 and forwarded  # evidence about the draft model
+        if self._model_round and self._explore_spent and not forwarded:
             # an exploration of the draft model that never reached it (the round ended within a
             # copy) has not bought its evidence: the budget is returned and the next round tries again
             self._credit += self._explore_spent
         for i, bucket in enumerate(self._round[: min(drafted, accepted + 1)]):
             self._update(bucket, i < accepted)
-        if self._forwarded:  # the draft model ran: did the round yield an accepted token?
+        if forwarded:  # the draft model ran: did the round yield an accepted token?
             # A round whose first token was declined counts as a miss: a0 prices a round in which
             # the draft runs (begin_round's gain), and that round paid a draft step for nothing.
             # A round led by a deterministic proposal (a copy, a lookup) says nothing about the
@@ -327,8 +320,6 @@ class CostAwarePolicy(PolicyBase):
                 decay = 1.0 - 1.0 / self.memory
                 self._first[0] = self._first[0] * decay + (accepted > 0)
                 self._first[1] = self._first[1] * decay + 1.0
-            # the draft has read the context and its kept tokens but the last (cropped at a rejection)
-            self._synced = verification.context_length + max(min(accepted, drafted - 1), 0)
         elif not (self._asked or self._round) and self._generated >= FRONT:  # idle: earns exploration budget
             step = verification.verify_seconds if self.measure and verification.verify_seconds > 0 else self.target_step()
             self._credit += self.explore_share * step
@@ -339,14 +330,14 @@ class CostAwarePolicy(PolicyBase):
         if not self._untimed and verification.verify_seconds > 0:
             # keyed by the forward's real width: a proposer's branches widen it beyond the draft
             self._verify.setdefault(verification.width, deque(maxlen=TIMING_WINDOW)).append(verification.verify_seconds)
-        positions, seconds = max(self._asked, len(self._round)), verification.draft_seconds
-        if not positions or seconds <= 0 or not self._forwarded:  # a model-free round times no model
+        forwards, seconds = verification.draft_forwards, verification.draft_seconds
+        if not forwards or seconds <= 0:  # a model-free round times no model
             return
         if self._unread <= 2:
-            self._draft.append(seconds / positions)
+            self._draft.append(seconds / forwards)
             self._draft_timed = True
         elif self._unread >= 16:
-            self._catchup.append(max(seconds - positions * self.draft_step(), 0.0) / (self._unread - 1))
+            self._catchup.append(max(seconds - forwards * self.draft_step(), 0.0) / (self._unread - 1))
 
     def _age_costs(self) -> None:
         """Costs that the last call did not re-measure fade back to their priors over STALE_CALLS calls.
@@ -395,7 +386,6 @@ class CostAwarePolicy(PolicyBase):
         self._current = 1.0
         self._exploring = False
         self._model_round = True
-        self._forwarded = False
         self._explore_spent = 0.0
 
     @staticmethod

@@ -7,13 +7,12 @@ from typing import Sequence
 import attrs
 import torch
 
-from specdec.draft import EMPTY_DRAFT, Draft
+from specdec.draft import Draft
 from specdec.errors import ConfigurationError
-from specdec.features import draft_features, token_features
 from specdec.integrations.base import LanguageModel, as_model
-from specdec.policy import Decision, boolean, optional_positive_int
+from specdec.policy import boolean, optional_positive_int
 from specdec.proposer import ModelCounters, ProposalRequest
-from specdec.sampling import SamplingConfig, checked_max, warp
+from specdec.sampling import SamplingConfig
 from specdec.sequence_cache import SequenceCache
 from specdec.verification import Verification
 
@@ -54,52 +53,30 @@ class DraftModelProposer(ModelCounters):
         self._cache.restart()
         self._offset = max(len(prompt) - self.context_window, 0) if self.context_window else 0
 
-    def propose(self, request: ProposalRequest) -> Draft:
-        policy, sampling = request.policy, request.sampling
-        hidden = policy.wants_hidden
-        tokens: list[int] = []
-        qs: list[torch.Tensor | None] = []
-        features = []
-        if not policy.allows_forward(0):
-            return EMPTY_DRAFT
-        context = TailView(request.context, self._offset) if self._offset else request.context
-        out = self._cache.sync(context, hidden=hidden)
-        while True:
-            logits = out.logits[-1]
-            state = out.hidden[-1] if hidden and out.hidden is not None else None
-            before = draft_features(logits, len(tokens), state)
-            if not policy.should_draft(before):
-                break
-            token, q = self.choose(logits, sampling, request.sampler)
-            feats = token_features(logits, token, len(tokens), state, before=before)
-            decision = policy.decide(feats)
-            if decision is Decision.DROP:
-                if q is not None:
-                    raise ConfigurationError(
-                        f"policy {policy.name!r} dropped a token after it was drawn at random; that biases the "
-                        "output (see specdec/policy.py): decide before the draw in should_draft()"
-                    )
-                break
-            tokens.append(token)
-            qs.append(q)
-            features.append(feats)
-            if decision is Decision.STOP or len(tokens) >= request.budget or token in request.eos_token_ids:
-                break
-            if not policy.allows_forward(len(tokens)):
-                break
-            out = self._cache.extend([token], hidden=hidden)
-        return Draft(tuple(tokens), tuple(qs), tuple(features))
+    def pending(self, context: Sequence[int]) -> int:
+        return self._cache.unread(self._view(context))
 
-    def choose(self, logits: torch.Tensor, sampling: SamplingConfig, sampler) -> tuple[int, torch.Tensor | None]:
-        """The draft token and the exact distribution it was drawn from (None when deterministic)."""
-        best = int(checked_max(logits, f"the draft model {self.model.name!r}"))
-        if sampling.greedy:
-            return best, None
-        q = warp(logits, sampling)
-        return sampler.categorical(q), q
+    def propose(self, request: ProposalRequest) -> Draft:
+        if not request.may_forward():
+            return request.draft()
+        hidden = request.wants_hidden
+        out = self._cache.sync(self._view(request.context), hidden=hidden)
+        while request.draw(out.logits[-1], _last(out.hidden), who=f"the draft model {self.model.name!r}"):
+            if not request.may_forward():
+                break
+            out = self._cache.extend([request.tokens[-1]], hidden=hidden)
+        return request.draft()
+
+    def _view(self, context: Sequence[int]) -> Sequence[int]:
+        """The part of the context the draft reads (see `context_window`)."""
+        return TailView(context, self._offset) if self._offset else context
 
     def observe(self, verification: Verification) -> None:
         pass
+
+
+def _last(hidden: torch.Tensor | None) -> torch.Tensor | None:
+    return None if hidden is None else hidden[-1]
 
 
 class TailView(Sequence[int]):

@@ -41,17 +41,16 @@ import torch
 
 from specdec.draft import Branch, Draft, TokenTree
 from specdec.errors import ConfigurationError
-from specdec.features import TokenFeatures, draft_features, token_features
 from specdec.integrations.base import LanguageModel, as_model, supports_tree
-from .ngram import NgramIndex
-from .phrase_pool import PhrasePool
-from specdec.policy import Decision, boolean, finite_in, non_negative_int, optional_positive_int, positive_int
-from specdec.proposer import ModelCounters, Offer, ProposalRequest, offer_deterministic
+from specdec.policy import boolean, finite_in, non_negative_int, optional_positive_int, positive_int
+from specdec.proposer import ModelCounters, ProposalRequest
 from specdec.sampling import SamplingConfig, checked_max
 from specdec.sequence_cache import SequenceCache
 from specdec.verification import Verification
 
 from .draft_model import cheaper_draft
+from .ngram import NgramIndex
+from .phrase_pool import PhrasePool
 
 # shortest phrase harvested from a round (the prompt's n-grams are always full length)
 MIN_HARVEST = 2
@@ -185,13 +184,17 @@ class OuroborosProposer(ModelCounters):
         self._closed.clear()
         self._ingest(prompt)
 
+    def pending(self, context: Sequence[int]) -> int:
+        return self._cache.unread(context)
+
     def propose(self, request: ProposalRequest) -> Draft:
         context = request.context
         self._ingest(context)
         self._anchor = int(context[-1])
-        tokens, features, alternatives = self._draft(request)
+        alternatives = self._draft(request)
+        tokens = list(request.tokens)
         branches, self._branch_kinds = self._branches(request, tokens, alternatives)
-        draft = Draft(tuple(tokens), (None,) * len(tokens), tuple(features), branches)
+        draft = request.draft(branches)
         self._last = draft
         return draft
 
@@ -206,49 +209,36 @@ class OuroborosProposer(ModelCounters):
             self._learn_branches(draft, verification)
 
     # ------------------------------------------------------------------ drafting
-    def _draft(self, request: ProposalRequest) -> tuple[list[int], list[TokenFeatures], list[tuple[Branch, str]]]:
-        """Greedy drafting, each forward checking candidate phrases (see module docstring).
+    def _draft(self, request: ProposalRequest) -> list[tuple[Branch, str]]:
+        """Greedy drafting through `request`, each forward checking candidate phrases (see module
+        docstring).
 
-        Returns the draft tokens, their features, and the candidate phrases the draft disagreed
-        with, as branches hanging where they part from the draft (the target may prefer them).
+        Returns the candidate phrases the draft disagreed with, as branches hanging where they
+        part from the draft (the target may prefer them).
         """
-        policy = request.policy
-        hidden = policy.wants_hidden
         who = f"the draft model {self.model.name!r}"
-        tokens: list[int] = []
-        features: list[TokenFeatures] = []
         alternatives: list[tuple[Branch, str]] = []
         pending: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []  # (logits, hidden, argmax)
         first = True
         self._copies = []
         while True:
             if not pending:
-                if self.copy and not self._copy(request, tokens, features, alternatives):
+                if self.copy and not self._copy(request, alternatives):
                     break
-                if not policy.allows_forward(len(tokens)):
+                if not request.may_forward():
                     break
+                tokens = list(request.tokens)
                 room = request.budget - len(tokens) - 1  # phrase tokens this forward may add
                 fed, found = self._draft_phrases(request.context, tokens, room)
-                pending = self._step(request.context, tokens, fed, found, first, hidden, who, alternatives)
+                pending = self._step(request.context, tokens, fed, found, first, request.wants_hidden, who, alternatives)
                 first = False
             logits, state, token = pending.pop(0)
-            before = draft_features(logits, len(tokens), state)
-            if not policy.should_draft(before):
+            if not request.offer(token, logits=logits, hidden=state):
                 break
-            feats = token_features(logits, token, len(tokens), state, before=before)
-            decision = policy.decide(feats)
-            if decision is Decision.DROP:
-                break
-            tokens.append(token)
-            features.append(feats)
-            if decision is Decision.STOP or len(tokens) >= request.budget or token in request.eos_token_ids:
-                break
-        self.stats.draft_tokens += len(tokens)
-        return tokens, features, [(b, source) for b, source in alternatives if b.at <= len(tokens)]
+        self.stats.draft_tokens += request.position
+        return [(b, source) for b, source in alternatives if b.at <= request.position]
 
-    def _copy(
-        self, request: ProposalRequest, tokens: list[int], features: list[TokenFeatures], alternatives: list[tuple[Branch, str]]
-    ) -> bool:
+    def _copy(self, request: ProposalRequest, alternatives: list[tuple[Branch, str]]) -> bool:
         """Propose what followed the current n-gram in the context, directly (no draft forward).
 
         Inputs that the output repeats are where a small draft agrees least with the target and a
@@ -260,14 +250,14 @@ class OuroborosProposer(ModelCounters):
         Returns False when the draft is over (the policy stopped, the budget, an end token, or drafting
         on after the copy does not pay: `_draft_after_copy_pays`).
         """
-        found = self._candidates(request.context, tokens, self.copy_length, self.copy_candidates, pool=False)
+        found = self._candidates(request.context, list(request.tokens), self.copy_length, self.copy_candidates, pool=False)
         if not found:
             return True
         copy_rate = self._gate(self._entry, "copy").value
         # the draft model's token is preferred where it has the better record and the policy lets it run
         if (
             copy_rate < self._gate(self._entry, "draft").value
-            and request.policy.allows_forward(len(tokens))
+            and request.policy.allows_forward(request.position)
             and not self._probe("copy")
         ):
             return True
@@ -276,19 +266,18 @@ class OuroborosProposer(ModelCounters):
             copy = copy[: self._emitted_length("copy", len(copy))]
             if not copy:
                 return True
-        start = len(tokens)
+        start = request.position
         # the policy may stop it sooner; a copy it declines leaves the position to the draft model
-        outcome = offer_deterministic(request, copy, tokens, features)
-        copied = len(tokens) - start
+        copied = request.offer_each(copy)
         if copied:
             self._copies.append((start, copied))
             self.stats.copied_tokens += copied
-            kept = tokens[start:]
+            kept = request.tokens[start:]
             for other, _ in found[1:]:
                 common = _common_prefix(other, kept)
                 if common < copied:
                     alternatives.append((Branch(start + common, other[common:]), "copy"))
-        return outcome is not Offer.OVER and (not copied or self._draft_after_copy_pays(copied))
+        return not request.over and (not copied or self._draft_after_copy_pays(copied))
 
     def _draft_after_copy_pays(self, length: int) -> bool:
         """A draft token after a copy of `length` tokens counts only if the whole copy is accepted:

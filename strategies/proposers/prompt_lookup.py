@@ -17,16 +17,16 @@ from typing import Sequence
 
 import attrs
 
-from specdec.draft import EMPTY_DRAFT, Draft
+from specdec.draft import Draft
 from .ngram import NgramIndex
 from specdec.policy import one_of, positive_int
-from specdec.proposer import ProposalRequest, offer_deterministic
+from specdec.proposer import ModelFree, ProposalRequest
 from specdec.sampling import SamplingConfig
 from specdec.verification import Verification
 
 
 @attrs.define
-class PromptLookupProposer:
+class PromptLookupProposer(ModelFree):
     """Draft by n-gram lookup in the context (prompt + generated text)."""
 
     name = "prompt-lookup"
@@ -38,18 +38,6 @@ class PromptLookupProposer:
     def __attrs_post_init__(self) -> None:
         self._index = NgramIndex(self.max_ngram)
 
-    @property
-    def vocab_size(self) -> int | None:
-        return None
-
-    @property
-    def forwards(self) -> int:
-        return 0
-
-    @property
-    def forward_seconds(self) -> float:
-        return 0.0
-
     def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
         self._index.reset()
         self._index.update(prompt)
@@ -59,17 +47,15 @@ class PromptLookupProposer:
         index.update(request.context)
         position = index.find(request.context, match=self.match)  # type: ignore[arg-type]
         if position is None:
-            return EMPTY_DRAFT
-        tokens: list[int] = []
-        features: list = []
+            return request.draft()
 
         def continuation():
-            while len(tokens) < self.num_tokens:
+            while request.position < self.num_tokens:
                 # read on through the drafted tokens: a match near the end repeats periodically
-                yield index.continuation(position + len(tokens), 1, tokens)[0]
+                yield index.continuation(position + request.position, 1, list(request.tokens))[0]
 
-        offer_deterministic(request, continuation(), tokens, features)
-        return Draft(tuple(tokens), (None,) * len(tokens), tuple(features))
+        request.offer_each(continuation())
+        return request.draft()
 
     def observe(self, verification: Verification) -> None:
         pass

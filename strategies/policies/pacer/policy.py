@@ -221,7 +221,7 @@ class PacerPolicy(PolicyBase):
             self._tokens.append(features.token)
             self._positions.append(features.position)
         if self._costs is not None:
-            return self._costs.decide(features, predicted=self.block_score(1))
+            return self._costs.decide_scored(features, self.block_score(1))
         if len(self._log_hazards if self._scorer is not None else self._tokens) % self.block:
             return Decision.CONTINUE
         return Decision.CONTINUE if self.block_score() >= self.tau else Decision.STOP

@@ -8,13 +8,13 @@ import attrs
 
 from specdec.draft import Draft
 from specdec.policy import positive_int
-from specdec.proposer import ProposalRequest, offer_deterministic
+from specdec.proposer import ModelFree, ProposalRequest
 from specdec.sampling import SamplingConfig
 from specdec.verification import Verification
 
 
 @attrs.define
-class BigramProposer:
+class BigramProposer(ModelFree):
     """Propose the most frequent successor of the last token, chained, learned from the context.
 
     Bigram counts cover the prompt and everything generated so far (ties go to the successor seen
@@ -30,26 +30,12 @@ class BigramProposer:
     _followers: dict[int, dict[int, tuple[int, int]]] = attrs.field(init=False, factory=dict, repr=False)
     _learned: int = attrs.field(init=False, default=0, repr=False)
 
-    @property
-    def vocab_size(self) -> int | None:
-        return None  # proposes only tokens it has seen in the context
-
-    @property
-    def forwards(self) -> int:
-        return 0
-
-    @property
-    def forward_seconds(self) -> float:
-        return 0.0
-
     def start(self, prompt: Sequence[int], sampling: SamplingConfig) -> None:
         self._followers = {}
         self._learned = 0
 
     def propose(self, request: ProposalRequest) -> Draft:
         self._learn(request.context)
-        tokens: list[int] = []
-        features: list = []
 
         def chain():
             last = request.context[-1]
@@ -57,9 +43,9 @@ class BigramProposer:
                 yield token
                 last = token
 
-        # each token goes to the policy, which may end the round first (specdec's own helper)
-        offer_deterministic(request, chain(), tokens, features)
-        return Draft(tuple(tokens), (None,) * len(tokens), tuple(features))
+        # each token goes to the policy, which may end the round first (the request's drafting loop)
+        request.offer_each(chain())
+        return request.draft()
 
     def observe(self, verification: Verification) -> None:
         pass  # the next `propose` learns the emitted tokens from its context
