@@ -12,32 +12,24 @@ or distribution names skips just those (the way out of a clash).
 
 from __future__ import annotations
 
-import builtins
-import enum
 import importlib
 import importlib.metadata
 import os
 import re
-import sys
-import types
-import typing
-from pathlib import Path
-from typing import Any, Callable, Collection, Iterator, Literal, Mapping
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 import attrs
 import pluggy
 
 from specdec import hookspecs
 from specdec.errors import ConfigurationError, PluginError
+from specdec.parameters import Parameter, init_fields, parameters, public_name
 
 BUILTIN_PLUGINS = ("specdec.strategies.policies", "specdec.strategies.proposers")
 KINDS = ("policy", "proposer")
 HOOKS = {"policy": "specdec_register_policies", "proposer": "specdec_register_proposers"}
 DISABLE_ENV = "SPECDEC_DISABLE_PLUGINS"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-# the draft model a proposer (or a policy tied to it, such as pacer) receives from --draft,
-# not a user-set parameter
-RESOURCE_FIELDS = ("model",)
 
 
 # ---------------------------------------------------------------------------- value objects
@@ -52,18 +44,6 @@ class PluginInfo:
 
     def __str__(self) -> str:
         return f"{self.distribution} {self.version} (plugin {self.plugin!r})"
-
-
-@attrs.frozen
-class Parameter:
-    """One settable field of a strategy, as users see it."""
-
-    name: str
-    type: str  # human-readable expected type, e.g. "int" or "float or none"
-    default: str | None  # repr of the default; None when the parameter is required
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.type}" + (f" = {self.default}" if self.default is not None else " (required)")
 
 
 @attrs.frozen
@@ -99,17 +79,35 @@ class StrategyEntry:
         return "model" in self.fields()
 
     def fields(self) -> dict[str, attrs.Attribute]:
-        return {f.name: f for f in attrs.fields(self.cls) if f.init}
+        return init_fields(self.cls)
 
     def parameters(self) -> list[Parameter]:
         """The parameters users may set (resources such as the draft model excluded)."""
-        hints = _field_types(self.cls)
-        params = []
-        for field in self.fields().values():
-            if field.name in RESOURCE_FIELDS:
-                continue
-            params.append(Parameter(_public(field), describe_type(hints.get(field.name, Any)), _default_text(field)))
-        return params
+        return parameters(self.cls)
+
+    def field(self, key: str, *, reserved: Collection[str] = ()) -> attrs.Attribute:
+        """The field a parameter name sets (its name, with '-' for '_', or its alias)."""
+        fields = self.fields()
+        field = fields.get(key.replace("-", "_")) or next((f for f in fields.values() if f.alias == key), None)
+        if field is None or field.name in reserved:
+            settable = ", ".join(public_name(f) for f in fields.values() if f.name not in reserved) or "none"
+            raise ConfigurationError(f"{self.kind} {self.name!r} has no parameter {key!r}; parameters: {settable}")
+        return field
+
+    def create(self, **values: Any) -> Any:
+        """An instance from typed values; a missing required parameter or a rejected value is named."""
+        fields = self.fields()
+        by_field = {self.field(key).name: value for key, value in values.items()}
+        missing = [public_name(f) for f in fields.values() if f.default is attrs.NOTHING and f.name not in by_field]
+        if missing:
+            raise ConfigurationError(f"{self.kind} {self.name!r} needs the parameter(s): {', '.join(missing)}")
+        init_kwargs = {public_name(fields[name]): value for name, value in by_field.items()}
+        try:
+            return self.cls(**init_kwargs)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{self.kind} {self.name!r}: {error}") from error
+        except (TypeError, ValueError) as error:
+            raise ConfigurationError(f"cannot build {self.kind} {self.name!r}: {error}") from error
 
 
 @attrs.frozen
@@ -163,184 +161,15 @@ class Registry:
             known = ", ".join(self.names(kind)) or "none"
             raise PluginError(f"unknown {kind} {name!r}; available: {known} (see `specdec plugins`)") from None
 
-    def build(self, kind: str, name: str, params: Mapping[str, Any] | None = None, **resources: Any) -> Any:
-        """Instantiate a strategy from command-line parameters.
-
-        String values are parsed with the field's annotation (int, float, bool, str, Literal,
-        Enum, paths, `X | None`); `resources` (such as the draft `model`) are passed to the
-        fields of the same name when the class has them and cannot be set as parameters.
-        """
-        entry = self.get(kind, name)
-        fields = entry.fields()
-        hints = _field_types(entry.cls)
-        kwargs: dict[str, Any] = {}
-        for key, raw in (params or {}).items():
-            field = self._field(entry, fields, key, reserved=resources)
-            if isinstance(raw, str):
-                raw = parse_value(raw, hints.get(field.name, Any), what=f"{kind} {name!r}: parameter {key!r}")
-            kwargs[field.name] = raw
-        kwargs.update({key: value for key, value in resources.items() if key in fields})
-        return self._instantiate(entry, kwargs)
-
     def create(self, kind: str, name: str, **params: Any) -> Any:
         """Instantiate a strategy from typed Python values (nothing is parsed)."""
-        entry = self.get(kind, name)
-        fields = entry.fields()
-        kwargs = {self._field(entry, fields, key).name: value for key, value in params.items()}
-        return self._instantiate(entry, kwargs)
+        return self.get(kind, name).create(**params)
 
-    @staticmethod
-    def _field(entry: StrategyEntry, fields: dict[str, attrs.Attribute], key: str,
-               reserved: Collection[str] = ()) -> attrs.Attribute:
-        field = fields.get(key.replace("-", "_")) or next((f for f in fields.values() if f.alias == key), None)
-        if field is None or field.name in reserved:
-            settable = ", ".join(_public(f) for f in fields.values() if f.name not in reserved) or "none"
-            raise ConfigurationError(f"{entry.kind} {entry.name!r} has no parameter {key!r}; parameters: {settable}")
-        return field
+    def build(self, kind: str, name: str, params: Mapping[str, Any] | None = None, **resources: Any) -> Any:
+        """Instantiate a strategy from command-line text: `specdec.cli.values.build_strategy`."""
+        from specdec.cli.values import build_strategy
 
-    @staticmethod
-    def _instantiate(entry: StrategyEntry, kwargs: dict[str, Any]) -> Any:
-        missing = [_public(f) for f in entry.fields().values() if f.default is attrs.NOTHING and f.name not in kwargs]
-        if missing:
-            raise ConfigurationError(f"{entry.kind} {entry.name!r} needs the parameter(s): {', '.join(missing)}")
-        init_kwargs = {(f.alias or f.name): kwargs[f.name] for f in entry.fields().values() if f.name in kwargs}
-        try:
-            return entry.cls(**init_kwargs)
-        except ConfigurationError as error:
-            raise ConfigurationError(f"{entry.kind} {entry.name!r}: {error}") from error
-        except (TypeError, ValueError) as error:
-            raise ConfigurationError(f"cannot build {entry.kind} {entry.name!r}: {error}") from error
-
-
-def _public(field: attrs.Attribute) -> str:
-    return field.alias or field.name
-
-
-def _default_text(field: attrs.Attribute) -> str | None:
-    if field.default is attrs.NOTHING:
-        return None
-    if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-        factory = field.default.factory
-        return f"{getattr(factory, '__name__', 'factory')}()"
-    return repr(field.default)
-
-
-# ---------------------------------------------------------------------------- parameter values
-def _field_types(cls: type) -> dict[str, Any]:
-    """Resolved annotations of an attrs class; unresolvable ones fall back to `Any` (raw strings)."""
-    try:
-        return typing.get_type_hints(cls)
-    except Exception:  # a plugin may annotate with names only imported under TYPE_CHECKING
-        pass
-    namespace = dict(vars(builtins))
-    namespace.update(vars(sys.modules.get(cls.__module__, builtins)))
-    hints: dict[str, Any] = {}
-    for field in attrs.fields(cls):
-        annotation = field.type
-        if isinstance(annotation, str):
-            try:
-                annotation = eval(annotation, namespace)  # noqa: S307 - the class's own annotation text
-            except Exception:
-                annotation = Any
-        hints[field.name] = Any if annotation is None else annotation
-    return hints
-
-
-def _options(annotation: Any) -> tuple[Any, ...]:
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return typing.get_args(annotation)
-    return (annotation,)
-
-
-def describe_type(annotation: Any) -> str:
-    """How an annotation reads in messages: 'int', 'float or none', "one of 'a', 'b'"."""
-    parts = []
-    for option in _options(annotation):
-        if option is type(None):
-            parts.append("none")
-        elif typing.get_origin(option) is Literal:
-            parts.append("one of " + ", ".join(repr(v) for v in typing.get_args(option)))
-        elif isinstance(option, type) and issubclass(option, enum.Enum):
-            parts.append("one of " + ", ".join(repr(m.name.lower()) for m in option))
-        elif option is Any:
-            parts.append("any")
-        else:
-            parts.append(getattr(option, "__name__", None) or str(option))
-    return " or ".join(parts)
-
-
-def parse_value(raw: str, annotation: Any, *, what: str = "parameter") -> Any:
-    """Convert a command-line string to a value of `annotation`.
-
-    Raises a `ConfigurationError` naming the parameter (`what`) and the expected type.
-    """
-    options = _options(annotation)
-    if raw.strip().lower() in ("none", "null") and type(None) in options:
-        return None
-    if Any in options:
-        return raw
-    for option in sorted((o for o in options if o is not type(None)), key=_precedence):
-        try:
-            return _convert(raw.strip(), option)
-        except (ValueError, TypeError, KeyError):
-            continue
-    spelled = " (true/false, yes/no, on/off or 1/0)" if bool in options else ""
-    raise ConfigurationError(f"{what} expects {describe_type(annotation)}{spelled}, got {raw!r}")
-
-
-def _precedence(option: Any) -> int:
-    """Try the narrow readings first, so that '3' is an int before it is a str."""
-    order: list[Any] = [bool, int, float]
-    if option in order:
-        return order.index(option)
-    return 10 if option is str else 5
-
-
-def _convert(raw: str, option: Any) -> Any:
-    if option is bool:
-        lowered = raw.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(raw)
-    if option in (int, float, str, Path):
-        return option(raw)
-    if typing.get_origin(option) is Literal:
-        for value in typing.get_args(option):
-            if str(value) == raw or (not isinstance(value, str) and _try(type(value), raw) == value):
-                return value
-        raise ValueError(raw)
-    if isinstance(option, type) and issubclass(option, enum.Enum):
-        by_name = {m.name.lower(): m for m in option}
-        if raw.lower() in by_name:
-            return by_name[raw.lower()]
-        return option(raw)
-    if callable(option) and option not in _NOT_FROM_TEXT and typing.get_origin(option) not in _NOT_FROM_TEXT:
-        return option(raw)
-    raise TypeError(f"cannot parse into {option!r}")
-
-
-# calling these on a string splits it into characters instead of reading a value
-_NOT_FROM_TEXT = (tuple, list, dict, set, frozenset, bytes)
-
-
-def _try(kind: type, raw: str) -> Any:
-    try:
-        return kind(raw)
-    except (TypeError, ValueError):
-        return None
-
-
-def parse_params(pairs: list[str] | None) -> dict[str, str]:
-    """['k=4', 'h=0.3'] -> {'k': '4', 'h': '0.3'}."""
-    params: dict[str, str] = {}
-    for pair in pairs or ():
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigurationError(f"parameters are KEY=VALUE, got {pair!r}")
-        params[key.strip()] = value.strip()
-    return params
+        return build_strategy(self, kind, name, params, **resources)
 
 
 # ---------------------------------------------------------------------------- discovery

@@ -18,7 +18,7 @@ import pytest
 import specdec.plugins
 from specdec import ConfigurationError, PluginError, hookspecs
 from specdec.cli import main
-from specdec.plugins import load_registry, make_policy, make_proposer, parse_value
+from specdec.plugins import load_registry, make_policy, make_proposer
 from tests.plugin_tools import REPO, TINY_DRAFT, TINY_TARGET, fake_distribution, plugins_on_path, tiny
 
 POLICY_MODULE = '''
@@ -219,27 +219,6 @@ def test_a_value_the_strategy_rejects_names_the_strategy():
 def test_a_missing_required_parameter_is_named():
     with pytest.raises(ConfigurationError, match="proposer 'draft' needs the parameter\\(s\\): model"):
         make_proposer("draft")
-
-
-@pytest.mark.parametrize(
-    "raw,annotation,expected",
-    [("3", int, 3), ("3", float, 3.0), ("3", int | float, 3), ("0.5", int | float, 0.5), ("off", bool, False),
-     ("none", int | None, None), ("7", int | None, 7), ("text", str, "text"), ("x", str | int, "x"), ("12", str | int, 12)],
-)
-def test_parse_value_reads_the_annotation(raw, annotation, expected):
-    value = parse_value(raw, annotation)
-    assert value == expected and type(value) is type(expected)
-
-
-@pytest.mark.parametrize(
-    "raw,annotation,message",
-    [("maybe", bool, "expects bool (true/false, yes/no, on/off or 1/0), got 'maybe'"),
-     ("x", float | None, "expects float or none, got 'x'"),
-     ("1,2", tuple, "expects tuple, got '1,2'")],
-)
-def test_parse_value_errors_name_the_expected_type(raw, annotation, message):
-    with pytest.raises(ConfigurationError, match=re.escape(f"parameter 'p' {message}")):
-        parse_value(raw, annotation, what="parameter 'p'")
 
 
 # ----------------------------------------------------------------------------- documentation

@@ -7,10 +7,11 @@ from typing import Any
 
 import torch
 
+from specdec.cli.values import build_strategy, parse_params
 from specdec.decoder import Decoder
 from specdec.defaults import default_draft, default_target
 from specdec.errors import ConfigurationError
-from specdec.plugins import parse_params, registry
+from specdec.plugins import registry
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -76,13 +77,12 @@ def build_decoders(args: argparse.Namespace, *, with_baseline: bool = False) -> 
     if getattr(args, "target_only", False):
         return Decoder(target), baseline
     reg = registry()
-    proposer_entry = reg.get("proposer", args.proposer)
     resources: dict[str, Any] = {}
-    if "model" in {f.name for f in __import__("attrs").fields(proposer_entry.cls)}:
+    if reg.get("proposer", args.proposer).uses_draft_model:
         resources["model"] = load(args.draft or default_draft(), args)
     elif args.draft:
         raise ConfigurationError(f"proposer {args.proposer!r} does not use a draft model; drop --draft")
-    proposer = reg.build("proposer", args.proposer, parse_params(args.proposer_param), **resources)
+    proposer = build_strategy(reg, "proposer", args.proposer, parse_params(args.proposer_param), **resources)
     # a policy tied to the draft (pacer) gets it as a resource too
-    policy = reg.build("policy", args.policy, parse_params(args.policy_param), **resources)
+    policy = build_strategy(reg, "policy", args.policy, parse_params(args.policy_param), **resources)
     return Decoder(target, proposer=proposer, policy=policy), baseline
