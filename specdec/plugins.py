@@ -2,9 +2,12 @@
 
 Built-in strategies are the plugins listed in `BUILTIN_PLUGINS`; they are loaded and registered
 by the same function as the plugins of the `specdec` entry-point group, so the third-party path
-runs every time. A plugin that fails to import, breaks a hook or returns something that is not a
-strategy is recorded in `Registry.failures` (shown by `specdec plugins`) and skipped. A name that
-two plugins claim becomes ambiguous: using it is an error naming both, other names keep working.
+runs every time. Each plugin's hooks are called through pluggy on their own (a subset hook caller
+holding just that plugin), so hookimpl options apply and every strategy name is attributed to the
+plugin that returned it. A plugin that fails to import, breaks a hook or returns something that
+is not a strategy is recorded in `Registry.failures` (shown by `specdec plugins`) and skipped. A
+name that two plugins claim becomes ambiguous: using it is an error naming both, other names keep
+working.
 
 `SPECDEC_DISABLE_PLUGINS=1` skips every third-party plugin; a comma-separated list of entry-point
 or distribution names skips just those (the way out of a clash).
@@ -28,6 +31,8 @@ from specdec.parameters import Parameter, init_fields, parameters, public_name
 BUILTIN_PLUGINS = ("specdec.strategies.policies", "specdec.strategies.proposers")
 KINDS = ("policy", "proposer")
 HOOKS = {"policy": "specdec_register_policies", "proposer": "specdec_register_proposers"}
+# the protocol each kind implements, as (module, class): imported when a strategy is checked
+PROTOCOLS = {"policy": ("specdec.policy", "LengthPolicy"), "proposer": ("specdec.proposer", "Proposer")}
 DISABLE_ENV = "SPECDEC_DISABLE_PLUGINS"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -252,35 +257,46 @@ def _collect(pm: pluggy.PluginManager, plugin: object, origin: PluginInfo) -> li
         raise PluginError(
             f"defines no specdec hook (expected a function marked @hookimpl named one of {', '.join(HOOKS.values())})"
         )
+    others = [p for p in pm.get_plugins() if p is not plugin]
     entries: list[StrategyEntry] = []
     for kind, hook_name in HOOKS.items():
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            if impl.plugin is not plugin:
-                continue
-            result = impl.function()
+        # this plugin alone: its results are its own, its hookimpl options (order, wrappers) apply
+        results = pm.subset_hook_caller(hook_name, remove_plugins=others)()
+        if not isinstance(results, list):
+            raise PluginError(f"{hook_name} wrapper returned {type(results).__name__}, expected the list of results")
+        claimed: set[str] = set()
+        for result in results:
             if result is None:
                 continue
             if not isinstance(result, Mapping):
                 raise PluginError(f"{hook_name} returned {type(result).__name__}, expected a dict of name -> class")
             for name, cls in result.items():
                 _check_strategy(kind, name, cls)
+                if name in claimed:
+                    raise PluginError(f"{hook_name} returned the {kind} name {name!r} twice")
+                claimed.add(name)
                 entries.append(StrategyEntry(name, kind, cls, origin))
     return entries
 
 
-# protocol members the decoder reads with a default (getattr), so older plugins without them still run
-OPTIONAL_MEMBERS = {"policy": frozenset(), "proposer": frozenset({"forward_seconds"})}
+def protocol_members(kind: str) -> tuple[str, ...]:
+    """The members every strategy of `kind` must have: its protocol's attributes and methods.
 
-
-def _protocol_members(kind: str) -> tuple[str, ...]:
-    """The members a strategy class must have: its protocol's, less the optional ones."""
-    from specdec.policy import LengthPolicy
-    from specdec.proposer import Proposer
-
-    protocol = {"policy": LengthPolicy, "proposer": Proposer}[kind]
-    members = set(getattr(protocol, "__annotations__", {}))
-    members |= {n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
-    return tuple(sorted(members - OPTIONAL_MEMBERS[kind]))
+    Read from the protocol class (and the protocols it extends) each time, so a member added to
+    the protocol is required at once.
+    """
+    module_name, class_name = PROTOCOLS[kind]
+    protocol = getattr(importlib.import_module(module_name), class_name)
+    members: set[str] = set()
+    for base in protocol.__mro__:
+        if not vars(base).get("_is_protocol") or base.__module__ == "typing":
+            continue
+        members |= {n for n in vars(base).get("__annotations__", {}) if not n.startswith("_")}
+        members |= {
+            n for n, v in vars(base).items()
+            if not n.startswith("_") and (callable(v) or isinstance(v, (property, staticmethod, classmethod)))
+        }
+    return tuple(sorted(members))
 
 
 def _check_strategy(kind: str, name: object, cls: object) -> None:
@@ -289,7 +305,7 @@ def _check_strategy(kind: str, name: object, cls: object) -> None:
     if not isinstance(cls, type) or not attrs.has(cls):
         raise PluginError(f"{kind} {name!r} must be an attrs class (its fields are the parameters), got {cls!r}")
     field_names = {f.name for f in attrs.fields(cls)}
-    missing = [m for m in _protocol_members(kind) if not hasattr(cls, m) and m not in field_names]
+    missing = [m for m in protocol_members(kind) if not hasattr(cls, m) and m not in field_names]
     if missing:
         raise PluginError(f"{kind} {name!r} ({cls.__qualname__}) lacks {', '.join(missing)} of the {kind} protocol")
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
 import specdec.plugins
-from specdec import ConfigurationError, PluginError, hookspecs
+from specdec import ConfigurationError, LengthPolicy, PluginError, Proposer, hookspecs
 from specdec.cli import main
 from specdec.plugins import load_registry, make_policy, make_proposer
 from tests.plugin_tools import REPO, TINY_DRAFT, TINY_TARGET, fake_distribution, plugins_on_path, tiny
@@ -138,6 +141,16 @@ def test_a_broken_plugin_is_reported_and_skipped_while_everything_else_works(tmp
         assert len(result["ids"]) == 8 and result["stats"]["drafted"] > 0
 
 
+def members(protocol: type) -> list[str]:
+    """What a class must have to implement `protocol`, read here independently of the registry."""
+    return sorted({n for n in dir(protocol) if not n.startswith("_")} | set(protocol.__annotations__))
+
+
+def lacks(kind: str, protocol: type) -> str:
+    """The failure of a class that has nothing of `protocol` but its `name`."""
+    return f"lacks {', '.join(m for m in members(protocol) if m != 'name')} of the {kind} protocol"
+
+
 BROKEN_HOOKS = {
     "hook raises": ("@hookimpl\ndef specdec_register_policies():\n    raise RuntimeError('boom')\n", "RuntimeError: boom"),
     "not a dict": ("@hookimpl\ndef specdec_register_policies():\n    return ['x']\n", "returned list, expected a dict"),
@@ -145,13 +158,21 @@ BROKEN_HOOKS = {
                   "must be an attrs class"),
     "not a policy": ("import attrs\n@attrs.define\nclass P:\n    name = 'p'\n"
                      "@hookimpl\ndef specdec_register_policies():\n    return {'p': P}\n",
-                     "lacks allows_forward, begin_round, decide, observe, should_draft, start, wants_hidden of the policy protocol"),
+                     lacks("policy", LengthPolicy)),
     "not a proposer": ("import attrs\n@attrs.define\nclass P:\n    name = 'p'\n"
                        "@hookimpl\ndef specdec_register_proposers():\n    return {'p': P}\n",
-                       "lacks forwards, observe, propose, start, vocab_size of the proposer protocol"),
+                       lacks("proposer", Proposer)),
     "bad name": ("from specdec.strategies.policies import FixedPolicy\n"
                  "@hookimpl\ndef specdec_register_policies():\n    return {'Fixed Two': FixedPolicy}\n",
                  "name 'Fixed Two' is not valid"),
+    "a name twice": ("from specdec.strategies.policies import FixedPolicy\n"
+                     "@hookimpl\ndef specdec_register_policies():\n    return {'p': FixedPolicy}\n"
+                     "@hookimpl(specname='specdec_register_policies')\ndef again():\n    return {'p': FixedPolicy}\n",
+                     "specdec_register_policies returned the policy name 'p' twice"),
+    "wrapper not a list": ("from specdec.strategies.policies import FixedPolicy\n"
+                           "@hookimpl(wrapper=True, specname='specdec_register_policies')\n"
+                           "def wrap():\n    yield\n    return {'p': FixedPolicy}\n",
+                           "specdec_register_policies wrapper returned dict, expected the list of results"),
     "typo in hook": ("@hookimpl\ndef specdec_register_policy():\n    return {}\n",
                      "unknown hook(s) specdec_register_policy; specdec's hooks are specdec_register_policies"),
     "no hooks": ("def register():\n    return {}\n", "defines no specdec hook"),
@@ -169,6 +190,107 @@ def test_a_plugin_with_a_broken_hook_is_reported_and_skipped(tmp_path, case):
         [failure] = reg.failures
         assert failure.distribution == "specdec-bad" and expected in failure.error
         assert {"half", "fixed"} <= set(reg.names("policy")) and "p" not in reg.names("policy")
+
+
+NO_TIMER_PLUGIN = """
+import attrs
+from specdec.hookspecs import hookimpl
+from specdec.proposer import Proposer
+
+def member(self, *args):
+    return None
+
+names = {n for n in dir(Proposer) if not n.startswith("_")} | set(Proposer.__annotations__)
+NoTimer = attrs.define(type("NoTimer", (), {n: member for n in names - {"forward_seconds"}}))
+
+@hookimpl
+def specdec_register_proposers():
+    return {"no-timer": NoTimer}
+"""
+
+
+def test_a_strategy_missing_one_protocol_member_is_reported_in_one_line_and_skipped(tmp_path):
+    """No member of the protocol is optional: forward_seconds once was, for plugins that predate it."""
+    fake_distribution(tmp_path, "specdec-no-timer", {"no_timer": NO_TIMER_PLUGIN}, {"no-timer": "no_timer"})
+    policy_plugin(tmp_path, "specdec-half", "half_plugin", "half")
+    with plugins_on_path(tmp_path) as reg:
+        [failure] = reg.failures
+        assert failure.distribution == "specdec-no-timer"
+        assert failure.error == "proposer 'no-timer' (NoTimer) lacks forward_seconds of the proposer protocol"
+        assert "no-timer" not in reg.names("proposer")
+        assert {"half", "fixed"} <= set(reg.names("policy")) and "draft" in reg.names("proposer")
+
+
+def test_a_member_added_to_a_protocol_is_required_at_once(monkeypatch):
+    """The required members are read from the protocol class when a strategy is checked."""
+    import specdec.proposer
+
+    class Extended(specdec.proposer.Proposer, Protocol):
+        def rewind(self, tokens: int) -> None: ...
+
+    before = members(specdec.proposer.Proposer)
+    monkeypatch.setattr(specdec.proposer, "Proposer", Extended)
+    assert specdec.plugins.protocol_members("proposer") == tuple(sorted({*before, "rewind"}))
+    reg = load_registry(entry_points=False)
+    [failure] = reg.failures
+    assert failure.plugin == "specdec.strategies.proposers"
+    assert re.fullmatch(r"proposer '[a-z-]+' \(\w+\) lacks rewind of the proposer protocol", failure.error)
+    assert reg.names("proposer") == [] and "fixed" in reg.names("policy")
+
+
+ORDERED_PLUGIN = """
+from specdec.hookspecs import hookimpl
+from specdec.strategies.policies import FixedPolicy
+
+@hookimpl({main})
+def specdec_register_policies():
+    return {{"main": FixedPolicy}}
+
+@hookimpl(specname="specdec_register_policies", {extra})
+def also_register_policies():
+    return {{"extra": FixedPolicy}}
+
+@hookimpl(wrapper=True, specname="specdec_register_policies")
+def first_result_only():
+    results = yield
+    return results[:1]
+"""
+
+
+@pytest.mark.parametrize("main_options,extra_options,kept", [
+    ("", "", "main"),  # pluggy's own order: the implementation registered last is called first
+    ("", "tryfirst=True", "extra"),
+    ("trylast=True", "", "extra"),
+])
+def test_hookimpl_options_are_honoured(tmp_path, main_options, extra_options, kept):
+    """Hooks are called through pluggy: a wrapper sees the plugin's results in tryfirst/trylast order."""
+    source = ORDERED_PLUGIN.format(main=main_options, extra=extra_options)
+    fake_distribution(tmp_path, "specdec-ordered", {"ordered": source}, {"ordered": "ordered"})
+    with plugins_on_path(tmp_path) as reg:
+        assert reg.failures == []
+        assert {"main", "extra"} & set(reg.names("policy")) == {kept}
+        assert reg.get("policy", kept).distribution == "specdec-ordered"
+
+
+def test_a_wrapper_acts_on_its_own_plugin_only(tmp_path):
+    """Each plugin is called on its own, so no plugin can hide or re-attribute another's strategies."""
+    hiding = ("from specdec.hookspecs import hookimpl\n"
+              "@hookimpl(wrapper=True, specname='specdec_register_policies')\n"
+              "def hide_everything():\n    yield\n    return []\n")
+    fake_distribution(tmp_path, "specdec-hiding", {"hiding": hiding}, {"hiding": "hiding"})
+    policy_plugin(tmp_path, "specdec-half", "half_plugin", "half")
+    with plugins_on_path(tmp_path) as reg:
+        assert reg.failures == []
+        assert reg.get("policy", "half").distribution == "specdec-half"
+        assert reg.get("policy", "fixed").origin.builtin
+
+
+def test_the_registry_loads_without_the_command_line_parser():
+    code = ("import sys; from specdec.plugins import make_policy, registry; registry(); make_policy('fixed', k=2); "
+            "print(sorted(m for m in sys.modules if m.startswith('specdec.cli')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_an_entry_point_naming_a_missing_module_is_reported(tmp_path):
