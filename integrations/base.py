@@ -89,6 +89,20 @@ class TreeLanguageModel(LanguageModel, Protocol):
         ...
 
 
+@runtime_checkable
+class ReducibleModel(LanguageModel, Protocol):
+    """Optional: a model that offers cheaper copies of itself for drafting (same tokens, exact
+    verification either way; their proposals change a little)."""
+
+    def with_head_subset(self, token_ids: Sequence[int]) -> "LanguageModel":
+        """A view scoring only `token_ids` in the LM head (the others get -inf)."""
+        ...
+
+    def quantized(self) -> "LanguageModel":
+        """A copy whose linear layers run in int8."""
+        ...
+
+
 def supports_tree(model: object) -> bool:
     """Whether `model` can verify token trees (see `TreeLanguageModel`)."""
     return isinstance(model, TreeLanguageModel)

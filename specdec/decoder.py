@@ -19,7 +19,7 @@ import attrs
 from specdec.draft import EMPTY_DRAFT, Draft
 from specdec.errors import ConfigurationError, InputError, VocabularyMismatchError
 from specdec.integrations.base import ChatCodec, LanguageModel, TextCodec, as_model, supports_tree
-from specdec.policy import LengthPolicy, RoundState
+from specdec.policy import LengthPolicy, ReferencePolicy, RoundState
 from specdec.proposer import ProposalRequest, Proposer
 from specdec.samplers import Sampler, TorchSampler
 from specdec.sampling import SamplingConfig
@@ -103,6 +103,15 @@ class Decoder:
         run = self._run(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, chat, sampler)
         for tokens in run:
             yield from tokens
+
+    def prepare(self, prompt: str | Sequence[int], max_new_tokens: int = 128, *, chat: bool = False) -> bool:
+        """Give a policy that needs the target's greedy output of `prompt` (`ReferencePolicy`: the
+        analysis-only oracle) that output, from one target-only run; returns whether it did."""
+        if not isinstance(self.policy, ReferencePolicy):
+            return False
+        reference = Decoder(self.target, codec=self.codec).generate(prompt, max_new_tokens, chat=chat)
+        self.policy.set_continuation(list(reference.prompt_ids) + list(reference.ids))
+        return True
 
     def encode(self, prompt: str | Sequence[int], *, chat: bool = False) -> list[int]:
         if isinstance(prompt, str):

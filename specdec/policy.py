@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
 import attrs
 
@@ -89,6 +89,24 @@ class LengthPolicy(Protocol):
         `verification.draft_seconds` / `verify_seconds` time the round's two phases.
         """
         ...
+
+
+@runtime_checkable
+class ReferencePolicy(Protocol):
+    """Optional, for analysis: a policy that must know the target's greedy output of the prompt
+    before a call (the oracle). `Decoder.prepare` computes it with an untimed target-only run."""
+
+    def set_continuation(self, continuation: Sequence[int]) -> None:
+        """The prompt followed by the target's greedy output, as token ids."""
+        ...
+
+
+@runtime_checkable
+class SelfTimedPolicy(Protocol):
+    """Optional: a policy that times its own work (a network's evaluations), so that benchmarks
+    can report the policy's share of a run."""
+
+    overhead_seconds: float  # seconds spent inside the policy so far
 
 
 def positive_int(_: object, attribute: attrs.Attribute, value: int) -> None:

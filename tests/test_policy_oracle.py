@@ -56,3 +56,21 @@ def test_oracle_from_target_accepts_every_drafted_token():
     assert oracle.diverged_at is None
     via_decoder = OraclePolicy.from_target(Decoder(target, proposer=DraftModelProposer(draft)), prompt, 12, max_draft=2)
     assert via_decoder.continuation == oracle.continuation and via_decoder.max_draft == 2
+
+
+def test_the_decoder_prepares_a_policy_that_needs_the_targets_output_and_only_that_one():
+    from specdec import Decoder
+    from specdec.integrations.toy import ToyModel
+    from specdec.plugins import make_policy
+    from specdec.strategies.proposers import DraftModelProposer
+
+    table = {(): [0.1, 0.2, 0.7], (0,): [0.6, 0.3, 0.1], (1,): [0.1, 0.1, 0.8], (2,): [0.3, 0.5, 0.2]}
+    target = ToyModel.from_probabilities(table, 3)
+    draft = ToyModel.from_probabilities({k: v[::-1] for k, v in table.items()}, 3)
+    reference = Decoder(target).generate([1], 6)
+    oracle = Decoder(target, proposer=DraftModelProposer(draft), policy=make_policy("oracle"))
+    assert oracle.prepare([1], 6)
+    assert oracle.policy.continuation == (1, *reference.ids)
+    result = oracle.generate([1], 6)
+    assert result.ids == reference.ids and result.stats.drafted == result.stats.accepted  # drafts exactly what is kept
+    assert not Decoder(target, proposer=DraftModelProposer(draft), policy=make_policy("fixed")).prepare([1], 6)

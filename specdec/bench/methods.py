@@ -11,6 +11,7 @@ import attrs
 import torch
 
 from specdec.decoder import Decoder
+from specdec.policy import SelfTimedPolicy
 
 
 @attrs.frozen
@@ -42,17 +43,20 @@ class SpecdecMethod:
     decoder: Decoder
 
     def run(self, ids: Sequence[int], max_new_tokens: int, temperature: float, seed: int) -> MethodRun:
-        from specdec.strategies.policies.oracle import prepare_oracle
-
-        prepare_oracle(self.decoder, list(ids), max_new_tokens)  # the analysis-only oracle: untimed reference
-        policy_before = getattr(self.decoder.policy, "overhead_seconds", float("nan"))
+        self.decoder.prepare(list(ids), max_new_tokens)  # the analysis-only oracle: an untimed reference
+        policy_before = _policy_seconds(self.decoder.policy)
         result = self.decoder.generate(list(ids), max_new_tokens, temperature=temperature, seed=seed)
         s = result.stats
         return MethodRun(
             result.ids, s.seconds, s.rounds, s.drafted, s.accepted, s.target_forwards, s.draft_forwards,
             s.draft_seconds, s.verify_seconds, s.overhead_seconds,
-            getattr(self.decoder.policy, "overhead_seconds", float("nan")) - policy_before,
+            _policy_seconds(self.decoder.policy) - policy_before,
         )
+
+
+def _policy_seconds(policy: object) -> float:
+    """Seconds a policy reports spending in itself (NaN when it does not time itself)."""
+    return policy.overhead_seconds if isinstance(policy, SelfTimedPolicy) else float("nan")
 
 
 ASSISTANT_OPTIONS = frozenset({"num_assistant_tokens", "num_assistant_tokens_schedule", "assistant_confidence_threshold"})

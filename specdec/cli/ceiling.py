@@ -15,6 +15,7 @@ from specdec.cli.options import add_model_options, add_prompt_set_options, load
 from specdec.decoder import Decoder
 from specdec.defaults import default_draft, default_target
 from specdec.errors import ConfigurationError
+from specdec.integrations.base import ReducibleModel
 
 
 def add_parser(subparsers) -> None:
@@ -38,10 +39,12 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.per_category < 1 or args.max_new_tokens < 1 or args.ngram < 1 or args.copy_length < 1:
         raise ConfigurationError("--per-category, --max-new-tokens, --ngram and --copy-length must be >= 1")
-    from specdec.strategies.proposers.draft_model import cheaper_draft
-
     target = load(args.target or default_target(), args)
-    draft = cheaper_draft(load(args.draft or default_draft(), args), None, args.int8)
+    draft = load(args.draft or default_draft(), args)
+    if args.int8:
+        if not isinstance(draft, ReducibleModel):
+            raise ConfigurationError(f"--int8 needs a transformers draft model; {draft!r} cannot be quantized")
+        draft = draft.quantized()
     prompts = load_spec_bench(args.prompts, categories=args.categories.split(",") if args.categories else None, per_category=args.per_category)
     decoder = Decoder(target)
     records = []

@@ -32,13 +32,16 @@ def add_parser(subparsers) -> None:
     add_strategy_options(parser)
     parser.add_argument("--max-new-tokens", type=int, default=96, help="tokens per prompt (default 96)")
     parser.add_argument("--prompt", action="append", help="use this prompt instead of the built-in ones (repeatable)")
-    parser.set_defaults(run=run, policy="auto", policy_param=None)
+    parser.set_defaults(run=run, policy="auto", policy_param=None, proposer=None)
+
+
+DEMO_PROPOSER = ("draft", ("int8=true",))  # by registry name, with its parameters
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
-    if args.proposer == "draft" and not args.proposer_param:
-        args.proposer_param = ["int8=true"]
+    if args.proposer is None:  # the demo's default: the draft model in int8
+        args.proposer, args.proposer_param = DEMO_PROPOSER[0], list(args.proposer_param or DEMO_PROPOSER[1])
     with console.status("loading models (the first run converts the GGUF target, about 20 s)"):
         speculative, baseline = build_decoders(args, with_baseline=True)
     prompts = tuple(args.prompt or DEMO_PROMPTS)

@@ -25,11 +25,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from specdec.strategies.policies.oracle import prepare_oracle
-
     decoder, _ = build_decoders(args)
     kwargs = sampling_kwargs(args)
-    if prepare_oracle(decoder, args.prompt, args.max_new_tokens, chat=args.chat):
+    if decoder.prepare(args.prompt, args.max_new_tokens, chat=args.chat):
         print("oracle (analysis only): the target's greedy continuation was computed first", file=sys.stderr)
     if args.json:
         result = decoder.generate(args.prompt, args.max_new_tokens, **kwargs)

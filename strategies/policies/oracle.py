@@ -102,17 +102,3 @@ class OraclePolicy(PolicyBase):
             if index < len(self.continuation) and self.continuation[index] != token:
                 self.diverged_at = index
                 return
-
-
-def prepare_oracle(decoder: Any, prompt: Any, max_new_tokens: int, *, chat: bool = False) -> bool:
-    """If `decoder`'s policy is an oracle, give it the target's greedy continuation of `prompt`
-    (one untimed target-only run); returns whether it did. `specdec generate` and `specdec bench`
-    both call this, so `--policy oracle` works by name alone."""
-    policy = getattr(decoder, "policy", None)
-    if not hasattr(policy, "set_continuation"):
-        return False
-    from specdec.decoder import Decoder
-
-    reference = Decoder(decoder.target).generate(prompt, max_new_tokens, chat=chat)
-    policy.set_continuation(list(reference.prompt_ids) + list(reference.ids))
-    return True

@@ -9,7 +9,7 @@ import torch
 
 from specdec.draft import Draft
 from specdec.errors import ConfigurationError
-from specdec.integrations.base import LanguageModel, as_model
+from specdec.integrations.base import LanguageModel, ReducibleModel, as_model
 from specdec.policy import boolean, optional_positive_int
 from specdec.proposer import ModelCounters, ProposalRequest
 from specdec.sampling import SamplingConfig
@@ -102,14 +102,12 @@ class TailView(Sequence[int]):
 
 def cheaper_draft(model: LanguageModel, head_tokens: int | None, int8: bool) -> LanguageModel:
     """The draft with its LM head trimmed to the `head_tokens` most frequent tokens and/or int8 layers."""
-    if head_tokens is not None and head_tokens < model.vocab_size:
-        trim = getattr(model, "with_head_subset", None)
-        if trim is None:
-            raise ConfigurationError(f"head_tokens needs a draft model that can trim its LM head; {model!r} cannot")
-        model = trim(frequent_tokens(model.vocab_size, head_tokens, model.eos_token_ids))
+    wants_head = head_tokens is not None and head_tokens < model.vocab_size
+    if (wants_head or int8) and not isinstance(model, ReducibleModel):
+        what = "head_tokens" if wants_head else "int8"
+        raise ConfigurationError(f"{what} needs a transformers draft model (one that can trim its head and quantize); {model!r} cannot")
+    if wants_head:
+        model = model.with_head_subset(frequent_tokens(model.vocab_size, head_tokens, model.eos_token_ids))
     if int8:
-        quantize = getattr(model, "quantized", None)
-        if quantize is None:
-            raise ConfigurationError(f"int8 needs a transformers draft model; {model!r} cannot be quantized")
-        model = quantize()
+        model = model.quantized()
     return model
