@@ -164,11 +164,18 @@ def test_the_cookbook_has_its_pages():
     assert expected <= set(PAGES)
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if p != NEWCOMER_PAGE])
+# pages that train a network: slow
+SLOW_PAGES = {"training-pacer.md"}
+
+
+@pytest.mark.parametrize(
+    "page", [pytest.param(p, marks=[pytest.mark.slow] if p in SLOW_PAGES else []) for p in PAGES if p != NEWCOMER_PAGE]
+)
 def test_every_cookbook_block_runs(page, tmp_path, monkeypatch):
     run_page(COOKBOOK / page, tmp_path, monkeypatch)
 
 
+@pytest.mark.slow  # pip-installs the page's package and runs it in a fresh interpreter
 def test_a_newcomer_writes_installs_and_runs_a_policy_plugin_from_the_cookbook(tmp_path, monkeypatch):
     """Following only the policy-plugin page: its files, `pip install`, `specdec generate --policy NAME`."""
     run = run_page(COOKBOOK / NEWCOMER_PAGE, tmp_path, monkeypatch)

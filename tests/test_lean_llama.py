@@ -29,7 +29,7 @@ def assert_same(a, b) -> None:
         assert torch.allclose(a.hidden, b.hidden, atol=TOLERANCE, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["stories260K", "smollm2-draft"])
+@pytest.mark.parametrize("name", ["stories260K", pytest.param("smollm2-draft", marks=pytest.mark.slow)])  # slow: the default pair's draft
 def test_steps_crops_trees_and_compaction_match_transformers(name):
     lean, plain = both(name)
     generator = torch.Generator().manual_seed(0)
@@ -50,7 +50,7 @@ def test_steps_crops_trees_and_compaction_match_transformers(name):
     lean.reset()
 
 
-@pytest.mark.parametrize("name", ["stories260K", "smollm2-draft"])
+@pytest.mark.parametrize("name", ["stories260K", pytest.param("smollm2-draft", marks=pytest.mark.slow)])  # slow: the default pair's draft
 def test_a_tree_read_with_its_prompt_gives_each_node_its_own_path(name):
     """The first round reads the prompt and the draft tree in one forward: the prompt's rows run
     causally apart from the masked tree rows (tree_attention). Each tree node must see exactly
@@ -72,6 +72,7 @@ def test_a_tree_read_with_its_prompt_gives_each_node_its_own_path(name):
     lean.reset()
 
 
+@pytest.mark.slow
 def test_int8_and_trimmed_head_views_match_transformers():
     lean, plain = both("smollm2-draft")
     prompt = list(range(100, 160))

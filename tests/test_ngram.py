@@ -24,7 +24,7 @@ def brute_find(seq: list[int], max_n: int, match: str) -> int | None:
     return None
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(
     seq=st.lists(st.integers(0, 4), min_size=1, max_size=40),
     cuts=st.lists(st.integers(1, 40), max_size=4),

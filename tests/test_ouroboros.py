@@ -306,6 +306,7 @@ def test_branches_are_verified_and_harvested():
     assert len(proposer.pool) > 0
 
 
+@pytest.mark.exhaustive
 def test_pool_memory_stays_bounded_over_1000_generations():
     rng = random.Random(0)
     target, draft = toy(vocab=8, seed=6, sharp=1.5), toy(vocab=8, seed=7, sharp=1.5)

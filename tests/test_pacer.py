@@ -147,7 +147,7 @@ def test_the_cap_and_tokens_without_hidden_states():
 
 
 def test_the_cost_rule_prices_the_networks_scores_with_the_cost_aware_rule():
-    from specdec.strategies.policies.cost_aware import CostAwarePolicy
+    from specdec.strategies.policies.auto import CostAwarePolicy
 
     state = RoundState(5, 0, 50)
     for p, expected in ((0.97, Decision.CONTINUE), (0.15, Decision.STOP)):
@@ -260,6 +260,7 @@ def test_feature_cache_round_trip(tmp_path):
 
 
 # ---------------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_train_pacer_end_to_end_on_the_tiny_pair(tmp_path, capsys):
     from specdec.cli import main
 

@@ -86,7 +86,7 @@ def test_bad_files_are_clear_errors(tmp_path):
         PhrasePool(max_phrases=0)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(ops=st.lists(st.tuples(st.integers(0, 30), st.lists(st.integers(0, 9), min_size=1, max_size=8)), max_size=300))
 def test_bounds_always_hold(ops):
     pool = PhrasePool(max_phrases=3, max_keys=4, phrase_length=5)

@@ -59,6 +59,7 @@ def draw(decoder: Decoder, ids: list[int], sampling: SamplingConfig) -> list[tup
     return out
 
 
+@pytest.mark.exhaustive
 @pytest.mark.parametrize("sampling", [SamplingConfig(1.0), SamplingConfig(0.8, top_k=20)], ids=["T1", "T0.8-top20"])
 @pytest.mark.parametrize("mode", ["speculative", "target-only"])
 def test_first_two_tokens_follow_the_target(sampling, mode):
@@ -70,6 +71,7 @@ def test_first_two_tokens_follow_the_target(sampling, mode):
     assert pvalue > ALPHA, f"chi-square rejects the target distribution (p = {pvalue:.2g}, {SAMPLES} samples)"
 
 
+@pytest.mark.exhaustive
 def test_the_statistical_test_rejects_a_broken_verifier():
     target = real_model("stories260K")
     decoder = Decoder(target, proposer=DraftModelProposer(real_model("stories260K-draft")), policy=FixedPolicy(2), verifier=BonusFromQ())
@@ -86,6 +88,7 @@ def test_same_seed_same_output():
     assert other != runs[0]
 
 
+@pytest.mark.exhaustive
 def test_trimmed_draft_head_sampling_follows_the_target():
     """q is 0 outside the kept tokens; the p/q rule must still give exactly p."""
     target = real_model("stories260K")
@@ -95,6 +98,7 @@ def test_trimmed_draft_head_sampling_follows_the_target():
     assert chi_square_pvalue(draw(decoder, ids, sampling), exact_first_two(target, ids, sampling)) > ALPHA
 
 
+@pytest.mark.exhaustive
 def test_int8_draft_sampling_follows_the_target():
     """q is the int8 draft's own warped distribution, the one its token was drawn from."""
     target = real_model("stories260K")
