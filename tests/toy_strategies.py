@@ -1,20 +1,17 @@
-"""Hypothesis strategies that build whole objects: toy models, sampling settings, policies, cases.
+"""One Hypothesis strategy per built-in policy and proposer, for the exact test.
 
 `POLICY_STRATEGIES` / `PROPOSER_STRATEGIES` hold one strategy per registered strategy name; a test
-fails when a registered policy or proposer has none, so nothing escapes the exact test.
+fails when a registered policy or proposer has none, so nothing escapes the exact test. The generic
+pieces (toy pairs, sampling settings, cases) are `specdec.testing`'s; this mapping names every
+built-in, so it stays here: the core package does not import `specdec.strategies`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
-import attrs
 from hypothesis import strategies as st
 
-from specdec.integrations.toy import ToyModel
-from specdec.strategies.policies.pacer.network import PacerConfig, PreVerifier
-from specdec.sampling import SamplingConfig
 from specdec.strategies.policies import (
     AdaEdlPolicy,
     ConfidencePolicy,
@@ -25,63 +22,11 @@ from specdec.strategies.policies import (
     PacerPolicy,
     SvipPolicy,
 )
+from specdec.strategies.policies.pacer.network import PacerConfig, PreVerifier
 from specdec.strategies.proposers import DraftModelProposer, PromptLookupProposer
+from specdec.testing import LosslessCase, ToyPair
+from specdec.testing import lossless_cases as generic_lossless_cases
 from tests.pool_strategies import ouroboros_factories
-
-# new tokens allowed per vocabulary size, so that the random tree stays enumerable
-MAX_NEW_BY_VOCAB = {3: 4, 4: 3, 5: 2}
-
-
-@st.composite
-def probability_rows(draw, vocab: int) -> list[float]:
-    weights = draw(st.lists(st.one_of(st.just(0.0), st.floats(0.05, 1.0)), min_size=vocab, max_size=vocab))
-    if sum(weights) == 0:
-        weights[draw(st.integers(0, vocab - 1))] = 1.0
-    total = sum(weights)
-    return [w / total for w in weights]
-
-
-def _contexts(vocab: int, order: int) -> list[tuple[int, ...]]:
-    keys: list[tuple[int, ...]] = [()]
-    frontier: list[tuple[int, ...]] = [()]
-    for _ in range(order):
-        frontier = [key + (t,) for key in frontier for t in range(vocab)]
-        keys.extend(frontier)
-    return keys
-
-
-@st.composite
-def toy_models(draw, vocab: int, order: int, eos: frozenset[int], name: str) -> ToyModel:
-    table = {key: draw(probability_rows(vocab)) for key in _contexts(vocab, order)}
-    return ToyModel.from_probabilities(table, vocab, order=order, eos_token_ids=eos, name=name)
-
-
-@st.composite
-def sampling_configs(draw, vocab: int) -> SamplingConfig:
-    if draw(st.booleans()):
-        return SamplingConfig(0.0)
-    temperature = draw(st.sampled_from([0.6, 1.0, 1.5]))
-    top_k = draw(st.one_of(st.none(), st.integers(1, vocab)))
-    top_p = draw(st.one_of(st.none(), st.sampled_from([0.5, 0.8, 1.0])))
-    return SamplingConfig(temperature, top_k, top_p)
-
-
-@attrs.frozen
-class ToyPair:
-    target: ToyModel
-    draft: ToyModel
-    vocab: int
-    eos: frozenset[int]
-
-
-@st.composite
-def toy_pairs(draw) -> ToyPair:
-    vocab = draw(st.integers(3, 5))
-    eos = frozenset(draw(st.sampled_from([(), (0,)])))
-    target = draw(toy_models(vocab, draw(st.integers(1, 2)), eos, "toy-target"))
-    draft = draw(toy_models(vocab, draw(st.integers(1, 2)), eos, "toy-draft"))
-    return ToyPair(target, draft, vocab, eos)
-
 
 _caps = st.integers(1, 4)
 
@@ -147,27 +92,8 @@ PROPOSER_STRATEGIES: dict[str, Callable[[ToyPair], st.SearchStrategy]] = {
 }
 
 
-@attrs.frozen
-class LosslessCase:
-    pair: ToyPair
-    prompt: tuple[int, ...]
-    max_new_tokens: int
-    sampling: SamplingConfig
-    policy: object  # a template: each run gets a deep copy
-    make_proposer: Callable = attrs.field(eq=False, repr=False)
-
-
-@st.composite
-def lossless_cases(draw, policy_name: str, proposer_name: str) -> LosslessCase:
-    pair = draw(toy_pairs())
-    prompt = tuple(draw(st.lists(st.integers(1, pair.vocab - 1), min_size=1, max_size=2)))
-    max_new = draw(st.integers(2, MAX_NEW_BY_VOCAB[pair.vocab]))
-    sampling = draw(sampling_configs(pair.vocab))
-    policy_strategy = POLICY_STRATEGIES[policy_name]
-    policy = draw(policy_strategy if isinstance(policy_strategy, st.SearchStrategy) else policy_strategy(pair))
-    make_proposer = draw(PROPOSER_STRATEGIES[proposer_name](pair))
-    return LosslessCase(pair, prompt, max_new, sampling, policy, make_proposer)
-
-
-def finite_or_none(x: float) -> bool:
-    return x is None or math.isfinite(x)
+def lossless_cases(policy_name: str, proposer_name: str) -> st.SearchStrategy[LosslessCase]:
+    """Random exact-test cases for a built-in policy and proposer, by registered name."""
+    entry = POLICY_STRATEGIES[policy_name]
+    policies = (lambda pair: entry) if isinstance(entry, st.SearchStrategy) else entry
+    return generic_lossless_cases(policies, PROPOSER_STRATEGIES[proposer_name])
