@@ -10,7 +10,7 @@ import pytest
 from specdec import Decision, RoundState
 from specdec.features import TokenFeatures
 from specdec.strategies.policies import CostAwarePolicy
-from specdec.strategies.policies.cost_aware import STALE_CALLS
+from specdec.strategies.policies.auto.costs import STALE_CALLS
 from tests.policy_helpers import STATE, feats, verdict
 
 
@@ -261,7 +261,7 @@ def test_cost_aware_opens_rounds_to_copies_when_the_draft_may_not_run_and_explor
     policy.observe(verdict(0, 0))
     assert policy.begin_round(long) == 16 and not policy.allows_forward(0)
     assert policy.should_draft(copy)  # explored whatever its estimate
-    assert policy._credit == pytest.approx(0.15 - 0.1)
+    assert policy.exploration.credit == pytest.approx(0.15 - 0.1)
     policy.observe(verdict(1, 0, context=2000))
     # a proposer that runs its model without asking allows_forward: its tokens are refused
     assert policy.begin_round(long) == 0
@@ -276,15 +276,15 @@ def test_cost_aware_returns_an_exploration_that_never_reached_the_draft_model():
     copy = TokenFeatures(position=0, token=3, prob=1.0, entropy=0.0, margin=1.0, deterministic=True)
     explore = 0.05 + 0.001 * 199 + 0.1  # draft step + reading 200 tokens + verify increment
     assert policy.begin_round(RoundState(context_length=200, generated=0, remaining=100, pending=200)) == 16
-    assert policy.allows_forward(0) and policy._credit == pytest.approx(0.05 * 64 - explore)
+    assert policy.allows_forward(0) and policy.exploration.credit == pytest.approx(0.05 * 64 - explore)
     assert policy.should_draft(copy)
     policy.observe(verdict(1, 1, context=200))  # the round ended within the copy
-    assert policy._credit == pytest.approx(0.05 * 64) and policy._verified_rounds == 0
+    assert policy.exploration.credit == pytest.approx(0.05 * 64) and policy._verified_rounds == 0
     state = RoundState(context_length=202, generated=2, remaining=98, pending=202)
     assert policy.begin_round(state) == 16 and policy.allows_forward(0)  # explored again
     assert policy.should_draft(feats(prob=0.97))  # this time the draft model ran
     policy.observe(verdict(1, 1, context=202, forwards=1))
-    assert policy._verified_rounds == 1 and policy._credit == pytest.approx(0.05 * 64 - (explore + 0.002))  # 202 read
+    assert policy._verified_rounds == 1 and policy.exploration.credit == pytest.approx(0.05 * 64 - (explore + 0.002))  # 202 read
 
 
 def test_cost_aware_learns_acceptance_from_outcomes():

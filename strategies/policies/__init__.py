@@ -2,7 +2,7 @@
 
 from .adaedl import AdaEdlPolicy
 from .confidence import ConfidencePolicy
-from .cost_aware import CostAwarePolicy
+from .auto import CostAwarePolicy
 from .fixed import FixedPolicy
 from .heuristic import HeuristicPolicy
 from .oracle import OraclePolicy

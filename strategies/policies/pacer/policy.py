@@ -26,7 +26,7 @@ from .network import PreVerifier, TokenScorer, draft_fingerprint, draft_hidden_s
 from specdec.policy import Decision, PolicyBase, RoundState, finite_in, one_of, positive_int
 from specdec.verification import Verification
 
-from specdec.strategies.policies.cost_aware import CostAwarePolicy
+from specdec.strategies.policies.auto import CostAwarePolicy
 
 RULES = ("threshold", "cost")
 
@@ -61,7 +61,7 @@ class PacerPolicy(PolicyBase):
 
     `rule` says what the scores decide. "threshold" (the paper's rule): stop at the first block
     whose score is below `threshold`. "cost": each token's score is the acceptance estimate of
-    the cost-aware rule of `auto` (strategies/policies/cost_aware.py), calibrated online per decile
+    the cost-aware rule of `auto` (strategies/policies/auto/), calibrated online per decile
     of the score: drafting goes on while the next token's expected saving exceeds its measured
     draft and verify cost, and a round whose first token is not expected to pay is a plain target
     step. `block_size` and `threshold` do not apply to it.
