@@ -129,23 +129,26 @@ class CostAwarePolicy(PolicyBase):
         first = self.first_acceptance_bound()
         setup = costs.catchup_seconds(self._unread)
         gain = first * costs.target_step() - self._weighed(costs.draft_step() + costs.increment(0))
-        # a0 carried from other prompts does not commit a new one to reading its prompt: the first
-        # round of a call is an exploration, and reading a long stretch is an investment made only
-        # on this call's own evidence or through the exploration budget
-        evidence = self._verified_rounds > 0 or self._unread < LONG_READ
-        if not new_prompt and evidence and gain > 0 and gain * state.remaining / (1.0 + first) > setup:
+        if not new_prompt and self._may_read() and gain > 0 and gain * state.remaining / (1.0 + first) > setup:
             return self.max_draft
         if new_prompt:
             self.exploration.grant(self.explore_share * min(state.remaining, FRONT) * costs.target_step())
         self._generated = state.generated
         if self._explore(costs.draft_step() + setup + costs.increment(0)):
             return self.max_draft
-        # no draft-model forward this round; copies and lookups need none: the round is open to
-        # them if a first one would pay, or as an exploration of their verify increment
         self._model_round = False
-        if self._pays(self.rates.estimate(DETERMINISTIC), 0) or self._explore(costs.increment(0)):
-            return self.max_draft
-        return 0
+        return self.max_draft if self._open_to_copies() else 0
+
+    def _may_read(self) -> bool:
+        """a0 carried from other prompts does not commit a new one to reading its prompt: reading
+        `LONG_READ` or more unread tokens is an investment made only on this call's own evidence (a
+        verified draft) or through the exploration budget."""
+        return self._verified_rounds > 0 or self._unread < LONG_READ
+
+    def _open_to_copies(self) -> bool:
+        """A round without a draft-model forward is open to tokens that need none (copies, lookups)
+        if a first one would pay, or as an exploration of their verify increment."""
+        return self._pays(self.rates.estimate(DETERMINISTIC), 0) or self._explore(self.costs.increment(0))
 
     def _explore(self, cost: float) -> bool:
         self._exploring = self.exploration.spend(cost)
@@ -208,9 +211,7 @@ class CostAwarePolicy(PolicyBase):
         self._new_prompt = False
         self._verified_rounds += drafted > 0 and forwarded  # evidence about the draft model
         if self._model_round and self.exploration.spent and not forwarded:
-            # an exploration of the draft model that never reached it (the round ended within a
-            # copy) has not bought its evidence: the next round tries again
-            self.exploration.refund()
+            self._unused_exploration()
         self.rates.learn(self._round, drafted, accepted)
         if forwarded and self._model_round and not self._lead_deterministic:
             # a0 prices a round in which the draft runs: one whose first token was declined is a
@@ -220,6 +221,11 @@ class CostAwarePolicy(PolicyBase):
             step = verification.verify_seconds if self.measure and verification.verify_seconds > 0 else self.costs.target_step()
             self.exploration.grant(self.explore_share * step)  # an idle step earns exploration budget
         self._reset_round()
+
+    def _unused_exploration(self) -> None:
+        """An exploration of the draft model that never reached it (the round ended within a copy)
+        has not bought its evidence: the budget is returned and the next round tries again."""
+        self.exploration.refund()
 
     def _reset_round(self) -> None:
         self._asked = 0
