@@ -12,6 +12,7 @@ from specdec.integrations.toy import ToyModel
 from specdec.plugins import registry
 from specdec.strategies.policies import FixedPolicy
 from specdec.strategies.proposers import DraftModelProposer
+from specdec.cli.values import build_strategy
 
 
 def toy(vocab: int = 3, *, max_length: int | None = None, nan: bool = False) -> ToyModel:
@@ -54,12 +55,12 @@ def test_k_below_one(k):
 
 def test_k_below_one_from_the_cli_parameters():
     with pytest.raises(ConfigurationError, match="k must be"):
-        registry().build("policy", "fixed", {"k": "0"})
+        build_strategy(registry(), "policy", "fixed", {"k": "0"})
 
 
 def test_unknown_parameter_names_the_valid_ones():
     with pytest.raises(ConfigurationError, match="parameters: k"):
-        registry().build("policy", "fixed", {"kk": "3"})
+        build_strategy(registry(), "policy", "fixed", {"kk": "3"})
 
 
 @pytest.mark.parametrize("temperature", [-0.1, math.nan, math.inf])

@@ -18,6 +18,7 @@ from specdec.plugins import registry
 from specdec.policy import Decision, RoundState
 from specdec.strategies.policies.pacer.policy import PacerPolicy, default_path
 from specdec.strategies.proposers import DraftModelProposer
+from specdec.cli.values import build_strategy
 from tests.models import model_path, real_model
 
 
@@ -85,10 +86,10 @@ def test_the_registry_passes_the_draft_as_a_resource_not_a_parameter(tmp_path):
     draft = real_model("stories260K-draft")
     config = PacerConfig(hidden_size=64, width=8, draft_fingerprint=draft_fingerprint(draft))
     PreVerifier.random(config).save_pretrained(tmp_path)
-    policy = registry().build("policy", "pacer", {"path": str(tmp_path), "threshold": "0.25"}, model=draft)
+    policy = build_strategy(registry(), "policy", "pacer", {"path": str(tmp_path), "threshold": "0.25"}, model=draft)
     assert policy.model is draft and policy.tau == 0.25
     with pytest.raises(ConfigurationError, match="no parameter 'model'"):
-        registry().build("policy", "pacer", {"path": str(tmp_path), "model": "x"}, model=draft)
+        build_strategy(registry(), "policy", "pacer", {"path": str(tmp_path), "model": "x"}, model=draft)
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -105,7 +106,7 @@ def test_bad_parameters_raise_configuration_error(params):
 @pytest.mark.parametrize("params", [{"threshold": "high"}, {"block_size": "two"}, {"path": "/nonexistent/pacer"}, {"rule": "maybe"}])
 def test_bad_command_line_parameters_raise_configuration_error(params):
     with pytest.raises(ConfigurationError):
-        registry().build("policy", "pacer", params)
+        build_strategy(registry(), "policy", "pacer", params)
 
 
 @pytest.mark.parametrize("field,value", [("hidden_size", 0), ("width", -1), ("arch", "lstm"), ("threshold", 2.0)])
@@ -304,7 +305,7 @@ def test_train_pacer_refuses_the_evaluation_set(tmp_path):
 @pytest.mark.parametrize("rule", ["threshold", "cost"])
 def test_pacer_greedy_output_is_the_targets_on_the_default_pair(rule):
     target, draft = real_model("smollm2-135m-instruct"), real_model("smollm2-draft")
-    policy = registry().build("policy", "pacer", {"rule": rule}, model=draft)
+    policy = build_strategy(registry(), "policy", "pacer", {"rule": rule}, model=draft)
     decoder = Decoder(target, proposer=DraftModelProposer(draft), policy=policy)
     for prompt in ["Write a short poem about the sea.", "What is 17 times 23? Explain step by step."]:
         ids = decoder.encode(prompt, chat=True)

@@ -21,6 +21,7 @@ import pytest
 import specdec.plugins
 from specdec import ConfigurationError, LengthPolicy, PluginError, Proposer, hookspecs
 from specdec.cli import main
+from specdec.cli.values import build_strategy
 from specdec.plugins import load_registry, make_policy, make_proposer
 from tests.plugin_tools import REPO, TINY_DRAFT, TINY_TARGET, fake_distribution, plugins_on_path, tiny
 
@@ -86,9 +87,9 @@ def test_a_third_party_policy_is_usable_by_name_from_strings_and_from_python(tmp
     with plugins_on_path(policy_plugin(tmp_path, "specdec-half", "half_plugin", "half", "2.5")) as reg:
         entry = reg.get("policy", "half")
         assert (entry.distribution, entry.version, entry.origin.plugin) == ("specdec-half", "2.5", "half_plugin")
-        policy = reg.build("policy", "half", {"k": "3", "mode": "lazy", "ratio": "none", "loud": "yes", "rounds": "1"})
+        policy = build_strategy(reg, "policy", "half", {"k": "3", "mode": "lazy", "ratio": "none", "loud": "yes", "rounds": "1"})
         assert (policy.k, policy.mode, policy.ratio, policy.loud, policy._rounds) == (3, "lazy", None, True, 1)
-        assert reg.build("policy", "half", {"ratio": "0.5"}).ratio == 0.5
+        assert build_strategy(reg, "policy", "half", {"ratio": "0.5"}).ratio == 0.5
         assert make_policy("half", k=5).k == 5
         assert [str(p) for p in entry.parameters()][:2] == ["k: int = 2", "mode: one of 'eager', 'lazy' = 'eager'"]
     with pytest.raises(PluginError, match="unknown policy 'half'"):
@@ -105,8 +106,8 @@ def test_duplicate_names_are_an_error_naming_both_sources_and_other_names_keep_w
         message = str(caught.value)
         assert "specdec-twin-a 1.0 (plugin 'twin_a')" in message and "specdec-twin-b 2.0 (plugin 'twin_b')" in message
         assert "twin" not in reg.names("policy")
-        assert reg.build("policy", "solo", {"k": "2"}).k == 2
-        assert reg.build("policy", "fixed", {"k": "2"}).k == 2
+        assert build_strategy(reg, "policy", "solo", {"k": "2"}).k == 2
+        assert build_strategy(reg, "policy", "fixed", {"k": "2"}).k == 2
 
 
 def test_a_plugin_reusing_a_builtin_name_is_an_error_naming_both(tmp_path):
@@ -316,26 +317,26 @@ def test_specdec_disable_plugins(tmp_path, monkeypatch, value, skipped):
 # ----------------------------------------------------------------------------- parameters
 def test_unknown_parameter_lists_the_valid_ones():
     with pytest.raises(ConfigurationError, match=r"policy 'fixed' has no parameter 'kk'; parameters: k$"):
-        specdec.plugins.registry().build("policy", "fixed", {"kk": "3"})
+        build_strategy(specdec.plugins.registry(), "policy", "fixed", {"kk": "3"})
     with pytest.raises(ConfigurationError, match="has no parameter 'kk'; parameters: k"):
         make_policy("fixed", kk=3)
 
 
 def test_the_draft_model_is_not_a_parameter():
     with pytest.raises(ConfigurationError, match="proposer 'draft' has no parameter 'model'; parameters: head_tokens"):
-        specdec.plugins.registry().build("proposer", "draft", {"model": "x"}, model=object())
+        build_strategy(specdec.plugins.registry(), "proposer", "draft", {"model": "x"}, model=object())
 
 
 @pytest.mark.parametrize("raw,expected", [("four", "parameter 'k' expects int, got 'four'"),
                                           ("2.5", "parameter 'k' expects int, got '2.5'")])
 def test_a_bad_value_names_the_parameter_and_the_expected_type(raw, expected):
     with pytest.raises(ConfigurationError, match=re.escape(f"policy 'fixed': {expected}")):
-        specdec.plugins.registry().build("policy", "fixed", {"k": raw})
+        build_strategy(specdec.plugins.registry(), "policy", "fixed", {"k": raw})
 
 
 def test_a_value_the_strategy_rejects_names_the_strategy():
     with pytest.raises(ConfigurationError, match=r"policy 'fixed': k must be an integer >= 1, got 0"):
-        specdec.plugins.registry().build("policy", "fixed", {"k": "0"})
+        build_strategy(specdec.plugins.registry(), "policy", "fixed", {"k": "0"})
 
 
 def test_a_missing_required_parameter_is_named():

@@ -10,6 +10,7 @@ import pytest
 from specdec import ConfigurationError
 from specdec.plugins import registry
 from specdec.strategies.policies import AdaEdlPolicy, ConfidencePolicy, CostAwarePolicy, HeuristicPolicy, OraclePolicy, SvipPolicy
+from specdec.cli.values import build_strategy
 from tests.policy_helpers import STATE
 
 NAN = math.nan
@@ -63,7 +64,7 @@ def test_bad_parameters_are_configuration_errors(cls, kwargs):
 )
 def test_bad_command_line_parameters_are_configuration_errors(name, params):
     with pytest.raises(ConfigurationError):
-        registry().build("policy", name, params)
+        build_strategy(registry(), "policy", name, params)
 
 
 @pytest.mark.parametrize("name", [n for n in registry().names("policy") if n != "fixed"])

@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from specdec.bench.methods import HFGenerateMethod, SpecdecMethod
+from specdec.cli.values import build_strategy
 from specdec.decoder import Decoder
 from specdec.errors import ConfigurationError
 from specdec.plugins import registry
@@ -60,8 +61,8 @@ def build_method(spec: str, target, draft_loader) -> Any:
 
     if "model" in {f.name for f in attrs.fields(entry.cls)}:
         resources["model"] = draft_loader()
-    proposer = reg.build("proposer", proposer_name, proposer_params, **resources)
-    policy = reg.build("policy", policy_name, policy_params, **resources)  # pacer checks the draft it gets
+    proposer = build_strategy(reg, "proposer", proposer_name, proposer_params, **resources)
+    policy = build_strategy(reg, "policy", policy_name, policy_params, **resources)  # pacer checks the draft it gets
     return SpecdecMethod(spec, Decoder(target, proposer=proposer, policy=policy))
 
 
