@@ -141,10 +141,10 @@ def test_copies_stop_while_the_target_rejects_them():
     ids = [4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 1, 2, 3]
     result = decoder.generate(ids, 40)
     assert result.ids == Decoder(target).generate(ids, 40).ids
-    gate, stats = proposer._entry, proposer.stats
+    copies, stats = proposer.copies, proposer.stats
     # tried, then closed behind the draft's better record: copies stay a small share of the drafts
     assert 0 < stats.copied_tokens < stats.draft_tokens / 4
-    assert gate["copy"].value < gate["draft"].value
+    assert copies.gate.entry.value < copies.draft_entry.value
 
 
 @pytest.mark.parametrize(
@@ -158,11 +158,11 @@ def test_a_copy_is_cut_to_the_length_its_record_pays_for(continuation, adaptive,
     context = [0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 3, 0, 1]  # "0 1" was followed by 2 3 4 5 2 3 4 5
     proposer = OuroborosProposer(toy(), branches=0, copy_length=8, adaptive=adaptive, target_token_cost=0.05)
     proposer.start(context, SamplingConfig())
-    proposer._entry["copy"] = proposer_rate(0.9)
-    proposer._entry["draft"] = proposer_rate(0.1)
-    proposer._cont["copy"] = proposer_rate(continuation)
+    proposer.copies.gate.entry = proposer_rate(0.9)
+    proposer.copies.draft_entry = proposer_rate(0.1)
+    proposer.copies.gate.cont = proposer_rate(continuation)
     request = ProposalRequest(context, 16, FixedPolicy(16), SamplingConfig(), TorchSampler(0))
-    proposer._copy(request, [])
+    proposer.copies.offer(request, [])
     tokens = list(request.tokens)
     # worth_length(0.9, 0.6, 0.05, 8) = 1 + int(log(0.05 / 0.9) / log(0.6)) = 6
     assert tokens == [2, 3, 4, 5, 2, 3, 4, 5][:expected]
@@ -177,7 +177,7 @@ def test_the_copy_prior_sets_the_first_copy_of_a_call(prior, expected):
     proposer = OuroborosProposer(toy(), branches=0, copy_length=8, target_token_cost=0.05, copy_prior=prior)
     proposer.start(context, SamplingConfig())
     request = ProposalRequest(context, 16, FixedPolicy(16), SamplingConfig(), TorchSampler(0))
-    proposer._copy(request, [])
+    proposer.copies.offer(request, [])
     tokens = list(request.tokens)
     assert tokens == [2, 3, 4, 5, 2, 3, 4, 5][:expected]
 
@@ -194,9 +194,9 @@ def test_the_draft_model_runs_after_a_copy_only_while_that_pays(continuation, dr
     draft = toy()
     proposer = OuroborosProposer(draft, branches=0, copy_length=4)
     proposer.start(context, SamplingConfig())
-    proposer._entry["copy"] = proposer_rate(0.9)
-    proposer._entry["draft"] = proposer_rate(draft_rate)
-    proposer._cont["copy"] = proposer_rate(continuation)
+    proposer.copies.gate.entry = proposer_rate(0.9)
+    proposer.copies.draft_entry = proposer_rate(draft_rate)
+    proposer.copies.gate.cont = proposer_rate(continuation)
     before = draft.forwards
     proposed = proposer.propose(ProposalRequest(context, 16, FixedPolicy(16), SamplingConfig(), TorchSampler(0)))
     copied = proposer.stats.copied_tokens
@@ -214,22 +214,22 @@ def test_other_copy_candidates_become_branches_where_they_part():
     context = [6, 0, 1, 2, 3, 4, 6, 0, 1, 2, 5, 4, 6, *tail]
     proposer = OuroborosProposer(toy(vocab=7), max_ngram=2, copy_length=3, copy_candidates=2, branches=2, adaptive=False)
     proposer.start(context, SamplingConfig())
-    proposer._entry["copy"] = proposer_rate(0.9)
-    proposer._entry["draft"] = proposer_rate(0.1)
+    proposer.copies.gate.entry = proposer_rate(0.9)
+    proposer.copies.draft_entry = proposer_rate(0.1)
     alternatives: list = []
     request = ProposalRequest(context, 3, FixedPolicy(3), SamplingConfig(), TorchSampler(0), frozenset(), 6)
-    proposer._copy(request, alternatives)
+    proposer.copies.offer(request, alternatives)
     tokens = list(request.tokens)
     assert tokens == [2, 5, 4]
     assert [(b.at, b.tokens, source) for b, source in alternatives] == [(1, (3, 4), "copy")]
-    branches, kinds = proposer._branches(request, tokens, alternatives)
+    branches, kinds = proposer.branching.choose(request, tokens, alternatives)
     assert [(b.at, b.tokens) for b in branches][:1] == [(1, (3, 4))] and kinds[0] == "parted:copy"
     # one copy candidate (the default): no alternatives
     single = OuroborosProposer(toy(vocab=7), max_ngram=2, copy_length=3, branches=2, adaptive=False)
     single.start(context, SamplingConfig())
-    single._entry["copy"], single._entry["draft"] = proposer_rate(0.9), proposer_rate(0.1)
+    single.copies.gate.entry, single.copies.draft_entry = proposer_rate(0.9), proposer_rate(0.1)
     alternatives = []
-    single._copy(ProposalRequest(context, 3, FixedPolicy(3), SamplingConfig(), TorchSampler(0), frozenset(), 6), alternatives)
+    single.copies.offer(ProposalRequest(context, 3, FixedPolicy(3), SamplingConfig(), TorchSampler(0), frozenset(), 6), alternatives)
     assert alternatives == []
 
 
@@ -260,9 +260,9 @@ def test_a_target_that_prefers_an_older_copy_takes_it_from_a_branch():
 
 
 def proposer_rate(value: float):
-    from specdec.strategies.proposers.ouroboros import Rate
+    from specdec.strategies.proposers.ouroboros.gates import rate
 
-    return Rate(hits=value * 1000, trials=1000.0)
+    return rate(hits=value * 1000, trials=1000.0)
 
 
 @pytest.mark.parametrize("kind", ["ouroboros", "prompt-lookup", "draft"])
@@ -445,40 +445,40 @@ def test_phrase_drafting_on_a_real_draft_matches_its_greedy_continuation():
 
 
 def test_worth_length_keeps_tokens_while_they_pay():
-    from specdec.strategies.proposers.ouroboros import Rate, worth_length
+    from specdec.strategies.proposers.ouroboros.gates import rate, worth_length
 
     assert worth_length(0.5, 0.5, 0.15, 6) == 2  # 0.5, 0.25 > 0.15 > 0.125
     assert worth_length(0.9, 0.9, 0.15, 6) == 6
     assert worth_length(0.1, 0.9, 0.15, 6) == 0  # the first token does not pay
     assert worth_length(0.6, 0.0, 0.1, 6) == 1
     assert worth_length(0.6, 1.0, 0.1, 4) == 4
-    rate = Rate()
+    record = rate()
     for _ in range(100):
-        rate.add(0, 1)
-    assert rate.value < 0.01
+        record.add(0, 1)
+    assert record.value < 0.01
 
 
 def test_cost_gates_cut_phrases_and_branches_to_what_pays():
-    from specdec.strategies.proposers.ouroboros import PROBE_EVERY, Rate
+    from specdec.strategies.proposers.ouroboros.gates import PROBE_EVERY, rate
 
     proposer = OuroborosProposer(toy(), max_ngram=1, phrase_length=6)
     proposer.start([1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 0, 1], SamplingConfig())
     context = [1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 0, 1]
-    proposer._agree["context"] = Rate(95, 100)  # the draft nearly always agrees: feed it all
-    fed, found = proposer._draft_phrases(context, [], 10)
+    proposer.phrases.gate("context").rate = rate(95, 100)  # the draft nearly always agrees: feed it all
+    fed, found = proposer.phrases.for_forward(context, [], 10)
     assert fed == found == [((2, 3, 4, 5, 0, 1), "context")]
-    proposer._agree["context"] = Rate(0, 100)  # never agrees: feed nothing, but probe now and then
-    rounds = [proposer._draft_phrases(context, [], 10) for _ in range(2 * PROBE_EVERY)]
+    proposer.phrases.gate("context").rate = rate(0, 100)  # never agrees: feed nothing, but probe now and then
+    rounds = [proposer.phrases.for_forward(context, [], 10) for _ in range(2 * PROBE_EVERY)]
     assert all(found == [((2, 3, 4, 5, 0, 1), "context")] for _, found in rounds)  # still branch candidates
     assert [i for i, (fed, _) in enumerate(rounds) if fed] == [PROBE_EVERY - 1, 2 * PROBE_EVERY - 1]
     # branches: a kind whose first token is rarely emitted is skipped; a reliable one gets length
     request = ProposalRequest(context, 4, FixedPolicy(4), SamplingConfig(), TorchSampler(0), frozenset(), 10)
-    proposer._entry["branch"], proposer._cont["branch"] = Rate(90, 100), Rate(80, 100)
-    branches, kinds = proposer._branches(request, [2, 3], [])
+    proposer.branching.gate.entry, proposer.branching.gate.cont = rate(90, 100), rate(80, 100)
+    branches, kinds = proposer.branching.choose(request, [2, 3], [])
     assert kinds == ["suffix:context"] and len(branches[0].tokens) == proposer.branch_length
-    proposer._entry["branch"] = Rate(1, 100)
-    assert all(proposer._branches(request, [2, 3], [])[0] == [] for _ in range(PROBE_EVERY - 2))
+    proposer.branching.gate.entry = rate(1, 100)
+    assert all(proposer.branching.choose(request, [2, 3], [])[0] == [] for _ in range(PROBE_EVERY - 2))
     fixed = OuroborosProposer(toy(), max_ngram=1, adaptive=False)
     fixed.start(context, SamplingConfig())
-    fixed._agree["context"] = Rate(0, 100)  # not adaptive: phrases are fed whole regardless
-    assert fixed._draft_phrases(context, [], 10)[0] == [((2, 3, 4, 5, 0, 1), "context")]
+    fixed.phrases.gate("context").rate = rate(0, 100)  # not adaptive: phrases are fed whole regardless
+    assert fixed.phrases.for_forward(context, [], 10)[0] == [((2, 3, 4, 5, 0, 1), "context")]
