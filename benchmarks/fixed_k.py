@@ -25,7 +25,7 @@ from specdec.bench.prompts import load_spec_bench
 from specdec.bench.report import markdown_table, plot_speedups, print_table, write_json
 from specdec.bench.runner import run_benchmark, summarize
 from specdec.defaults import default_draft, default_target
-from specdec.integrations.hf import load_model
+from specdec.integrations.loading import load_model
 from specdec.strategies.policies import FixedPolicy
 from specdec.strategies.proposers import DraftModelProposer
 

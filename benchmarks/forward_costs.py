@@ -21,7 +21,7 @@ import torch
 from specdec.timing import sweep_seconds
 from specdec.defaults import default_draft, default_target
 from specdec.integrations.base import ModelOutput
-from specdec.integrations.hf import load_model
+from specdec.integrations.loading import load_model
 
 
 class TransformersForward:

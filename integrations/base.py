@@ -111,7 +111,7 @@ def supports_tree(model: object) -> bool:
 def as_model(value: "LanguageModel | str") -> "LanguageModel":
     """attrs converter shared by the decoder and model proposers: a path or hub id is loaded."""
     if isinstance(value, str):
-        from .hf import load_model
+        from .loading import load_model
 
         return load_model(value)
     return value

@@ -1,28 +1,27 @@
-"""Hugging Face transformers backend: any causal LM by path, hub id or object.
+"""Hugging Face transformers backend: the tokenizer codec, the decoder stacks and `HFModel`.
 
-The KV cache is a `DynamicCache` whose layers append in place (`kv_cache.GrowingLayer`), kept
-across calls and cropped by moving its length, so the prefix is never re-encoded or copied. A directory holding a `.gguf` file is loaded through transformers' GGUF reader (which
-dequantises to float32, slowly) and a safetensors copy is cached so later loads are fast.
-"""
+Loading by path or hub id (GGUF included) is `integrations/loading.py`. transformers' KV cache is a
+`DynamicCache` whose layers append in place (`kv_cache.GrowingLayer`), kept across calls and
+cropped by moving its length, so the prefix is never re-encoded or copied."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
-import os
 import time
 import warnings
-from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from specdec.defaults import cache_root
-from specdec.errors import InputError, ModelNotFoundError
+from specdec.errors import InputError
 
 from .base import ModelOutput, check_keep
+from .projection import projection
 from .tree_attention import full_mask, leading_chain, tree_mask
+
+if TYPE_CHECKING:
+    from .lean_llama import LeanLlama
 
 
 class HFCodec:
@@ -152,8 +151,6 @@ class HFModel:
     @property
     def head(self) -> Any:
         if self._head is None:
-            from .projection import projection
-
             self._head = projection(self.model.get_output_embeddings())
         return self._head
 
@@ -168,8 +165,6 @@ class HFModel:
         draft then proposes from that subset, and q is 0 elsewhere, which the verifier handles.
         The view shares the weights but has its own cache.
         """
-        from .projection import projection
-
         ids = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
         if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size:
             raise ValueError(f"head subset must be non-empty token ids below {self.vocab_size}")
@@ -182,15 +177,13 @@ class HFModel:
         """A copy whose linear layers run in int8 (PyTorch dynamic quantization), for drafts only.
 
         A small draft's forward on a CPU is bound by reading its weights, so int8 weights make each
-        step cheaper. Its logits move slightly, which changes
-        what the draft proposes but never what is emitted: the verifier alone decides, on the
-        target's exact logits. Do not quantize a target: that changes the model being decoded.
+        step cheaper. Its logits move slightly, which changes what the draft proposes but never
+        what is emitted: the verifier alone decides, on the target's exact logits. Do not quantize
+        a target: that changes the model being decoded.
         """
         with warnings.catch_warnings():  # torch.ao's dynamic quantization is deprecated in favour of torchao
             warnings.simplefilter("ignore")
             from torch.ao.quantization import quantize_dynamic
-
-            from .projection import projection
 
             model = quantize_dynamic(copy.deepcopy(self.model), {torch.nn.Linear}, dtype=torch.qint8)
             view = self._view(model, f"{self.name}[int8]")
@@ -304,69 +297,3 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
         elif isinstance(value, (list, tuple)):
             ids.update(int(v) for v in value)
     return ids
-
-
-# ------------------------------------------------------------------------------------ loading
-def load_model(
-    source: str | os.PathLike,
-    *,
-    dtype: torch.dtype = torch.float32,
-    threads: int | None = None,
-    attn_implementation: str | None = None,
-    lean: bool = True,
-) -> HFModel:
-    """Load a local directory (safetensors or GGUF) or a locally cached hub id.
-
-    `lean=False` keeps transformers' own forward for llama models too (see `decoder_stack`), as
-    does asking for a transformers attention implementation.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(source).expanduser()
-    kwargs: dict[str, Any] = {"dtype": dtype}
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
-    if path.is_dir():
-        ggufs = sorted(path.glob("*.gguf"))
-        if ggufs and not (path / "config.json").exists():
-            path = _converted_gguf(path, ggufs[0])
-        location = str(path)
-        name = Path(source).name
-    elif _looks_like_path(str(source)):
-        raise ModelNotFoundError(f"model path {str(source)!r} does not exist")
-    else:
-        location = name = str(source)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(location)
-    except OSError as error:
-        raise ModelNotFoundError(
-            f"cannot load model {str(source)!r}: not a local model directory, and not a hub id cached on this "
-            f"machine (downloads are off here). Pass a directory such as ../shared/models/smollm2-draft. ({error})"
-        ) from None
-    return HFModel(model, tokenizer, name=name, threads=threads, lean=lean and not attn_implementation)
-
-
-def _looks_like_path(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or os.sep in source and source.count("/") != 1
-
-
-def _converted_gguf(directory: Path, gguf: Path) -> Path:
-    """A safetensors copy of a GGUF model (made once: dequantising the GGUF is slow)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache_root() / "converted" / f"{directory.name}-{key}"
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
-        return target
-    loaded = AutoModelForCausalLM.from_pretrained(str(directory), gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf.name)
-    rebuilt = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
-    rebuilt.load_state_dict(loaded.state_dict())
-    rebuilt.generation_config = loaded.generation_config
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    rebuilt.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.replace(target) if not target.exists() else None
-    return target

@@ -21,7 +21,7 @@ def model_path(name: str) -> str:
 @functools.lru_cache(maxsize=None)
 def real_model(name: str):
     """A fresh adapter per name (tests share it; every Decoder re-syncs its cache)."""
-    from specdec.integrations.hf import load_model
+    from specdec.integrations.loading import load_model
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return load_model(model_path(name))

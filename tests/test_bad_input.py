@@ -7,7 +7,7 @@ import math
 import pytest
 
 from specdec import ConfigurationError, Decoder, InputError, ModelNotFoundError, NonFiniteLogitsError, VocabularyMismatchError
-from specdec.integrations.hf import load_model
+from specdec.integrations.loading import load_model
 from specdec.integrations.toy import ToyModel
 from specdec.plugins import registry
 from specdec.strategies.policies import FixedPolicy

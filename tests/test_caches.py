@@ -88,7 +88,7 @@ def test_two_decoders_sharing_a_target_do_not_corrupt_each_other():
 @pytest.mark.parametrize("lean", [False, True], ids=["transformers-stack", "lean-stack"])
 def test_kv_buffers_append_in_place_and_match_a_fresh_forward(lean):
     """Both stacks' KV buffers give the logits of a fresh forward after appends, crops and regrowth."""
-    from specdec.integrations.hf import load_model
+    from specdec.integrations.loading import load_model
     from specdec.integrations.kv_cache import GrowingLayer
     from tests.models import model_path
 

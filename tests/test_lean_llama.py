@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from specdec.integrations.hf import HFModel, TransformersStack, decoder_stack, load_model
+from specdec.integrations.hf import HFModel, TransformersStack, decoder_stack
+from specdec.integrations.loading import load_model
 from specdec.integrations.lean_llama import LeanLlama, unsupported_reason
 from specdec.integrations.projection import FloatProjection, projection
 from tests.models import model_path, real_model

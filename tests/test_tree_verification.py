@@ -86,7 +86,7 @@ def test_sequence_cache_keeps_exactly_the_path_the_context_took():
 
 @pytest.mark.parametrize("attn", [None, "eager"])
 def test_hf_tree_forward_matches_plain_forwards_and_compacts(attn):
-    from specdec.integrations.hf import load_model
+    from specdec.integrations.loading import load_model
     from tests.models import model_path
 
     model = real_model("stories260K") if attn is None else load_model(model_path("stories260K"), attn_implementation=attn)

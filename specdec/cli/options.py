@@ -64,7 +64,7 @@ def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load(path: str, args: argparse.Namespace):
-    from specdec.integrations.hf import load_model
+    from specdec.integrations.loading import load_model
 
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     return load_model(path, dtype=dtype, threads=args.threads)

@@ -132,11 +132,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"reusing {len(data)} cached positions from {cache}")
     draft = None
     if data is None or args.embedding_rank:
-        from specdec.integrations.hf import load_model
+        from specdec.integrations.loading import load_model
 
         draft = load_model(draft_path)
     if data is None:
-        from specdec.integrations.hf import load_model
+        from specdec.integrations.loading import load_model
 
         target = load_model(target_path)
         print(f"collecting: {len(prompts)} prompts x up to {args.max_new_tokens} tokens with {target.name} / {draft.name}")

@@ -1,0 +1,86 @@
+"""Loading a model by path or hub id into an `HFModel` (`load_model`).
+
+A local directory (safetensors or GGUF) or a hub id cached on this machine. A directory holding
+only a `.gguf` file is read through transformers' GGUF reader (which dequantises to float32,
+slowly) once, and a safetensors copy is cached under `SPECDEC_CACHE` so later loads are fast.
+Kept apart from `hf.py`, which holds the loaded model and its forward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from specdec.defaults import cache_root
+from specdec.errors import ModelNotFoundError
+
+from .hf import HFModel
+
+
+def load_model(
+    source: str | os.PathLike,
+    *,
+    dtype: torch.dtype = torch.float32,
+    threads: int | None = None,
+    attn_implementation: str | None = None,
+    lean: bool = True,
+) -> HFModel:
+    """Load a local directory (safetensors or GGUF) or a locally cached hub id.
+
+    `lean=False` keeps transformers' own forward for llama models too (see `decoder_stack`), as
+    does asking for a transformers attention implementation.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(source).expanduser()
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if ggufs and not (path / "config.json").exists():
+            path = _converted_gguf(path, ggufs[0])
+        location = str(path)
+        name = Path(source).name
+    elif _looks_like_path(str(source)):
+        raise ModelNotFoundError(f"model path {str(source)!r} does not exist")
+    else:
+        location = name = str(source)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(location)
+    except OSError as error:
+        raise ModelNotFoundError(
+            f"cannot load model {str(source)!r}: not a local model directory, and not a hub id cached on this "
+            f"machine (downloads are off here). Pass a directory such as ../shared/models/smollm2-draft. ({error})"
+        ) from None
+    return HFModel(model, tokenizer, name=name, threads=threads, lean=lean and not attn_implementation)
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or os.sep in source and source.count("/") != 1
+
+
+def _converted_gguf(directory: Path, gguf: Path) -> Path:
+    """A safetensors copy of a GGUF model (made once: dequantising the GGUF is slow)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_root() / "converted" / f"{directory.name}-{key}"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    loaded = AutoModelForCausalLM.from_pretrained(str(directory), gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf.name)
+    rebuilt = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    rebuilt.load_state_dict(loaded.state_dict())
+    rebuilt.generation_config = loaded.generation_config
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    rebuilt.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.replace(target) if not target.exists() else None
+    return target
