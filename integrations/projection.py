@@ -7,12 +7,10 @@ oneDNN's prepacked linear each wins on some machine, and the wrong one can make 
 cost far more than a one-token step (measurements: docs/design-notes.md). So a hard-coded choice is
 wrong somewhere. `kernel_plan` times the available kernels on matrices of the same shape at a
 ladder of row counts (a few seconds for the default pair) and each projection then dispatches by
-row count. The plan is saved per machine (CPU model, torch version, thread count, shape) in
-`gemm-plans.json` under specdec's cache (`SPECDEC_CACHE`), so that every process on a machine runs
-the same plan and only the first pays for measuring it: measured afresh in each process, the close
-calls among the rungs came out differently from process to process. `SPECDEC_GEMM` selects: `auto`
-(default: the saved plan, else measured and saved), `fresh` (measured in this process, nothing read
-or saved), or a kernel name, forced everywhere (to compare kernels).
+row count. The plan is saved per machine (`gemm_plans.py`: every process on a machine then runs
+the same plan). `SPECDEC_GEMM` selects: `auto` (default: the saved plan, else measured and saved),
+`fresh` (measured in this process, nothing read or saved), or a kernel name, forced everywhere (to
+compare kernels).
 
 The timing streams the weights from memory, as a forward does: a forward runs every matrix of the
 model once, far more than the caches hold, so each product reads its weights from RAM. A matrix
@@ -31,20 +29,18 @@ products agree with `torch.nn.functional.linear` to float rounding (tested for e
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
-import warnings
-from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Callable, Mapping, Sequence
 
 import attrs
 import torch
 import torch.nn.functional as F
 
-from specdec.defaults import cache_root
 from specdec.errors import ConfigurationError
-from specdec.machine import cpu_model
+
+from . import gemm_plans
+from .gemm_plans import Plan, Rung
 
 # the row counts timed; a product with r rows uses the choice for the smallest rung >= r (the
 # largest rung beyond it: prompts are read in one product of hundreds of rows, where the kernels'
@@ -67,7 +63,6 @@ COLD_BYTES = 64 << 20
 MAX_COPIES = 64
 ENVIRONMENT = "SPECDEC_GEMM"
 FRESH = "fresh"  # SPECDEC_GEMM=fresh: measure in this process, read and save nothing
-PLAN_FILE = "gemm-plans.json"
 
 Timer = Callable[[str, int, Callable[[], object]], float]  # (kernel, rows, run) -> seconds of one run
 
@@ -108,20 +103,6 @@ KERNELS: dict[str, Kernel] = {
         ),
     )
 }
-
-class Rung(NamedTuple):
-    """Products of up to `rows` rows (and more than the previous rung's) run with `kernel`,
-    padded to `pad` rows when `pad` is larger than their row count (0: never padded)."""
-
-    rows: int
-    kernel: str
-    pad: int = 0
-
-
-Plan = tuple[Rung, ...]  # rows ascending
-
-_plans: dict[tuple, Plan] = {}
-
 
 def usable_kernels(dtype: torch.dtype) -> list[str]:
     """Kernels that run here for weights of `dtype` (the reordering kernels: float32 only)."""
@@ -214,8 +195,8 @@ def _sweep(kernel: Kernel, x: torch.Tensor, weights: Sequence[torch.Tensor], pre
 
 
 def kernel_plan(out_features: int, in_features: int, dtype: torch.dtype = torch.float32) -> Plan:
-    """The kernel per row count for this shape on this machine: saved, else measured (see the
-    module docstring); looked up once per process."""
+    """The kernel per row count for this shape on this machine: saved (`gemm_plans`), else
+    measured (see the module docstring); looked up once per process."""
     setting = gemm_setting()
     if setting not in ("auto", FRESH):
         return (Rung(ROW_LADDER[-1], setting if setting in usable_kernels(dtype) else "linear"),)
@@ -223,89 +204,21 @@ def kernel_plan(out_features: int, in_features: int, dtype: torch.dtype = torch.
     if len(kernels) == 1:
         return (Rung(ROW_LADDER[-1], kernels[0]),)
     key = (out_features, in_features, dtype, torch.get_num_threads(), tuple(kernels))
-    if key not in _plans:
-        saved_key = machine_key(out_features, in_features, dtype, kernels)
-        plan = parse_plan(load_saved_plans().get(saved_key)) if setting == "auto" else None
+    plans = gemm_plans.process_plans
+    if key not in plans:
+        saved_key = gemm_plans.machine_key(out_features, in_features, dtype, kernels, measuring_method())
+        plan = gemm_plans.parse_plan(gemm_plans.load_saved_plans().get(saved_key), kernels) if setting == "auto" else None
         if plan is None:
             plan = choose(measure(out_features, in_features, kernels))
             if setting == "auto":
-                save_plan(saved_key, plan)
-        _plans[key] = plan
-    return _plans[key]
+                gemm_plans.save_plan(saved_key, plan)
+        plans[key] = plan
+    return plans[key]
 
 
-def plan_file() -> Path:
-    return cache_root() / PLAN_FILE
-
-
-def machine_key(out_features: int, in_features: int, dtype: torch.dtype, kernels: Sequence[str]) -> str:
-    """What a saved plan holds for: the machine, torch, threads, shape and kernels, and how this
-    module measures (a change of the ladder or the timing measures afresh)."""
-    method = hashlib.sha1(repr((ROW_LADDER, LAYOUT_ROWS, DROP_FACTOR, PAD_GAIN, COLD_BYTES, MAX_COPIES, SWEEPS)).encode()).hexdigest()[:8]
-    return (
-        f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
-        f"{str(dtype).removeprefix('torch.')} {out_features}x{in_features} | {','.join(kernels)} | method {method}"
-    )
-
-
-def load_saved_plans() -> dict[str, Any]:
-    """The saved plans ({} when there are none; an unreadable file is reported and ignored)."""
-    path = plan_file()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as error:
-        warnings.warn(f"ignoring the saved GEMM plans in {path} ({error}); measuring instead", stacklevel=2)
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def parse_plan(entry: Any) -> Plan | None:
-    """A saved plan ([[rows, kernel, pad], ...]) if it is well formed and its kernels run here."""
-    try:
-        plan = tuple(Rung(int(rows), str(kernel), int(pad)) for rows, kernel, pad in entry)
-    except (TypeError, ValueError):
-        return None
-    ascending = all(a.rows < b.rows for a, b in zip(plan, plan[1:]))
-    valid = all(r.kernel in KERNELS and KERNELS[r.kernel].available() and (r.pad == 0 or r.pad > r.rows) for r in plan)
-    return plan if plan and ascending and valid else None
-
-
-def save_plan(key: str, plan: Plan) -> None:
-    """Add `plan` to the saved plans (written whole, then renamed: a reader never sees half a
-    file). A cache that cannot be written is reported; the plan still serves this process."""
-    path = plan_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = load_saved_plans()
-        data[key] = [list(rung) for rung in plan]
-        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(partial, path)
-    except OSError as error:
-        warnings.warn(f"cannot save the GEMM plan to {path} ({error}); it will be measured again next time", stacklevel=2)
-
-
-def measured_plans() -> dict[tuple[int, int], Plan]:
-    """(out, in) -> plan for every shape measured in this process (for reports)."""
-    return {(key[0], key[1]): plan for key, plan in _plans.items()}
-
-
-def gemm_report() -> dict[str, str]:
-    """'OUTxIN' -> the plan in words, for every shape measured in this process (benchmark records)."""
-    return {f"{out}x{inp}": describe(plan) for (out, inp), plan in sorted(measured_plans().items())}
-
-
-def describe(plan: Plan) -> str:
-    """E.g. 'onednn for 1-3 rows (padded to 4), onednn from 4 rows'."""
-    parts, low = [], 1
-    for index, (high, name, pad) in enumerate(plan):
-        rows = f"{low}-{high} rows" if high > low else f"{low} row{'s' * (low > 1)}"
-        padded = f" (padded to {pad})" if pad else ""
-        parts.append(f"{name} from {low} row{'s' * (low > 1)}{padded}" if index == len(plan) - 1 else f"{name} for {rows}{padded}")
-        low = high + 1
-    return ", ".join(parts)
+def measuring_method() -> str:
+    """A digest of how this module measures: a saved plan measured otherwise is measured afresh."""
+    return hashlib.sha1(repr((ROW_LADDER, LAYOUT_ROWS, DROP_FACTOR, PAD_GAIN, COLD_BYTES, MAX_COPIES, SWEEPS)).encode()).hexdigest()[:8]
 
 
 class FloatProjection:

@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from specdec.errors import ConfigurationError
+from specdec.integrations import gemm_plans as G
 from specdec.integrations import projection as P
-from specdec.integrations.projection import KERNELS, FloatProjection, Kernel, Rung, choose, describe, measure
+from specdec.integrations.gemm_plans import Rung, describe
+from specdec.integrations.projection import KERNELS, FloatProjection, Kernel, choose, measure
 
 
 def fused_layers():
@@ -151,7 +153,7 @@ def test_a_projection_dispatches_by_row_count(monkeypatch):
 
 def test_a_shape_is_measured_once_per_process(monkeypatch):
     monkeypatch.setenv(P.ENVIRONMENT, P.FRESH)
-    monkeypatch.setattr(P, "_plans", {})
+    monkeypatch.setattr(G, "process_plans", {})
     measured = []
 
     def fake_measure(out_features, in_features, kernels, timer=None):
@@ -164,7 +166,7 @@ def test_a_shape_is_measured_once_per_process(monkeypatch):
     assert P.kernel_plan(40, 24) == first == (Rung(1, "linear"),)
     P.kernel_plan(24, 40)
     assert measured == [(40, 24), (24, 40)]
-    assert P.measured_plans() == {(40, 24): first, (24, 40): (Rung(1, "linear"),)}
+    assert G.measured_plans() == {(40, 24): first, (24, 40): (Rung(1, "linear"),)}
 
 
 def test_a_bad_kernel_name_is_a_clear_error(monkeypatch):
@@ -186,8 +188,8 @@ class FakeMeasuring:
         self.measured: list[tuple[int, int]] = []
         monkeypatch.setattr(P, "measure", self)
         monkeypatch.setattr(P, "usable_kernels", lambda dtype: ["linear", "onednn"])
-        monkeypatch.setattr(P, "_plans", {})
-        monkeypatch.setattr(P, "plan_file", lambda: tmp_path / "cache" / P.PLAN_FILE)
+        monkeypatch.setattr(G, "process_plans", {})
+        monkeypatch.setattr(G, "plan_file", lambda: tmp_path / "cache" / G.PLAN_FILE)
         monkeypatch.delenv(P.ENVIRONMENT, raising=False)
 
     def __call__(self, out_features, in_features, kernels, timer=None):
@@ -195,7 +197,7 @@ class FakeMeasuring:
         return {"linear": {1: 1.0, 4: 2.0}, "onednn": {1: 2.0, 4: 1.0}}
 
     def new_process(self, monkeypatch):
-        monkeypatch.setattr(P, "_plans", {})
+        monkeypatch.setattr(G, "process_plans", {})
 
 
 PLAN = (Rung(1, "linear"), Rung(4, "onednn"))
@@ -208,13 +210,13 @@ def test_a_measured_plan_is_saved_and_later_processes_read_it(monkeypatch, tmp_p
     assert P.kernel_plan(40, 24) == PLAN
     assert P.kernel_plan(24, 40) == PLAN
     assert fake.measured == [(40, 24), (24, 40)]  # the second process measured only the new shape
-    saved = P.load_saved_plans()
-    assert saved[P.machine_key(40, 24, torch.float32, ["linear", "onednn"])] == [[1, "linear", 0], [4, "onednn", 0]]
-    monkeypatch.setattr(P, "cpu_model", lambda: "another CPU")  # another machine: its own plan
+    saved = G.load_saved_plans()
+    assert saved[G.machine_key(40, 24, torch.float32, ["linear", "onednn"], P.measuring_method())] == [[1, "linear", 0], [4, "onednn", 0]]
+    monkeypatch.setattr(G, "cpu_model", lambda: "another CPU")  # another machine: its own plan
     fake.new_process(monkeypatch)
     P.kernel_plan(40, 24)
     assert fake.measured == [(40, 24), (24, 40), (40, 24)]
-    assert len(P.load_saved_plans()) == 3
+    assert len(G.load_saved_plans()) == 3
 
 
 def test_fresh_measures_in_every_process_and_saves_nothing(monkeypatch, tmp_path):
@@ -224,7 +226,7 @@ def test_fresh_measures_in_every_process_and_saves_nothing(monkeypatch, tmp_path
     fake.new_process(monkeypatch)
     P.kernel_plan(40, 24)
     assert fake.measured == [(40, 24), (40, 24)]
-    assert not P.plan_file().exists()
+    assert not G.plan_file().exists()
 
 
 @pytest.mark.parametrize(
@@ -240,22 +242,22 @@ def test_fresh_measures_in_every_process_and_saves_nothing(monkeypatch, tmp_path
 )
 def test_a_bad_saved_plan_is_measured_again_and_replaced(monkeypatch, tmp_path, content):
     fake = FakeMeasuring(monkeypatch, tmp_path)
-    key = P.machine_key(40, 24, torch.float32, ["linear", "onednn"])
-    P.plan_file().parent.mkdir(parents=True)
-    P.plan_file().write_text(content.replace("KEY", key))
+    key = G.machine_key(40, 24, torch.float32, ["linear", "onednn"], P.measuring_method())
+    G.plan_file().parent.mkdir(parents=True)
+    G.plan_file().write_text(content.replace("KEY", key))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert P.kernel_plan(40, 24) == PLAN
     assert fake.measured == [(40, 24)]
     assert any("ignoring the saved GEMM plans" in str(w.message) for w in caught) == (content == "{not json")
-    assert P.parse_plan(P.load_saved_plans()[key]) == PLAN
+    assert G.parse_plan(G.load_saved_plans()[key], ["linear", "onednn"]) == PLAN
 
 
 def test_an_unwritable_cache_is_reported_and_the_plan_still_serves(monkeypatch, tmp_path):
     fake = FakeMeasuring(monkeypatch, tmp_path)
     blocker = tmp_path / "file"
     blocker.write_text("")
-    monkeypatch.setattr(P, "plan_file", lambda: blocker / P.PLAN_FILE)  # its directory is a file
+    monkeypatch.setattr(G, "plan_file", lambda: blocker / G.PLAN_FILE)  # its directory is a file
     with pytest.warns(UserWarning, match="cannot save the GEMM plan"):
         assert P.kernel_plan(40, 24) == PLAN
     assert fake.measured == [(40, 24)]

@@ -25,7 +25,7 @@ from specdec.cli.compare import add_pair_option, comparisons, render
 from specdec.cli.options import add_model_options, add_prompt_set_options, load
 from specdec.defaults import default_draft, default_target
 from specdec.errors import ConfigurationError
-from specdec.integrations.projection import gemm_report
+from specdec.integrations.gemm_plans import gemm_report
 from specdec.machine import cpu_model
 
 
