@@ -13,7 +13,8 @@ from specdec.features import TokenFeatures
 from specdec.strategies.policies.pacer.collect import PacerData
 from specdec.verification import Verification
 from specdec.strategies.policies.pacer.network import PacerConfig, PreVerifier, draft_fingerprint
-from specdec.strategies.policies.pacer.train import Costs, auc, round_starts, simulate, split_sequences, token_examples
+from specdec.strategies.policies.pacer.train import round_starts, split_sequences, token_examples
+from specdec.strategies.policies.pacer.tune import Costs, auc, simulate
 from specdec.plugins import registry
 from specdec.policy import Decision, RoundState
 from specdec.strategies.policies.pacer.policy import PacerPolicy, default_path

@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     from specdec.defaults import default_draft, default_target, models_dir
     from specdec.strategies.policies.pacer.collect import PacerData, collect
     from specdec.strategies.policies.pacer.prompts import builtin_prompts
-    from specdec.strategies.policies.pacer.train import TrainSettings, fit
+    from specdec.strategies.policies.pacer.train import TrainSettings
+    from specdec.strategies.policies.pacer.tune import fit
 
     for name in ("num_prompts", "builtin_prompts", "max_new_tokens", "batch_size", "width", "epochs", "max_draft",
                  "hidden_rank", "embedding_rank"):
