@@ -12,7 +12,8 @@ from specdec import ConfigurationError, Decoder
 from specdec.features import TokenFeatures
 from specdec.strategies.policies.pacer.collect import PacerData
 from specdec.verification import Verification
-from specdec.strategies.policies.pacer.network import PacerConfig, PreVerifier, draft_fingerprint
+from specdec.strategies.policies.pacer.drafts import draft_fingerprint
+from specdec.strategies.policies.pacer.network import PacerConfig, PreVerifier
 from specdec.strategies.policies.pacer.train import round_starts, split_sequences, token_examples
 from specdec.strategies.policies.pacer.tune import Costs, auc, simulate
 from specdec.plugins import registry

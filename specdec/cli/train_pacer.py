@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     )
     embedding = None
     if args.embedding_rank:
-        from specdec.strategies.policies.pacer.network import draft_embedding
+        from specdec.strategies.policies.pacer.drafts import draft_embedding
 
         embedding = draft_embedding(draft)
     result = fit(data, settings, embedding=embedding)

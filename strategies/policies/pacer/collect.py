@@ -27,7 +27,8 @@ import attrs
 import torch
 
 from specdec.errors import ConfigurationError
-from .network import LOG_PROB_FLOOR, draft_fingerprint
+from .drafts import draft_fingerprint
+from .network import LOG_PROB_FLOOR
 
 CACHE_FORMAT = "specdec-pacer-data/1"
 

@@ -1,4 +1,4 @@
-"""The PACER pre-verifier network, its configuration, and how it is saved and matched to a draft.
+"""The PACER pre-verifier network, its configuration, and how it is saved.
 
 The network predicts, for each drafted token, the probability that the target accepts it given
 that every earlier token of the round was accepted (a hazard, the quantity the censored labels
@@ -8,13 +8,12 @@ distribution, the position in the round and, optionally, a low-rank code of the 
 embedding (stored as a vocabulary-sized table so that inference never touches the draft's weights).
 
 A checkpoint is a directory with `config.json` and `model.safetensors`; the config records which
-draft the network was trained for (name and fingerprint), so that it is not silently used with a
-draft whose hidden states mean something else.
+draft the network was trained for (name and fingerprint, `drafts.py`), so that it is not silently
+used with a draft whose hidden states mean something else.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -259,48 +258,3 @@ class TokenScorer:
             h = F.layer_norm(x, x.shape, norm.weight, norm.bias, norm.eps)
             logit = float(torch.dot(out.weight[0], h)) + float(out.bias[0])
         return -math.log1p(math.exp(-logit)) if logit > -30.0 else logit
-
-
-# ---------------------------------------------------------------------------- draft identity
-_ARCH_KEYS = (
-    "model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "vocab_size", "tie_word_embeddings",
-)
-
-
-def draft_fingerprint(model: Any) -> str:
-    """A short hash of what makes a draft's hidden states what they are.
-
-    For transformers models: the architecture part of the config, the embedding's shape and its
-    first rows (so that a retrained draft of the same shape is told apart; dtype-independent as
-    long as the values are, e.g. bf16 weights loaded as float32). Other backends: name, vocabulary
-    and hidden sizes.
-    """
-    inner = getattr(model, "model", None)
-    config = getattr(inner, "config", None)
-    digest = hashlib.sha256()
-    if config is not None and hasattr(inner, "get_input_embeddings"):
-        arch = {key: getattr(config, key, None) for key in _ARCH_KEYS}
-        weight = inner.get_input_embeddings().weight.detach()
-        digest.update(json.dumps(arch, sort_keys=True).encode())
-        digest.update(str(tuple(weight.shape)).encode())
-        rows = weight[: min(8, weight.shape[0])].float()
-        digest.update(rows.mul(1024).round().to(torch.int64).numpy().tobytes())
-    else:
-        facts = {"name": getattr(model, "name", ""), "vocab": getattr(model, "vocab_size", None),
-                 "hidden": getattr(model, "hidden_size", None)}
-        digest.update(json.dumps(facts, sort_keys=True).encode())
-    return digest.hexdigest()[:16]
-
-
-def draft_hidden_size(model: Any) -> int | None:
-    size = getattr(model, "hidden_size", None)
-    return int(size) if size is not None else None
-
-
-def draft_embedding(model: Any) -> torch.Tensor | None:
-    """The draft's input embedding matrix, when the backend exposes one (transformers)."""
-    inner = getattr(model, "model", None)
-    if inner is None or not hasattr(inner, "get_input_embeddings"):
-        return None
-    return inner.get_input_embeddings().weight.detach()

@@ -22,7 +22,8 @@ import torch
 from specdec.errors import ConfigurationError
 from specdec.features import DraftFeatures, TokenFeatures
 from specdec.integrations.base import LanguageModel
-from .network import PreVerifier, TokenScorer, draft_fingerprint, draft_hidden_size, scalar_features
+from .drafts import draft_fingerprint, draft_hidden_size
+from .network import PreVerifier, TokenScorer, scalar_features
 from specdec.policy import Decision, PolicyBase, RoundState, finite_in, one_of, positive_int
 from specdec.verification import Verification
 
