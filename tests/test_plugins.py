@@ -19,6 +19,7 @@ from typing import Protocol
 import pytest
 
 import specdec.plugins
+import specdec.registry
 from specdec import ConfigurationError, LengthPolicy, PluginError, Proposer, hookspecs
 from specdec.cli import main
 from specdec.cli.values import build_strategy
@@ -231,7 +232,7 @@ def test_a_member_added_to_a_protocol_is_required_at_once(monkeypatch):
 
     before = members(specdec.proposer.Proposer)
     monkeypatch.setattr(specdec.proposer, "Proposer", Extended)
-    assert specdec.plugins.protocol_members("proposer") == tuple(sorted({*before, "rewind"}))
+    assert specdec.registry.protocol_members("proposer") == tuple(sorted({*before, "rewind"}))
     reg = load_registry(entry_points=False)
     [failure] = reg.failures
     assert failure.plugin == "specdec.strategies.proposers"

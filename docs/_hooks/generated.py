@@ -36,7 +36,8 @@ def _cell(text: str) -> str:
 
 
 def strategies_table() -> str:
-    from specdec.plugins import KINDS, load_registry
+    from specdec.plugins import load_registry
+    from specdec.registry import KINDS
 
     if not Path(specdec.__file__).resolve().is_relative_to(ROOT):
         raise RuntimeError(f"documenting {ROOT}, but specdec was imported from {specdec.__file__}")

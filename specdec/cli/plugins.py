@@ -10,7 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from specdec.plugins import DISABLE_ENV, KINDS, Registry, registry
+from specdec.plugins import registry
+from specdec.registry import DISABLE_ENV, KINDS, Registry
 
 
 def add_parser(subparsers) -> None:

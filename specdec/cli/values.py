@@ -16,7 +16,7 @@ from specdec.errors import ConfigurationError
 from specdec.parameters import describe_type, field_types, union_members
 
 if TYPE_CHECKING:
-    from specdec.plugins import Registry
+    from specdec.registry import Registry
 
 # calling these on a string splits it into characters instead of reading a value
 _NOT_FROM_TEXT = (tuple, list, dict, set, frozenset, bytes)
