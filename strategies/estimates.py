@@ -30,7 +30,9 @@ class DiscountedRate:
 
     @property
     def value(self) -> float:
-        return (self.hits + self.weight * self.prior) / (self.trials + self.weight)
+        """The estimate (0.0 with neither evidence nor prior weight)."""
+        evidence = self.trials + self.weight
+        return (self.hits + self.weight * self.prior) / evidence if evidence > 0 else 0.0
 
     def add(self, hits: float, trials: float = 1.0) -> None:
         """Record `hits` successes out of `trials` attempts (a single outcome: add(float(ok)))."""

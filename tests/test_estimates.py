@@ -55,3 +55,7 @@ def test_a_rate_stays_a_probability(outcomes, keep, prior):
     for outcome in outcomes:
         rate.add(outcome)
         assert 0.0 <= rate.value <= 1.0 + 1e-12
+
+
+def test_a_rate_without_evidence_or_prior_weight_is_zero():
+    assert DiscountedRate(prior=0.7, weight=0.0).value == 0.0
