@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any, Collection, Mapping
+from typing import Any, Collection
 
 import attrs
 
@@ -157,12 +157,6 @@ class Registry:
     def create(self, kind: str, name: str, **params: Any) -> Any:
         """Instantiate a strategy from typed Python values (nothing is parsed)."""
         return self.get(kind, name).create(**params)
-
-    def build(self, kind: str, name: str, params: Mapping[str, Any] | None = None, **resources: Any) -> Any:
-        """Instantiate a strategy from command-line text: `specdec.cli.values.build_strategy`."""
-        from specdec.cli.values import build_strategy
-
-        return build_strategy(self, kind, name, params, **resources)
 
 
 # ---------------------------------------------------------------------------- the strategy check

@@ -16,6 +16,7 @@ from specdec import Decoder
 from specdec.errors import ConfigurationError
 from specdec.integrations.toy import ToyModel
 from specdec.strategies.proposers.phrase_pool import PhrasePool
+from specdec.cli.values import build_strategy
 from specdec.plugins import registry
 from specdec.policy import Decision
 from specdec.proposer import ProposalRequest
@@ -351,13 +352,13 @@ def test_a_pool_with_foreign_tokens_is_refused():
 
 
 def test_the_registry_builds_it_from_command_line_strings():
-    proposer = registry().build(
+    proposer = build_strategy(registry(), 
         "proposer", "ouroboros", {"branches": "2", "warm_start": "false", "phrase_length": "5"}, model=toy()
     )
     assert isinstance(proposer, OuroborosProposer)
     assert proposer.branches == 2 and proposer.warm_start is False and proposer.pool.phrase_length == 5
     with pytest.raises(ConfigurationError):
-        registry().build("proposer", "ouroboros", {"branch_length": "0"}, model=toy())
+        build_strategy(registry(), "proposer", "ouroboros", {"branch_length": "0"}, model=toy())
 
 
 def test_fewer_draft_forwards_than_the_plain_draft_on_the_tiny_pair():
@@ -436,7 +437,7 @@ def test_phrase_drafting_on_a_real_draft_matches_its_greedy_continuation():
     decoder = Decoder(target, proposer=proposer, policy=FixedPolicy(5))
     decoder.generate(decoder.encode("The cat sat. The cat sat. The cat sat on the"), 48)
     assert proposer.stats.phrase_tokens > 0
-    from specdec.integrations.hf import load_model
+    from specdec.integrations.loading import load_model
     from tests.models import model_path
 
     fresh = load_model(model_path("stories260K-draft"))

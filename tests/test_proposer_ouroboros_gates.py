@@ -1,6 +1,6 @@
 """Ouroboros' cost gates: the rates they keep, the lengths they allow, their probes and their reset.
 
-The proposer-level effects (copies, phrases and branches cut to what pays) are in test_ouroboros.py;
+The proposer-level effects (copies, phrases and branches cut to what pays) are in test_proposer_ouroboros.py;
 these check the gate objects themselves, with numbers worked out by hand.
 """
 
@@ -14,7 +14,7 @@ from specdec.sampling import SamplingConfig
 from specdec.strategies.estimates import DiscountedRate
 from specdec.strategies.proposers import OuroborosProposer
 from specdec.strategies.proposers.ouroboros.gates import PROBE_EVERY, AgreementGate, CostGate, rate
-from tests.test_ouroboros import toy
+from tests.test_proposer_ouroboros import toy
 
 
 def test_a_rate_starts_at_one_in_two_and_its_pseudo_counts_fade():
