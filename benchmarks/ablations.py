@@ -8,7 +8,7 @@ interval of `specdec compare`). The variants are registered in-process as polici
         --methods "auto+draft:int8=true;auto-no-long-read+draft:int8=true" \
         --compare auto-no-long-read+draft:int8=true auto+draft:int8=true
 
-Rules with a parameter (`optimism`, `margin`, `explore_share`, `carry`) are switched off by it
+Rules with a parameter (`optimism`, `explore_share`) are switched off by it
 (`auto:optimism=0+draft:int8=true`); the others by these subclasses.
 """
 
@@ -43,17 +43,7 @@ class NoCopyRounds(CostAwarePolicy):
         return False
 
 
-@attrs.define
-class NoRefund(CostAwarePolicy):
-    """An exploration that ended within a copy is spent all the same."""
-
-    name = "auto-no-refund"
-
-    def _unused_exploration(self) -> None:
-        pass
-
-
-VARIANTS = (NoLongRead, NoCopyRounds, NoRefund)
+VARIANTS = (NoLongRead, NoCopyRounds)
 
 if __name__ == "__main__":
     reg = registry()

@@ -1,9 +1,9 @@
 """Online estimates shared by the adaptive strategies: a success rate that forgets and a prior.
 
 Policies and proposers learn rates from verification outcomes (how often a draft position is
-accepted, how often a copy's first token is emitted). Each wants the same three things: recent
-outcomes weigh more than old ones, an estimate with few observations leans on a prior, and a new
-prompt keeps only a little of the last one's evidence. `DiscountedRate` is that, once.
+accepted, how often a copy's first token is emitted). Each wants the same two things: recent
+outcomes weigh more than old ones, and an estimate with few observations leans on a prior.
+`DiscountedRate` is that, once.
 """
 
 from __future__ import annotations
@@ -43,13 +43,6 @@ class DiscountedRate:
         """The value plus `deviations` standard errors (a bet on a rate seen only a few times), at most 1."""
         p = self.value
         return min(1.0, p + deviations * math.sqrt(p * (1.0 - p) / (self.trials + self.weight)))
-
-    def cap(self, trials: float) -> None:
-        """Keep at most `trials` observations' worth of evidence (for a new prompt), in proportion."""
-        if self.trials > trials:
-            factor = trials / self.trials
-            self.hits *= factor
-            self.trials *= factor
 
     def forget(self) -> None:
         """Drop every observation: back to the prior."""

@@ -29,16 +29,11 @@ def test_old_observations_fade_by_keep():
     assert rate.value == pytest.approx((0.5 + 0.5) / 2.5)
 
 
-def test_cap_keeps_the_rate_of_the_observations_but_fewer_of_them():
+def test_forget_goes_back_to_the_prior():
     rate = DiscountedRate(prior=0.5, weight=1.0)
-    for ok in (1, 1, 1, 0):
-        rate.add(float(ok))
-    rate.cap(2.0)
-    assert (rate.hits, rate.trials) == (1.5, 2.0)
-    rate.cap(5.0)  # already fewer: unchanged
-    assert (rate.hits, rate.trials) == (1.5, 2.0)
+    rate.add(1.0, 3.0)
     rate.forget()
-    assert rate.value == 0.5
+    assert rate.value == 0.5 and rate.trials == 0.0
 
 
 def test_upper_adds_standard_errors_of_the_evidence_so_far():

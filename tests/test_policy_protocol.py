@@ -42,8 +42,6 @@ BAD_PARAMETERS = [
     (CostAwarePolicy, {"prior_acceptance": 1.5}),
     (CostAwarePolicy, {"prior_weight": 0.0}),
     (CostAwarePolicy, {"explore_share": 1.5}),
-    (CostAwarePolicy, {"carry": -1.0}),
-    (CostAwarePolicy, {"margin": math.inf}),
     (CostAwarePolicy, {"optimism": -1.0}),
     (CostAwarePolicy, {"catchup_cost": math.nan}),
     (CostAwarePolicy, {"max_draft": 0}),

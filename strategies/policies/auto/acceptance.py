@@ -61,9 +61,3 @@ class AcceptanceModel:
         (later ones were not tested)."""
         for i, bucket in enumerate(buckets[: min(drafted, accepted + 1)]):
             self.buckets[bucket].add(float(i < accepted))
-
-    def carry_over(self, observations: float) -> None:
-        """Acceptance depends on the prompt: a new call keeps at most `observations` of each estimate."""
-        self.first.cap(observations)
-        for rate in self.buckets:
-            rate.cap(observations)

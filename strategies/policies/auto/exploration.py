@@ -14,7 +14,6 @@ import attrs
 @attrs.define
 class ExplorationBudget:
     credit: float = 0.0  # seconds left to spend
-    spent: float = 0.0  # seconds spent on the current round (refundable)
 
     def grant(self, seconds: float) -> None:
         self.credit += seconds
@@ -24,16 +23,7 @@ class ExplorationBudget:
         if self.credit < seconds:
             return False
         self.credit -= seconds
-        self.spent = seconds
         return True
 
-    def refund(self) -> None:
-        """The round did not buy what it was spent on: give it back."""
-        self.credit += self.spent
-        self.spent = 0.0
-
-    def end_round(self) -> None:
-        self.spent = 0.0
-
     def clear(self) -> None:
-        self.credit = self.spent = 0.0
+        self.credit = 0.0

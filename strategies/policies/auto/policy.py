@@ -33,7 +33,7 @@ class CostAwarePolicy(PolicyBase):
         verify increment (a depends on the distribution only, never on the token drawn there);
       - once drawn and kept, `decide` STOPs unless the next token, assumed as likely as this one,
         pays for its draft step and verify increment: P * a**2 * V(1) > D + V(n + 3) - V(n + 2).
-    Every cost is weighed with a safety `margin`. `begin_round` lets the draft model run (up to
+    `begin_round` lets the draft model run (up to
     `max_draft` tokens) if a first token is expected to pay, g = a0+ * V(1) - (D + V(2) - V(1)) > 0
     with a0+ = a0 plus `optimism` standard errors, and if the catch-up B * (T - 1) is repaid by g
     over the rounds left in the call. Reading `LONG_READ` or more unread tokens also needs this
@@ -51,8 +51,6 @@ class CostAwarePolicy(PolicyBase):
     prior_acceptance: float = attrs.field(default=0.5, validator=finite_in(0.0, 1.0))
     prior_weight: float = attrs.field(default=1.0, validator=finite_in(0.0, math.inf, low_open=True))
     memory: int = attrs.field(default=500, validator=positive_int)
-    carry: float = attrs.field(default=1.0, validator=finite_in(0.0, math.inf))
-    margin: float = attrs.field(default=0.15, validator=finite_in(0.0, math.inf))
     explore_share: float = attrs.field(default=0.02, validator=finite_in(0.0, 1.0))
     optimism: float = attrs.field(default=1.0, validator=finite_in(0.0, 10.0))
     measure: bool = attrs.field(default=True, validator=boolean)
@@ -108,9 +106,6 @@ class CostAwarePolicy(PolicyBase):
     def catchup_seconds(self, unread: int) -> float:
         return self.costs.catchup_seconds(unread)
 
-    def _weighed(self, seconds: float) -> float:
-        return (1.0 + self.margin) * seconds
-
     # ------------------------------------------------------------------ protocol
     def start(self) -> None:
         self._prefill = True
@@ -118,7 +113,6 @@ class CostAwarePolicy(PolicyBase):
         self._new_prompt = True
         self._verified_rounds = 0
         self.costs.new_call()
-        self.rates.carry_over(self.carry)
         self._reset_round()
 
     def begin_round(self, state: RoundState) -> int:
@@ -128,7 +122,7 @@ class CostAwarePolicy(PolicyBase):
         costs = self.costs
         first = self.first_acceptance_bound()
         setup = costs.catchup_seconds(self._unread)
-        gain = first * costs.target_step() - self._weighed(costs.draft_step() + costs.increment(0))
+        gain = first * costs.target_step() - (costs.draft_step() + costs.increment(0))
         if not new_prompt and self._may_read() and gain > 0 and gain * state.remaining / (1.0 + first) > setup:
             return self.max_draft
         if new_prompt:
@@ -176,7 +170,7 @@ class CostAwarePolicy(PolicyBase):
 
     def _pays(self, a: float, position: int) -> bool:
         """Is a token at `position`, accepted with probability `a` once the kept ones are, worth its verify increment?"""
-        return self._survival * a * self.costs.target_step() > self._weighed(self.costs.increment(position))
+        return self._survival * a * self.costs.target_step() > self.costs.increment(position)
 
     def decide(self, features: TokenFeatures) -> Decision:
         return self.decide_scored(features, None)
@@ -198,7 +192,7 @@ class CostAwarePolicy(PolicyBase):
         # the next token's draft step: after a copied or looked-up token the next is one too (the
         # copy runs on) or the proposer asks allows_forward first; in a copy-only round it never is
         step = self.costs.draft_step() if self._model_round and not features.deterministic else 0.0
-        if gain <= self._weighed(step + self.costs.increment(features.position + 1)):
+        if gain <= step + self.costs.increment(features.position + 1):
             return Decision.STOP
         return Decision.CONTINUE
 
@@ -210,8 +204,6 @@ class CostAwarePolicy(PolicyBase):
         self._prefill = False
         self._new_prompt = False
         self._verified_rounds += drafted > 0 and forwarded  # evidence about the draft model
-        if self._model_round and self.exploration.spent and not forwarded:
-            self._unused_exploration()
         self.rates.learn(self._round, drafted, accepted)
         if forwarded and self._model_round and not self._lead_deterministic:
             # a0 prices a round in which the draft runs: one whose first token was declined is a
@@ -222,11 +214,6 @@ class CostAwarePolicy(PolicyBase):
             self.exploration.grant(self.explore_share * step)  # an idle step earns exploration budget
         self._reset_round()
 
-    def _unused_exploration(self) -> None:
-        """An exploration of the draft model that never reached it (the round ended within a copy)
-        has not bought its evidence: the budget is returned and the next round tries again."""
-        self.exploration.refund()
-
     def _reset_round(self) -> None:
         self._asked = 0
         self._lead_deterministic = False
@@ -235,4 +222,3 @@ class CostAwarePolicy(PolicyBase):
         self._current = 1.0
         self._exploring = False
         self._model_round = True
-        self.exploration.end_round()
