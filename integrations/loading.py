@@ -56,7 +56,7 @@ def load_model(
     except OSError as error:
         raise ModelNotFoundError(
             f"cannot load model {str(source)!r}: not a local model directory, and not a hub id cached on this "
-            f"machine (downloads are off here). Pass a directory such as ../shared/models/smollm2-draft. ({error})"
+            f"machine (downloads are off here). Pass a directory holding the model's weights and tokenizer. ({error})"
         ) from None
     return HFModel(model, tokenizer, name=name, threads=threads, lean=lean and not attn_implementation)
 

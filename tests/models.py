@@ -1,4 +1,4 @@
-"""Real pretrained models from ../shared/models, loaded once per test session."""
+"""Real pretrained models from the models directory (`specdec.defaults.models_dir`), loaded once per test run."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from specdec.defaults import models_dir
 def model_path(name: str) -> str:
     try:
         path = models_dir() / name
-    except Exception as error:  # pragma: no cover - the shared models are part of the workplace
-        pytest.fail(f"shared models not found: {error}")
+    except Exception as error:  # pragma: no cover - the tests need the models directory
+        pytest.fail(f"models not found: {error}")
     return str(path)
 
 

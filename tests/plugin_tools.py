@@ -91,7 +91,7 @@ def plugins_on_path(*sites: Path) -> Iterator[specdec.plugins.Registry]:
 
 @pytest.fixture(scope="session")
 def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """examples/specdec-example-plugin, pip-installed once per test session."""
+    """examples/specdec-example-plugin, pip-installed once per test run."""
     site = tmp_path_factory.mktemp("example-plugin") / "site"
     pip_install(EXAMPLE_PLUGIN, site)
     return site

@@ -6,7 +6,7 @@ How a page is run, top to bottom, in a temporary working directory:
 - a ```console block holds `$ ` commands: `specdec ...` runs the CLI in a fresh interpreter,
   `pip install DIR` installs with pip into the page's private site directory (see
   tests/plugin_tools.py); the lines after a command are output that must appear in what it printed
-  (`...` stands for anything). `$SPECDEC_MODELS` is the directory of the shared models.
+  (`...` stands for anything). `$SPECDEC_MODELS` is the models directory.
 Any other block fails the test: a block nobody runs is a block that can rot.
 The newcomer path is the policy-plugin page run this way, with checks of what it taught.
 """

@@ -10,7 +10,6 @@ import random
 
 import attrs
 import pytest
-import torch
 
 from specdec import Decoder
 from specdec.errors import ConfigurationError
@@ -24,18 +23,13 @@ from specdec.samplers import TorchSampler
 from specdec.sampling import SamplingConfig
 from specdec.strategies.policies import CostAwarePolicy, FixedPolicy
 from specdec.strategies.proposers import DraftModelProposer, OuroborosProposer, PromptLookupProposer
+from specdec.testing import seeded_toy
 from tests.models import real_model
 
 
 def toy(vocab: int = 6, order: int = 2, seed: int = 0, sharp: float = 4.0) -> ToyModel:
     """A random table model with peaked rows (so greedy text repeats and phrases recur)."""
-    gen = torch.Generator().manual_seed(seed)
-    keys: list[tuple[int, ...]] = [()]
-    frontier: list[tuple[int, ...]] = [()]
-    for _ in range(order):
-        frontier = [k + (t,) for k in frontier for t in range(vocab)]
-        keys += frontier
-    return ToyModel({k: (sharp * torch.randn(vocab, generator=gen)).tolist() for k in keys}, vocab, order=order)
+    return seeded_toy(vocab, order, seed, scale=sharp)
 
 
 @attrs.define

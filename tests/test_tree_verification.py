@@ -21,6 +21,7 @@ from specdec.draft import Branch, Draft, TokenTree
 from specdec.errors import ConfigurationError
 from specdec.integrations.base import supports_tree
 from specdec.integrations.toy import ToyModel
+from specdec.testing import seeded_toy
 from specdec.proposer import ProposalRequest
 from specdec.sequence_cache import SequenceCache
 from specdec.strategies.policies import FixedPolicy
@@ -49,13 +50,8 @@ def test_a_branch_must_hang_inside_the_draft():
 
 # ------------------------------------------------------------------------- tree forwards
 def toy(order: int = 2, vocab: int = 4, seed: int = 0) -> ToyModel:
-    gen = torch.Generator().manual_seed(seed)
-    keys: list[tuple[int, ...]] = [()]
-    frontier: list[tuple[int, ...]] = [()]
-    for _ in range(order):
-        frontier = [k + (t,) for k in frontier for t in range(vocab)]
-        keys += frontier
-    return ToyModel({k: torch.randn(vocab, generator=gen).tolist() for k in keys}, vocab, order=order)
+    """A random table model with unit-scale logits."""
+    return seeded_toy(vocab, order, seed)
 
 
 def test_toy_tree_rows_equal_plain_rows_of_each_path():

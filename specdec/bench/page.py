@@ -11,14 +11,13 @@ does the same at the end of a run, so one command refreshes the page with fresh 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from specdec.bench.compare import CAPTION
-from specdec.bench.report import plot_speedups
+from specdec.bench.report import cell, plot_speedups
 from specdec.bench.runner import Summary
 
 BASELINE = "target-only"
@@ -31,12 +30,6 @@ OVERALL = (
     ("target_forwards_per_token", "target forwards / token", "{:.2f}"),
     ("draft_forwards_per_token", "draft forwards / token", "{:.2f}"),
 )
-
-
-def _fmt(value, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return fmt.format(value)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -98,10 +91,10 @@ def render(run: dict, run_path: Path, page_path: Path, plot_path: Path, command:
     meta, summaries = run["meta"], run["summaries"]
     methods = list(dict.fromkeys(s["method"] for s in summaries))
     by_key = {(s["method"], s["category"]): s for s in summaries}
-    overall = [[_fmt(by_key[(m, "all")].get(key), fmt) for key, _, fmt in OVERALL] for m in methods if (m, "all") in by_key]
+    overall = [[cell(by_key[(m, "all")].get(key), fmt) for key, _, fmt in OVERALL] for m in methods if (m, "all") in by_key]
     others = [m for m in methods if m != BASELINE]
     per_category = [
-        [category, *(_fmt(by_key.get((m, category), {}).get("speedup"), "{:.2f}x") for m in others)]
+        [category, *(cell(by_key.get((m, category), {}).get("speedup"), "{:.2f}x") for m in others)]
         for category in _categories(summaries)
     ]
     parts = [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -27,8 +26,9 @@ COLUMNS = (
 )
 
 
-def _cell(value, fmt: str) -> str:
-    if isinstance(value, float) and math.isnan(value):
+def cell(value, fmt: str) -> str:
+    """A table cell: `fmt` applied, or "-" for a missing or NaN value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return fmt.format(value)
 
@@ -36,7 +36,7 @@ def _cell(value, fmt: str) -> str:
 def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]] = COLUMNS) -> str:
     header = "| " + " | ".join(title for _, title, _ in columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(_cell(row[key], fmt) for key, _, fmt in columns) + " |" for row in rows]
+    body = ["| " + " | ".join(cell(row[key], fmt) for key, _, fmt in columns) + " |" for row in rows]
     return "\n".join([header, rule, *body])
 
 
@@ -48,7 +48,7 @@ def print_table(rows: Sequence[dict], title: str, columns: Sequence[tuple[str, s
     for _, heading, _ in columns:
         table.add_column(heading)
     for row in rows:
-        table.add_row(*(_cell(row[key], fmt) for key, _, fmt in columns))
+        table.add_row(*(cell(row[key], fmt) for key, _, fmt in columns))
     Console().print(table)
 
 

@@ -26,7 +26,7 @@ def add_prompt_set_options(parser: argparse.ArgumentParser, *, name: str, max_ne
     """The Spec-Bench selection and outputs shared by `bench` and `ceiling`."""
     parser.add_argument("--categories", default=None, help="comma-separated Spec-Bench categories (default: all 13)")
     parser.add_argument("--per-category", type=int, default=3, help="prompts per category (default 3)")
-    parser.add_argument("--prompts", default=None, help="a Spec-Bench-format JSONL file (default: ../shared/data/spec_bench.jsonl)")
+    parser.add_argument("--prompts", default=None, help="a Spec-Bench-format JSONL file (default: data/spec_bench.jsonl beside the models directory)")
     parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"tokens per prompt (default {max_new_tokens})")
     parser.add_argument("--out", default="bench-out", help="output directory (default bench-out/)")
     parser.add_argument("--name", default=name, help=f"file stem of the outputs (default {name})")

@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
                         "is tuned for that draft's cost (features still come from the float draft)")
     data = parser.add_argument_group("data")
     data.add_argument("--prompts", help="JSONL (question/prompt/text/turns field) or plain text, one prompt a line "
-                      "(default: ../shared/data/gsm8k_train.jsonl)")
+                      "(default: data/gsm8k_train.jsonl beside the models directory)")
     data.add_argument("--num-prompts", type=int, default=160, help="prompts drawn from --prompts (default 160)")
     data.add_argument("--builtin-prompts", type=int, default=160,
                       help="built-in chat prompts added: stories, emails, code, summaries, ... (default 160; 0 = none)")

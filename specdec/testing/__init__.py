@@ -42,7 +42,7 @@ from specdec.testing.lossless import (
     lossless_cases,
 )
 from specdec.testing.reference import reference_warp, target_distribution
-from specdec.testing.toys import MAX_NEW_BY_VOCAB, ToyPair, probability_rows, sampling_configs, toy_models, toy_pairs
+from specdec.testing.toys import MAX_NEW_BY_VOCAB, ToyPair, probability_rows, sampling_configs, seeded_toy, toy_models, toy_pairs
 
 __all__ = [
     "MAX_NEW_BY_VOCAB",
@@ -61,6 +61,7 @@ __all__ = [
     "probability_rows",
     "reference_warp",
     "sampling_configs",
+    "seeded_toy",
     "target_distribution",
     "toy_models",
     "toy_pairs",

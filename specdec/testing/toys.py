@@ -8,6 +8,7 @@ leaves at most, so `enumerate_outputs` can follow all of it.
 from __future__ import annotations
 
 import attrs
+import torch
 from hypothesis import strategies as st
 
 from specdec.integrations.toy import ToyModel
@@ -34,6 +35,14 @@ def _contexts(vocab: int, order: int) -> list[tuple[int, ...]]:
         frontier = [key + (t,) for key in frontier for t in range(vocab)]
         keys.extend(frontier)
     return keys
+
+
+def seeded_toy(vocab: int, order: int, seed: int = 0, scale: float = 1.0) -> ToyModel:
+    """A toy model whose logits for every context are `scale` times standard normal draws from
+    `seed`: one fixed model, for tests that need a particular one rather than all of them."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = {key: (scale * torch.randn(vocab, generator=generator)).tolist() for key in _contexts(vocab, order)}
+    return ToyModel(rows, vocab, order=order)
 
 
 @st.composite
