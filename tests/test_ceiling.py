@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from specdec.bench.ceiling import SOURCES, ceiling, copy_predictions, draft_agreement, measure, repeated_ngrams, summarize
+from specdec.bench.ceiling import SOURCES, ceiling, copy_predictions, draft_agreement, fewest_rounds, measure, repeated_ngrams, summarize
 from specdec.decoder import Decoder
 from specdec.errors import ConfigurationError
 from specdec.strategies.policies.fixed import FixedPolicy
@@ -113,3 +113,20 @@ def test_teacher_forced_agreement_is_what_a_one_token_draft_gets_accepted():
 def test_a_draft_of_another_vocabulary_is_refused():
     with pytest.raises(ConfigurationError, match="vocabulary"):
         measure(real_model("stories260K"), real_model("smollm2-draft"), [1, 2, 3], 4)
+
+
+def test_a_shorter_round_can_land_where_a_longer_copy_starts():
+    # the draft agrees at 0 only; a copy from 1 covers 1-2. Taking the draft's token at 0 skips the
+    # copy's start; stopping at 0 (the round emits token 0) reaches it: 3 rounds, as copies alone
+    found = ceiling([0, 0, 0, 0, 0], [True, False, False, False, False], [[], [0, 0], [], [], []])
+    assert found.rounds == {"draft": 4, "copy": 3, "either": 3, "mixed": 2}  # mixed: the draft token, then the copy
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=8))
+def test_fewest_rounds_is_the_fewest_of_every_way_to_stop(run):
+    n = len(run)
+
+    def search(i: int) -> int:  # every choice of accepted tokens, exhaustively
+        return 0 if i >= n else 1 + min(search(i + a + 1) for a in range(run[i] + 1))
+
+    assert fewest_rounds(run, n) == search(0)

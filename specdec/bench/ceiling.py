@@ -9,10 +9,10 @@ target accepts:
 
 - `draft`: the draft model alone, stopped at its first miss (the best any length policy can do);
 - `copy`: the newest context copy alone (prompt lookup with a perfect stop);
-- `either`: each round the better of the two (a perfect switch between the two proposers);
+- `either`: each round one of the two (a perfect switch between the two proposers);
 - `mixed`: switching between the two within a round (a copy, then draft tokens, then another copy,
-  as Ouroboros drafts), the longest such run each round: the ceiling for proposers built on these
-  two sources.
+  as Ouroboros drafts): the ceiling for proposers built on these two sources.
+Each oracle stops every round where the fewest rounds in all follow (`fewest_rounds`).
 
 A round emits its accepted run plus one token (the target's correction or bonus), so tokens per
 round is what one target forward yields. Pricing each round at one plain target step and drafting
@@ -115,14 +115,17 @@ def ceiling(output: Sequence[int], draft_agrees: Sequence[bool], copies: Sequenc
         "either": [max(d, c) for d, c in zip(draft_run, copy_run)],
         "mixed": mixed_run,
     }
-    rounds = {}
-    for source, run in runs.items():
-        i = count = 0
-        while i < n:
-            i += run[i] + 1
-            count += 1
-        rounds[source] = count
-    return Ceiling(n, rounds)
+    return Ceiling(n, {source: fewest_rounds(run, n) for source, run in runs.items()})
+
+
+def fewest_rounds(run: Sequence[int], n: int) -> int:
+    """The fewest rounds covering n tokens when a round starting at position i may accept any
+    0..run[i] tokens and then emits one more. Taking the longest run every round is not always
+    fewest: a shorter one can land where a longer run starts."""
+    best = [0] * (n + 1)  # best[i]: rounds for tokens i..n-1
+    for i in range(n - 1, -1, -1):
+        best[i] = 1 + min(best[min(i + accepted + 1, n)] for accepted in range(run[i] + 1))
+    return best[0]
 
 
 def measure(target: LanguageModel, draft: LanguageModel, ids: Sequence[int], max_new_tokens: int, *, ngram: int = 2, copy_length: int = 10) -> dict | None:
