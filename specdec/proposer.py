@@ -117,14 +117,12 @@ class ProposalRequest:
         position = len(self._tokens)
         token = int(token)
         if logits is None:
-            before = features = deterministic_features(token, position)
+            before = deterministic_features(token, position)
         else:
             before = draft_features(logits, position, hidden)
-            features = None
         if not self.policy.should_draft(before):
             return False
-        if features is None:
-            features = token_features(logits, token, position, hidden, before=before)
+        features = before if logits is None else token_features(logits, token, position, hidden, before=before)
         decision = self.policy.decide(features)
         return self._settle(decision, token, None, features, end_on_decline=False)
 

@@ -217,8 +217,8 @@ def test_other_copy_candidates_become_branches_where_they_part():
     tokens = list(request.tokens)
     assert tokens == [2, 5, 4]
     assert [(b.at, b.tokens, source) for b, source in alternatives] == [(1, (3, 4), "copy")]
-    branches, kinds = proposer.branching.choose(request, tokens, alternatives)
-    assert [(b.at, b.tokens) for b in branches][:1] == [(1, (3, 4))] and kinds[0] == "parted:copy"
+    branches = proposer.branching.choose(request, tokens, alternatives)
+    assert [(b.at, b.tokens) for b in branches][:1] == [(1, (3, 4))] and proposer.branching.kinds[0] == "parted:copy"
     # one copy candidate (the default): no alternatives
     single = OuroborosProposer(toy(vocab=7), max_ngram=2, copy_length=3, branches=2, adaptive=False)
     single.start(context, SamplingConfig())
@@ -469,10 +469,10 @@ def test_cost_gates_cut_phrases_and_branches_to_what_pays():
     # branches: a kind whose first token is rarely emitted is skipped; a reliable one gets length
     request = ProposalRequest(context, 4, FixedPolicy(4), SamplingConfig(), TorchSampler(0), frozenset(), 10)
     proposer.branching.gate.entry, proposer.branching.gate.cont = rate(90, 100), rate(80, 100)
-    branches, kinds = proposer.branching.choose(request, [2, 3], [])
-    assert kinds == ["suffix:context"] and len(branches[0].tokens) == proposer.branch_length
+    branches = proposer.branching.choose(request, [2, 3], [])
+    assert proposer.branching.kinds == ["suffix:context"] and len(branches[0].tokens) == proposer.branch_length
     proposer.branching.gate.entry = rate(1, 100)
-    assert all(proposer.branching.choose(request, [2, 3], [])[0] == [] for _ in range(PROBE_EVERY - 2))
+    assert all(proposer.branching.choose(request, [2, 3], []) == [] for _ in range(PROBE_EVERY - 2))
     fixed = OuroborosProposer(toy(), max_ngram=1, adaptive=False)
     fixed.start(context, SamplingConfig())
     fixed.phrases.gate("context").rate = rate(0, 100)  # not adaptive: phrases are fed whole regardless

@@ -44,13 +44,13 @@ class Branches:
         """A new call: the gate starts afresh."""
         self.gate = CostGate()
 
-    def choose(self, request: ProposalRequest, tokens: list[int], alternatives: list[Alternative]) -> tuple[list[Branch], list[str]]:
-        """Up to `count` branches for the target, with the kind each came from (also kept in
-        `kinds`), each cut to the round's tree depth and, when adaptive, to what pays."""
+    def choose(self, request: ProposalRequest, tokens: list[int], alternatives: list[Alternative]) -> list[Branch]:
+        """Up to `count` branches for the target (the kind each came from goes to `kinds`), each
+        cut to the round's tree depth and, when adaptive, to what pays."""
         depth = request.tree_depth
         if self.count == 0 or depth == 0 or not tokens:  # no draft: the policy wants a plain step
             self.kinds = []
-            return [], []
+            return []
         offers = [
             (b, "parted:" + source)
             for b, source in sorted(alternatives, key=lambda item: item[0].at)
@@ -75,7 +75,7 @@ class Branches:
         self.stats.branch_rounds += bool(chosen)
         self.stats.branch_tokens_offered += sum(len(b.tokens) for b in chosen)
         self.kinds = kinds
-        return chosen, kinds
+        return chosen
 
     def learn(self, draft: Draft, verification: Verification) -> None:
         """Update the gate (was each branch's first token emitted, and how far did it go) and the

@@ -127,7 +127,7 @@ class OuroborosProposer(ModelCounters):
         self.harvest.ingest(context)
         self._anchor = int(context[-1])
         alternatives = self._draft(request)
-        branches, _ = self.branching.choose(request, list(request.tokens), alternatives)
+        branches = self.branching.choose(request, list(request.tokens), alternatives)
         draft = request.draft(branches)
         self._last = draft
         return draft
