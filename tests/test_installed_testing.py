@@ -30,6 +30,7 @@ import sys
 
 import attrs
 import torch
+from hypothesis import settings
 from hypothesis import strategies as st
 
 import specdec.testing
@@ -56,6 +57,9 @@ class WrongQBigram(BigramProposer):
         return attrs.evolve(draft, q=tuple(uniform for _ in draft.tokens))
 
 
+# the hunt runs fixed examples, so it meets the bug on every run, not on most
+settings.register_profile("hunt", derandomize=True, database=None)
+settings.load_profile("hunt")
 try:
     assert_lossless(policy_factory=budgets, proposer_factory=lambda pair: WrongQBigram(vocab=pair.vocab), max_examples=100,
                     shrink=False)

@@ -126,7 +126,7 @@ def lossless_cases(draw, policies: PolicyStrategies, proposers: ProposerStrategi
     """Random cases: a toy pair, a prompt, a length, sampling settings, then `policies(pair)` (a
     strategy of policy templates) and `proposers(pair)` (a strategy of zero-argument factories)."""
     pair = draw(toy_pairs())
-    prompt = tuple(draw(st.lists(st.integers(1, pair.vocab - 1), min_size=1, max_size=2)))
+    prompt = tuple(draw(st.lists(st.integers(1, pair.vocab - 1), min_size=1, max_size=6)))
     max_new = draw(st.integers(2, MAX_NEW_BY_VOCAB[pair.vocab]))
     sampling = draw(sampling_configs(pair.vocab))
     policy = draw(policies(pair))
@@ -165,8 +165,9 @@ def assert_lossless(
     `policy_factory(pair)` and `proposer_factory(pair)` get a `ToyPair` (`pair.draft` is the draft
     model, `pair.vocab` its vocabulary) and return a fresh policy / proposer, or a Hypothesis
     strategy of them to vary their parameters too (each run then works on a deep copy). Every case
-    draws a pair, a prompt, a length and sampling settings (greedy, or a temperature with or without
-    top-k and top-p) and is enumerated exactly. `max_examples` defaults to the loaded Hypothesis
+    draws a pair, a prompt (1-6 tokens, long enough to repeat itself so that proposers which look
+    text up find something), a length and sampling settings (greedy, or a temperature with or
+    without top-k and top-p) and is enumerated exactly. `max_examples` defaults to the loaded Hypothesis
     profile's; `shrink=False` reports the first failing case instead of a minimal one.
     """
     phases = tuple(Phase) if shrink else (Phase.explicit, Phase.reuse, Phase.generate)
