@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from specdec.strategies.proposers.ngram import NgramIndex
+from specdec.ngram import NgramIndex
 
 
 def brute_find(seq: list[int], max_n: int, match: str) -> int | None:

@@ -34,7 +34,7 @@ import attrs
 from specdec.bench.costs import decode_seconds, prefill_seconds, seconds_per_step
 from specdec.errors import ConfigurationError
 from specdec.integrations.base import LanguageModel
-from specdec.strategies.proposers.ngram import NgramIndex
+from specdec.ngram import NgramIndex
 from specdec.sampling import checked_max
 
 SOURCES = ("draft", "copy", "either", "mixed")

@@ -18,7 +18,7 @@ from typing import Sequence
 import attrs
 
 from specdec.draft import Draft
-from .ngram import NgramIndex
+from specdec.ngram import NgramIndex
 from specdec.policy import one_of, positive_int
 from specdec.proposer import ModelFree, ProposalRequest
 from specdec.sampling import SamplingConfig

@@ -14,9 +14,9 @@ from typing import Sequence
 import attrs
 
 from specdec.draft import Draft
+from specdec.ngram import NgramIndex
 from specdec.verification import Verification
 
-from ..ngram import NgramIndex
 from ..phrase_pool import PhrasePool
 
 # shortest phrase harvested from a round (the prompt's n-grams are always full length)

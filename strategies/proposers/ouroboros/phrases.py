@@ -16,8 +16,8 @@ from typing import Sequence
 import attrs
 
 from specdec.draft import Branch
+from specdec.ngram import NgramIndex
 
-from ..ngram import NgramIndex
 from ..phrase_pool import PhrasePool
 from .gates import AgreementGate
 

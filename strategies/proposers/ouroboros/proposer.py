@@ -16,6 +16,7 @@ import attrs
 from specdec.draft import Draft
 from specdec.errors import ConfigurationError
 from specdec.integrations.base import LanguageModel, as_model
+from specdec.ngram import NgramIndex
 from specdec.policy import boolean, finite_in, non_negative_int, optional_positive_int, positive_int
 from specdec.proposer import ModelCounters, ProposalRequest
 from specdec.sampling import SamplingConfig
@@ -23,7 +24,6 @@ from specdec.sequence_cache import SequenceCache
 from specdec.verification import Verification
 
 from ..draft_model import cheaper_draft
-from ..ngram import NgramIndex
 from ..phrase_pool import PhrasePool
 from .branches import Branches
 from .copies import Copies
