@@ -1,26 +1,32 @@
-"""What each rule of `auto` is worth: `specdec bench` with variants that switch one rule off.
+"""What each rule of `auto` and of Ouroboros is worth: `specdec bench` with variants that switch one rule off.
 
 A rule stays only where switching it off is slower by more than run-to-run noise (the paired
 interval of `specdec compare`). The variants are registered in-process as policies named
-`auto-no-<rule>`; the remaining arguments go to `specdec bench` unchanged, e.g.
+`auto-no-<rule>` and proposers named `ouroboros-<variant>`; the remaining arguments go to
+`specdec bench` unchanged, e.g.
 
     python benchmarks/ablations.py --per-category 3 --max-new-tokens 64 --out bench-out --name ablations \
         --methods "auto+draft:int8=true;auto-no-long-read+draft:int8=true" \
         --compare auto-no-long-read+draft:int8=true auto+draft:int8=true
 
-Rules with a parameter (`optimism`, `explore_share`) are switched off by it
-(`auto:optimism=0+draft:int8=true`); the others by these subclasses.
+Rules with a parameter (`optimism`, `explore_share`, Ouroboros' `adaptive`) are switched off by it
+(`auto:optimism=0+draft:int8=true`); the others by these subclasses. A rule held in a module
+constant is switched for the variant's own calls only, so variants interleave in one process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from typing import Iterator
 
 import attrs
 
 from specdec.cli import main
 from specdec.plugins import PluginInfo, StrategyEntry, registry
 from specdec.strategies.policies import CostAwarePolicy
+from specdec.strategies.proposers import OuroborosProposer
+from specdec.strategies.proposers.ouroboros import copies, gates, harvest, phrases
 
 
 @attrs.define
@@ -43,11 +49,81 @@ class NoCopyRounds(CostAwarePolicy):
         return False
 
 
-VARIANTS = (NoLongRead, NoCopyRounds)
+# ---------------------------------------------------------------- Ouroboros
+@attrs.define
+class FullCopies(copies.Copies):
+    def _worth(self, length: int) -> int:
+        return length
+
+
+@attrs.define
+class DraftOnCopies(copies.Copies):
+    def drafting_on_pays(self, length: int) -> bool:
+        return True
+
+
+@attrs.define
+class CopiesFirst(copies.Copies):
+    def _draft_preferred(self, request) -> bool:
+        return False
+
+
+@attrs.define
+class UnrankedPhrases(phrases.Phrases):
+    def _ranked(self, found):
+        return list(found)
+
+
+def _with_parts(name: str, doc: str, **parts: type) -> type:
+    """An Ouroboros variant whose parts (`copies`, `phrases`) are the given subclasses."""
+
+    def __attrs_post_init__(self) -> None:
+        OuroborosProposer.__attrs_post_init__(self)
+        for part, cls in parts.items():
+            getattr(self, part).__class__ = cls
+
+    return attrs.define(type(name, (OuroborosProposer,), {"__doc__": doc, "name": name, "__attrs_post_init__": __attrs_post_init__}))
+
+
+@contextlib.contextmanager
+def _constant(module, key: str, value) -> Iterator[None]:
+    saved = getattr(module, key)
+    setattr(module, key, value)
+    try:
+        yield
+    finally:
+        setattr(module, key, saved)
+
+
+def _with_constant(name: str, doc: str, module, key: str, value) -> type:
+    """An Ouroboros variant that runs with `module.key = value` during its own calls."""
+
+    def wrap(method):
+        def wrapped(self, *args):
+            with _constant(module, key, value):
+                return method(self, *args)
+
+        return wrapped
+
+    members = {m: wrap(getattr(OuroborosProposer, m)) for m in ("start", "propose", "observe")}
+    return attrs.define(type(name, (OuroborosProposer,), {"__doc__": doc, "name": name, **members}))
+
+
+OUROBOROS_VARIANTS = (
+    _with_constant("ouroboros-no-probe", "Closed gates never probe.", gates, "PROBE_EVERY", 1 << 60),
+    _with_constant("ouroboros-no-forget", "Gate rates weigh every observation alike.", gates, "KEEP", 1.0),
+    _with_constant("ouroboros-min-harvest-3", "Harvest phrases of 3 tokens or more.", harvest, "MIN_HARVEST", 3),
+    _with_parts("ouroboros-full-copies", "Copies are not cut to the length that pays.", copies=FullCopies),
+    _with_parts("ouroboros-draft-on", "The draft model always drafts on after a copy.", copies=DraftOnCopies),
+    _with_parts("ouroboros-copies-first", "A copy is taken wherever one is found.", copies=CopiesFirst),
+    _with_parts("ouroboros-unranked", "Context phrases are fed before pool phrases.", phrases=UnrankedPhrases),
+)
 
 if __name__ == "__main__":
     reg = registry()
     origin = PluginInfo("benchmarks/ablations.py", "specdec", "ablation", builtin=True)
-    for cls in VARIANTS:
+    for cls in (NoLongRead, NoCopyRounds):
         reg.add(StrategyEntry(cls.name, "policy", cls, origin))
+    for cls in OUROBOROS_VARIANTS:
+        reg.add(StrategyEntry(cls.name, "proposer", cls, origin))
     sys.exit(main(["bench", *sys.argv[1:]]))

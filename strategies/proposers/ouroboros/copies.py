@@ -64,18 +64,11 @@ class Copies:
         found = self.phrases.find(request.context, list(request.tokens), self.length, self.candidates, pool=False)
         if not found:
             return True
-        # the draft model's token is preferred where it has the better record and the policy lets it run
-        if (
-            self.gate.entry.value < self.draft_entry.value
-            and request.policy.allows_forward(request.position)
-            and not self.gate.probe()
-        ):
+        if self._draft_preferred(request):
             return True
-        copy = found[0][0]
-        if self.adaptive:  # cut to the length its tokens' chance of being emitted pays for
-            copy = copy[: self.gate.worth(self.target_token_cost, len(copy))]
-            if not copy:
-                return True
+        copy = found[0][0][: self._worth(len(found[0][0]))]
+        if not copy:
+            return True
         start = request.position
         # the policy may stop it sooner; a copy it declines leaves the position to the draft model
         copied = request.offer_each(copy)
@@ -88,6 +81,19 @@ class Copies:
                 if common < copied:
                     alternatives.append((Branch(start + common, other[common:]), COPY))
         return not request.over and (not copied or self.drafting_on_pays(copied))
+
+    def _draft_preferred(self, request: ProposalRequest) -> bool:
+        """The draft model's token is preferred where it has the better record and the policy lets it run."""
+        return (
+            self.gate.entry.value < self.draft_entry.value
+            and request.policy.allows_forward(request.position)
+            and not self.gate.probe()
+        )
+
+    def _worth(self, length: int) -> int:
+        """A found copy's tokens worth offering: with `adaptive`, the length its tokens' chance of
+        being emitted pays for."""
+        return self.gate.worth(self.target_token_cost, length) if self.adaptive else length
 
     def drafting_on_pays(self, length: int) -> bool:
         """Whether the draft model should draft on after a copy of `length` tokens: while the

@@ -83,7 +83,7 @@ class Phrases:
         found = self.find(context, tokens, max(1, min(room, self.phrase_length)), self.per_forward)
         if room <= 0:
             return [], found
-        ranked = sorted(found, key=lambda item: -self.gate(item[1]).rate.value)
+        ranked = self._ranked(found)
         if not self.adaptive:
             return ranked[: self.per_forward], found
         fed = []
@@ -94,6 +94,11 @@ class Phrases:
             if length:
                 fed.append((phrase[:length], source))
         return fed, found
+
+    def _ranked(self, found: list[Candidate]) -> list[Candidate]:
+        """The source the draft has agreed with most lately first (a stable sort: the context
+        before the pool on a tie)."""
+        return sorted(found, key=lambda item: -self.gate(item[1]).rate.value)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
