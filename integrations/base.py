@@ -8,10 +8,13 @@ stays behind this line.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+import os
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import attrs
 import torch
+
+from specdec.errors import ConfigurationError
 
 
 @attrs.frozen
@@ -31,11 +34,15 @@ class TextCodec(Protocol):
     def decode(self, ids: Sequence[int]) -> str: ...
 
 
+Messages = Sequence[Mapping[str, Any]]  # a chat: [{"role": "user", "content": "..."}, ...]
+
+
 @runtime_checkable
 class ChatCodec(TextCodec, Protocol):
-    """Optional: a tokenizer that wraps a user message in its model's chat template."""
+    """Optional: a tokenizer that wraps a chat in its model's chat template (a string is one user
+    message), ending with the prompt of the assistant's turn."""
 
-    def apply_chat_template(self, prompt: str) -> list[int]: ...
+    def apply_chat_template(self, prompt: "str | Messages") -> list[int]: ...
 
 
 @runtime_checkable
@@ -108,12 +115,23 @@ def supports_tree(model: object) -> bool:
     return isinstance(model, TreeLanguageModel)
 
 
-def as_model(value: "LanguageModel | str") -> "LanguageModel":
-    """attrs converter shared by the decoder and model proposers: a path or hub id is loaded."""
-    if isinstance(value, str):
+@runtime_checkable
+class GenerationDefaults(Protocol):
+    """Optional: a model that carries transformers' generation defaults (its `generation_config`),
+    which `generate(generation_config=..., do_sample=...)` applies as transformers would."""
+
+    generation_config: Any
+
+
+def as_model(value: Any, tokenizer: Any = None, *, require_tokenizer: bool = False) -> "LanguageModel":
+    """attrs converter shared by the decoder and model proposers: a path (str or `os.PathLike`), a
+    cached hub id or a transformers model is loaded (see `load_model`); a `LanguageModel` is kept."""
+    if isinstance(value, (str, os.PathLike)) or not isinstance(value, LanguageModel):
         from .loading import load_model
 
-        return load_model(value)
+        return load_model(value, tokenizer=tokenizer, require_tokenizer=require_tokenizer)
+    if tokenizer is not None:
+        raise ConfigurationError("tokenizer= applies to a model given as a path or a transformers model; pass codec= with a loaded model")
     return value
 
 

@@ -10,7 +10,7 @@ import copy
 import math
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 
@@ -36,12 +36,11 @@ class HFCodec:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
-    def apply_chat_template(self, prompt: str) -> list[int]:
+    def apply_chat_template(self, prompt: str | Sequence[Mapping[str, Any]]) -> list[int]:
         if not getattr(self.tokenizer, "chat_template", None):
             raise InputError("this tokenizer has no chat template: give the prompt without the chat wrapping, or use a chat model")
-        out = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True
-        )
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         if isinstance(out, dict) or hasattr(out, "keys"):
             out = out["input_ids"]
         return list(out)
@@ -132,6 +131,7 @@ class HFModel:
         self.max_length = getattr(model.config, "max_position_embeddings", None)
         self.codec = HFCodec(tokenizer) if tokenizer is not None else None
         self.eos_token_ids = frozenset(_eos_ids(model, tokenizer))
+        self.generation_config = getattr(model, "generation_config", None)  # transformers' defaults (GenerationDefaults)
         self.forwards = 0
         self.tokens_processed = 0
         self.forward_seconds = 0.0

@@ -1,6 +1,8 @@
 """Loading a model by path or hub id into an `HFModel` (`load_model`).
 
-A local directory (safetensors or GGUF) or a hub id cached on this machine. A directory holding
+What a transformers user holds is accepted as it is: a path (str or `pathlib.Path`), a hub id
+already cached here, or a loaded `PreTrainedModel` (its tokenizer is then the one passed, else
+the one its `name_or_path` names, if that loads without a download). A local directory (safetensors or GGUF) or a hub id cached on this machine. A directory holding
 only a `.gguf` file is read through transformers' GGUF reader (which dequantises to float32,
 slowly) once, and a safetensors copy is cached under `SPECDEC_CACHE` so later loads are fast.
 Kept apart from `hf.py`, which holds the loaded model and its forward.
@@ -16,14 +18,16 @@ from typing import Any
 import torch
 
 from specdec.defaults import cache_root
-from specdec.errors import ModelNotFoundError
+from specdec.errors import ConfigurationError, ModelNotFoundError
 
 from .hf import HFModel
 
 
 def load_model(
-    source: str | os.PathLike,
+    source: Any,
     *,
+    tokenizer: Any = None,
+    require_tokenizer: bool = False,
     dtype: torch.dtype = torch.float32,
     threads: int | None = None,
     attn_implementation: str | None = None,
@@ -31,11 +35,22 @@ def load_model(
 ) -> HFModel:
     """Load a local directory (safetensors or GGUF) or a locally cached hub id.
 
+    `source` may also be a loaded transformers `PreTrainedModel` (`dtype` is then its own); a
+    `tokenizer` given is used instead of the one found beside the model. `require_tokenizer=True`
+    makes a missing tokenizer an error rather than a model that decodes token ids only.
     `lean=False` keeps transformers' own forward for llama models too (see `decoder_stack`), as
     does asking for a transformers attention implementation.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+    if isinstance(source, PreTrainedModel):
+        if tokenizer is None:
+            tokenizer = _local_tokenizer(source.name_or_path, require_tokenizer)
+        return HFModel(source, tokenizer, threads=threads, lean=lean and not attn_implementation)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ConfigurationError(
+            f"cannot load a model from {type(source).__name__}: give a path, a cached hub id or a transformers model"
+        )
     path = Path(source).expanduser()
     kwargs: dict[str, Any] = {"dtype": dtype}
     if attn_implementation:
@@ -52,13 +67,28 @@ def load_model(
         location = name = str(source)
     try:
         model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(location)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(location)
     except OSError as error:
         raise ModelNotFoundError(
             f"cannot load model {str(source)!r}: not a local model directory, and not a hub id cached on this "
             f"machine (downloads are off here). Pass a directory holding the model's weights and tokenizer. ({error})"
         ) from None
     return HFModel(model, tokenizer, name=name, threads=threads, lean=lean and not attn_implementation)
+
+
+def _local_tokenizer(name_or_path: str, required: bool) -> Any:
+    """The tokenizer a transformers model's `name_or_path` names, when it loads without a download."""
+    from transformers import AutoTokenizer
+
+    try:
+        if name_or_path:
+            return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+    except (OSError, ValueError):
+        pass
+    if required:
+        raise ConfigurationError(f"no tokenizer found locally for the model {name_or_path or '(unnamed)'!r}: pass tokenizer= as well")
+    return None
 
 
 def _looks_like_path(source: str) -> bool:

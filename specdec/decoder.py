@@ -12,49 +12,60 @@ Target-only decoding is the same loop with no proposer (every round drafts nothi
 from __future__ import annotations
 
 import time
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import attrs
 
+from specdec.assembly import build_strategies
 from specdec.draft import EMPTY_DRAFT, Draft
 from specdec.errors import ConfigurationError, InputError, VocabularyMismatchError
-from specdec.integrations.base import ChatCodec, LanguageModel, TextCodec, as_model, supports_tree
+from specdec.generation_options import resolve_options
+from specdec.integrations.base import (
+    GenerationDefaults,
+    LanguageModel,
+    TextCodec,
+    as_model,
+    supports_tree,
+)
 from specdec.policy import LengthPolicy, ReferencePolicy, RoundState
+from specdec.prompts import Prompt, prompt_ids
 from specdec.proposer import ProposalRequest, Proposer
 from specdec.samplers import Sampler, TorchSampler
-from specdec.sampling import SamplingConfig
 from specdec.sequence_cache import SequenceCache
 from specdec.stats import GenerationResult, StatsRecorder
+from specdec.streaming import StreamerFeed, checked_streamer
 from specdec.verifier import Verifier
-
-
-DEFAULT_POLICY = ("fixed", {"k": 4})  # by registry name: the core names no strategy
-
-
-def _default_policy() -> LengthPolicy:
-    from specdec.plugins import make_policy
-
-    name, params = DEFAULT_POLICY
-    return make_policy(name, **params)
 
 
 @attrs.define
 class Decoder:
     """Speculative decoding with a pluggable proposer and length policy.
 
-    `Decoder(target, proposer=None)` decodes with the target alone (the baseline), through the
-    same loop and adapter.
+    `target` (and `draft`) may be a loaded model, a path, a cached hub id or a transformers
+    `PreTrainedModel` (with `tokenizer=`, else the one its `name_or_path` names). `policy` and
+    `proposer` are strategy objects or registered names, whose parameters go in `policy_params` /
+    `proposer_params`; a proposer given by name that drafts with a model gets `draft`, and
+    `draft=` alone means the `draft` proposer. `Decoder(target)` decodes with the target alone (the
+    baseline), through the same loop and adapter.
     """
 
-    target: LanguageModel = attrs.field(converter=as_model)
-    proposer: Proposer | None = None
-    policy: LengthPolicy = attrs.field(factory=_default_policy)
+    target: LanguageModel
+    proposer: Proposer | str | None = None
+    policy: LengthPolicy | str | None = None
     verifier: Verifier = attrs.field(factory=Verifier)
     codec: TextCodec | None = None
+    draft: Any = attrs.field(default=None, kw_only=True, repr=False)
+    tokenizer: Any = attrs.field(default=None, kw_only=True, repr=False)
+    policy_params: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True, repr=False)
+    proposer_params: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True, repr=False)
     _cache: SequenceCache = attrs.field(init=False, repr=False)
     last_result: GenerationResult | None = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        self.target = as_model(self.target, self.tokenizer, require_tokenizer=True)
+        self.policy, self.proposer = build_strategies(
+            self.policy, self.proposer, draft=self.draft, policy_params=self.policy_params, proposer_params=self.proposer_params
+        )
         if self.codec is None:
             self.codec = self.target.codec
         if self.proposer is not None:
@@ -67,44 +78,29 @@ class Decoder:
         self._cache = SequenceCache(self.target)
 
     # ------------------------------------------------------------------ public API
-    def generate(
-        self,
-        prompt: str | Sequence[int],
-        max_new_tokens: int = 128,
-        *,
-        temperature: float = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int = 0,
-        stop: Sequence[str] = (),
-        chat: bool = False,
-        sampler: Sampler | None = None,
-    ) -> GenerationResult:
-        """Generate up to `max_new_tokens` tokens; the output is distributed exactly as the target's."""
-        run = self._run(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, chat, sampler)
+    def generate(self, prompt: Prompt | None = None, max_new_tokens: int | None = None, **kwargs: Any) -> GenerationResult:
+        """Generate up to `max_new_tokens` tokens; the output is distributed exactly as the target's.
+
+        `prompt` is text, chat messages or token ids (or `input_ids=`/`attention_mask=` as a
+        tokenizer returns them). specdec's keywords: `temperature` (0, the default, is greedy),
+        `top_k`, `top_p`, `seed` (None: drawn from torch's generator), `stop`, `chat`, `sampler`.
+        transformers' `generation_config=`, `do_sample`, `eos_token_id`, `stop_strings`, ... mean
+        what they mean to `model.generate` (`specdec.generation_options`); `streamer=` receives
+        the prompt, then the tokens as they are accepted.
+        """
+        run = self._run(prompt, max_new_tokens, **kwargs)
         for _ in run:
             pass
         return run.result
 
-    def stream(
-        self,
-        prompt: str | Sequence[int],
-        max_new_tokens: int = 128,
-        *,
-        temperature: float = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int = 0,
-        stop: Sequence[str] = (),
-        chat: bool = False,
-        sampler: Sampler | None = None,
-    ) -> Iterator[int]:
-        """Yield token ids as soon as the verifier accepts them (the result is `last_result` after)."""
-        run = self._run(prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, chat, sampler)
+    def stream(self, prompt: Prompt | None = None, max_new_tokens: int | None = None, **kwargs: Any) -> Iterator[int]:
+        """Yield token ids as soon as the verifier accepts them (the result is `last_result` after);
+        takes `generate`'s arguments."""
+        run = self._run(prompt, max_new_tokens, **kwargs)
         for tokens in run:
             yield from tokens
 
-    def prepare(self, prompt: str | Sequence[int], max_new_tokens: int = 128, *, chat: bool = False) -> bool:
+    def prepare(self, prompt: Prompt, max_new_tokens: int = 128, *, chat: bool = False) -> bool:
         """Give a policy that needs the target's greedy output of `prompt` (`ReferencePolicy`: the
         analysis-only oracle) that output, from one target-only run; returns whether it did."""
         if not isinstance(self.policy, ReferencePolicy):
@@ -113,41 +109,45 @@ class Decoder:
         self.policy.set_continuation(list(reference.prompt_ids) + list(reference.ids))
         return True
 
-    def encode(self, prompt: str | Sequence[int], *, chat: bool = False) -> list[int]:
-        if isinstance(prompt, str):
-            if not prompt:
-                raise InputError("the prompt is empty")
-            if self.codec is None:
-                raise InputError("this target has no tokenizer: pass token ids instead of text")
-            if chat:
-                if not isinstance(self.codec, ChatCodec):
-                    raise InputError("this tokenizer has no chat template")
-                return list(self.codec.apply_chat_template(prompt))
-            ids = list(self.codec.encode(prompt))
-        else:
-            if chat:
-                raise InputError("chat=True needs a text prompt")
-            ids = [int(t) for t in prompt]
-        if not ids:
-            raise InputError("the prompt is empty")
-        bad = [t for t in ids if not 0 <= t < self.target.vocab_size]
-        if bad:
-            raise InputError(f"prompt token ids {bad[:5]} are outside the vocabulary (size {self.target.vocab_size})")
-        return ids
+    def encode(self, prompt: Prompt | None = None, *, chat: bool = False, input_ids: Any = None, attention_mask: Any = None) -> list[int]:
+        """The prompt's token ids (see `specdec.prompts`)."""
+        return prompt_ids(self.codec, self.target.vocab_size, prompt, input_ids=input_ids, attention_mask=attention_mask, chat=chat)
 
     # ------------------------------------------------------------------ the loop
-    def _run(self, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop, chat, sampler) -> "_Run":
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ConfigurationError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-        sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
-        ids = self.encode(prompt, chat=chat)
+    def _run(
+        self,
+        prompt: Prompt | None,
+        max_new_tokens: int | None,
+        *,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: Sequence[str] = (),
+        chat: bool = False,
+        sampler: Sampler | None = None,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        generation_config: Any = None,
+        streamer: Any = None,
+        **options: Any,
+    ) -> "_Run":
+        defaults = self.target.generation_config if isinstance(self.target, GenerationDefaults) else None
+        settings = resolve_options(
+            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, stop=stop,
+            generation_config=generation_config, model_defaults=defaults, options=options,
+        )
+        feed = StreamerFeed(checked_streamer(streamer))
+        ids = self.encode(prompt, chat=chat, input_ids=input_ids, attention_mask=attention_mask)
+        requested = settings.new_tokens(len(ids))
         room = self._context_room(len(ids))
-        stop = tuple(stop)
-        if any(not s for s in stop):
+        if any(not s for s in settings.stop):
             raise InputError("stop strings must be non-empty")
-        if stop and self.codec is None:
+        if settings.stop and self.codec is None:
             raise InputError("stop strings need a tokenizer")
-        return _Run(self, ids, min(max_new_tokens, room), max_new_tokens, sampling, sampler or TorchSampler(seed), stop)
+        eos = self.target.eos_token_ids if settings.eos is None else settings.eos
+        sampler = sampler or TorchSampler(seed)  # the one place a seed becomes a sampler
+        return _Run(self, ids, min(requested, room), requested, settings.sampling, sampler, settings.stop, eos, feed)
 
     def _context_room(self, prompt_length: int) -> int:
         proposer_limit = self.proposer.max_length if self.proposer is not None else None
@@ -167,7 +167,7 @@ def _draft_seconds(proposer: Proposer | None) -> float:
 class _Run:
     """One generation: iterating yields the tokens emitted by each round; `.result` at the end."""
 
-    def __init__(self, decoder: Decoder, prompt: list[int], limit: int, requested: int, sampling, sampler, stop) -> None:
+    def __init__(self, decoder: Decoder, prompt: list[int], limit: int, requested: int, sampling, sampler, stop, eos, feed) -> None:
         self.d = decoder
         self.prompt = prompt
         self.limit = limit
@@ -175,13 +175,15 @@ class _Run:
         self.sampling = sampling
         self.sampler = sampler
         self.stop = stop
+        self.eos = eos
+        self.feed = feed
         self.context = list(prompt)
         self.result: GenerationResult | None = None
 
     def __iter__(self) -> Iterator[list[int]]:
         d, sampling, sampler = self.d, self.sampling, self.sampler
         target, proposer, policy = d.target, d.proposer, d.policy
-        eos = target.eos_token_ids
+        eos = self.eos  # the target's end tokens, or this call's eos_token_id
         trees = supports_tree(target)
         d._cache.restart()
         policy.start()
@@ -192,6 +194,7 @@ class _Run:
             target.forward_seconds, _draft_seconds(proposer),
         )
         context, generated = self.context, 0
+        self.feed.prompt(self.prompt)
         finish = "length" if self.limit == self.requested else "context"
         stop_window = max((len(s) for s in self.stop), default=0)
         while generated < self.limit:
@@ -235,6 +238,7 @@ class _Run:
                     emitted = emitted[: len(emitted) - (generated - cut)]
                     generated = cut
                     finish = "stop"
+            self.feed.tokens(emitted)
             yield emitted
             if finish == "stop":
                 break
@@ -249,6 +253,7 @@ class _Run:
         text = d.codec.decode(new_ids) if d.codec is not None else ""
         self.result = GenerationResult(text, tuple(new_ids), tuple(self.prompt), finish, stats)
         d.last_result = self.result
+        self.feed.end()
 
     def _check_draft(self, draft: Draft, budget: int, tree_depth: int = 0) -> None:
         if len(draft) > budget:

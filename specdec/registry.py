@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any, Collection
+from typing import Any, Collection, Mapping
 
 import attrs
 
@@ -86,6 +86,15 @@ class StrategyEntry:
             settable = ", ".join(public_name(f) for f in fields.values() if f.name not in reserved) or "none"
             raise ConfigurationError(f"{self.kind} {self.name!r} has no parameter {key!r}; parameters: {settable}")
         return field
+
+    def build(self, params: Mapping[str, Any] | None = None, **resources: Any) -> Any:
+        """An instance from typed parameters plus `resources` (such as the draft `model`): each
+        resource goes to the field of its name when the class has one, and cannot be set as a
+        parameter. What `Decoder(policy=..., proposer=..., draft=...)` builds by name."""
+        values = {self.field(key, reserved=resources).name: value for key, value in (params or {}).items()}
+        fields = self.fields()
+        values.update({key: value for key, value in resources.items() if key in fields})
+        return self.create(**values)
 
     def create(self, **values: Any) -> Any:
         """An instance from typed values; a missing required parameter or a rejected value is named."""

@@ -2,7 +2,9 @@
 
 Every random draw of a speculative round (draft sampling, acceptance coins, residual and bonus
 draws) goes through one `Sampler`. The default is a seeded torch generator; tests substitute an
-enumerating sampler that follows every branch with its exact probability.
+enumerating sampler that follows every branch with its exact probability. Without a seed, the seed
+is drawn from torch's default generator at the first draw, so `torch.manual_seed(n)` before a call
+reproduces it (as with transformers' `generate`) and greedy decoding consumes no randomness.
 """
 
 from __future__ import annotations
@@ -24,11 +26,22 @@ class Sampler(Protocol):
 
 
 class TorchSampler:
-    """A seeded `torch.Generator`: the same seed gives the same generation."""
+    """A seeded `torch.Generator`: the same seed gives the same generation, in any process.
 
-    def __init__(self, seed: int = 0) -> None:
+    `seed=None` takes a fresh seed from torch's default generator when the first draw needs it
+    (`seed` then holds it, to reproduce the run).
+    """
+
+    def __init__(self, seed: int | None = 0) -> None:
         self.seed = seed
-        self._generator = torch.Generator().manual_seed(seed)
+        self._source: torch.Generator | None = None if seed is None else torch.Generator().manual_seed(seed)
+
+    @property
+    def _generator(self) -> torch.Generator:
+        if self._source is None:
+            self.seed = int(torch.randint(0, 2**62, ()))  # torch's default generator: torch.manual_seed applies
+            self._source = torch.Generator().manual_seed(self.seed)
+        return self._source
 
     def categorical(self, weights: torch.Tensor) -> int:
         # Inverse-CDF with one uniform: index i is drawn iff cum[i-1] <= u < cum[i], i.e. with

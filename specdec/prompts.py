@@ -1,0 +1,103 @@
+"""A prompt as token ids, from whatever a caller holds: text, chat messages or transformers' inputs.
+
+transformers users pass `**tokenizer(text, return_tensors="pt")` (`input_ids` and
+`attention_mask`, shape [1, n]) or a list of chat messages; specdec decodes one sequence of token
+ids. Left padding (mask 0 before the first real token) is dropped, since a single sequence needs
+none; any other padding, or a batch of several rows, is refused rather than decoded wrongly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence, Union
+
+import torch
+
+from specdec.errors import InputError
+from specdec.integrations.base import ChatCodec, TextCodec
+
+Prompt = Union[str, Sequence[int], Sequence[Mapping[str, Any]], torch.Tensor]  # what `Decoder.generate` takes
+
+
+def is_messages(prompt: Any) -> bool:
+    """A chat: a non-empty list of {"role": ..., "content": ...} mappings."""
+    return isinstance(prompt, (list, tuple)) and bool(prompt) and all(isinstance(m, Mapping) for m in prompt)
+
+
+def prompt_ids(
+    codec: TextCodec | None,
+    vocab_size: int,
+    prompt: Any = None,
+    *,
+    input_ids: Any = None,
+    attention_mask: Any = None,
+    chat: bool = False,
+) -> list[int]:
+    """The prompt's token ids, checked against the vocabulary."""
+    if input_ids is not None:
+        if prompt is not None:
+            raise InputError("give the prompt once: either as the first argument or as input_ids=")
+        prompt = input_ids
+    elif attention_mask is not None:
+        raise InputError("attention_mask= goes with input_ids=")
+    if prompt is None:
+        raise InputError("no prompt: pass text, chat messages or input_ids=")
+    if isinstance(prompt, str) or is_messages(prompt):
+        if attention_mask is not None:
+            raise InputError("attention_mask= applies to token ids, not to text")
+        ids = _encode_text(codec, prompt, chat or not isinstance(prompt, str))
+    else:
+        if chat:
+            raise InputError("chat=True needs a text prompt or chat messages")
+        ids = _unpadded(_one_row(prompt, "input_ids"), attention_mask)
+    if not ids:
+        raise InputError("the prompt is empty")
+    bad = [t for t in ids if not 0 <= t < vocab_size]
+    if bad:
+        raise InputError(f"prompt token ids {bad[:5]} are outside the vocabulary (size {vocab_size})")
+    return ids
+
+
+def _encode_text(codec: TextCodec | None, prompt: Any, chat: bool) -> list[int]:
+    if isinstance(prompt, str) and not prompt:
+        raise InputError("the prompt is empty")
+    if codec is None:
+        raise InputError("this target has no tokenizer: pass token ids instead of text (or tokenizer= when building the Decoder)")
+    if chat:
+        if not isinstance(codec, ChatCodec):
+            raise InputError("this tokenizer has no chat template")
+        return list(codec.apply_chat_template(prompt))
+    return list(codec.encode(prompt))
+
+
+def _one_row(value: Any, what: str) -> list[int]:
+    """A [n] or [1, n] tensor, or a list (of one list), as a list of ints."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 2:
+            if value.shape[0] != 1:
+                raise InputError(f"{what} holds a batch of {value.shape[0]} sequences; specdec decodes one at a time: pass one row")
+            value = value[0]
+        if value.dim() != 1:
+            raise InputError(f"{what} must have shape [n] or [1, n], got {list(value.shape)}")
+        return [int(t) for t in value.tolist()]
+    rows = list(value)
+    if rows and isinstance(rows[0], (list, tuple, torch.Tensor)):
+        if len(rows) != 1:
+            raise InputError(f"{what} holds a batch of {len(rows)} sequences; specdec decodes one at a time: pass one row")
+        rows = list(rows[0])
+    try:
+        return [int(t) for t in rows]
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be token ids (integers), got {rows[:3]!r}...") from None
+
+
+def _unpadded(ids: list[int], attention_mask: Any) -> list[int]:
+    """`ids` without left padding; refuses padding anywhere else."""
+    if attention_mask is None:
+        return ids
+    mask = _one_row(attention_mask, "attention_mask")
+    if len(mask) != len(ids):
+        raise InputError(f"attention_mask has {len(mask)} entries but input_ids has {len(ids)}")
+    start = next((i for i, m in enumerate(mask) if m), len(mask))
+    if not all(mask[start:]):
+        raise InputError("attention_mask has padding after the first real token; only left padding can be removed")
+    return ids[start:]
