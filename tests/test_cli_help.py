@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
@@ -45,3 +46,46 @@ def test_every_option_of_every_command_is_explained(name, capsys):
     with pytest.raises(SystemExit) as done:
         main([name, "--help"])
     assert done.value.code == 0 and parser.prog in capsys.readouterr().out
+
+
+def help_text(name: str, columns: int, monkeypatch, capsys) -> str:
+    monkeypatch.setenv("COLUMNS", str(columns))  # argparse wraps to the terminal's width
+    with pytest.raises(SystemExit):
+        main([name, "--help"])
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_help_wraps_at_spaces_only(name, monkeypatch, capsys):
+    """Wrapped to a narrow terminal, the help holds the same words as unwrapped: method names
+    such as `target-only` or `hf-assisted-heuristic` are never split at their hyphens."""
+    wide = help_text(name, 1000, monkeypatch, capsys).split()
+    for columns in (50, 80):
+        assert sorted(help_text(name, columns, monkeypatch, capsys).split()) == sorted(wide)
+
+
+def test_bench_help_shows_method_names_whole(monkeypatch, capsys):
+    text = help_text("bench", 80, monkeypatch, capsys)
+    for name in ("target-only;fixed:k=2;fixed:k=4;hf-assisted", "hf-assisted-heuristic", "hf-prompt-lookup", "-int8"):
+        assert name in text  # on one line
+
+
+def test_help_prints_percent_signs_once(monkeypatch, capsys):
+    for name in COMMANDS:
+        assert "%%" not in help_text(name, 100, monkeypatch, capsys)
+    assert "a 90% bootstrap interval" in " ".join(help_text("compare", 100, monkeypatch, capsys).split())
+
+
+@pytest.mark.parametrize("name", [n for n, p in subcommands().items() if any(a.dest == "policy" for a in p._actions)])
+def test_the_policy_a_command_says_it_uses_is_the_one_it_uses(name, monkeypatch, capsys):
+    parsed = build_parser().parse_args([name] + (["PROMPT"] if name == "generate" else []))
+    text = " ".join(help_text(name, 100, monkeypatch, capsys).split())
+    assert text.count(f"(default: {parsed.policy})") == 1
+    others = [p for p in ("fixed", "auto") if p != parsed.policy]
+    assert not any(f"default: {other}" in text or f"policy is `{other}`" in text for other in others)
+
+
+def test_demo_help_states_its_default_policy_auto(monkeypatch, capsys):
+    text = " ".join(help_text("demo", 100, monkeypatch, capsys).split())
+    assert "--policy POLICY length policy name (default: auto)" in text
+    assert "default: fixed" not in text and len(re.findall(r"\bauto\b", text)) == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 
 from specdec.defaults import models_dir
+from specdec.errors import ConfigurationError
 
 
 @attrs.frozen
@@ -22,18 +23,45 @@ def spec_bench_path() -> Path:
 
 
 def load_spec_bench(path: str | Path | None = None, *, categories: list[str] | None = None, per_category: int = 3) -> list[BenchPrompt]:
-    """The first `per_category` first-turn prompts of each category (file order, deterministic)."""
-    rows = [json.loads(line) for line in open(path or spec_bench_path(), encoding="utf-8") if line.strip()]
+    """The first `per_category` first-turn prompts of each category (file order, deterministic).
+
+    A missing or malformed file and a category the file does not hold are `ConfigurationError`s
+    naming the file (and the categories it holds)."""
+    source = Path(path) if path else spec_bench_path()
+    prompts = _read_prompts(source)
     chosen: dict[str, list[BenchPrompt]] = {}
-    for row in rows:
-        category = row["category"]
-        if categories and category not in categories:
+    for prompt in prompts:
+        if categories and prompt.category not in categories:
             continue
-        bucket = chosen.setdefault(category, [])
+        bucket = chosen.setdefault(prompt.category, [])
         if len(bucket) < per_category:
-            bucket.append(BenchPrompt(category, int(row["question_id"]), row["turns"][0]))
+            bucket.append(prompt)
     if categories:
-        missing = sorted(set(categories) - set(chosen))
+        missing = [c for c in dict.fromkeys(categories) if c not in chosen]
         if missing:
-            raise ValueError(f"no prompts for categories {missing} in {path or spec_bench_path()}")
+            held = ", ".join(sorted({prompt.category for prompt in prompts}))
+            noun = "category" if len(missing) == 1 else "categories"
+            raise ConfigurationError(f"unknown {noun} {', '.join(map(repr, missing))}; {source} holds: {held}")
     return [p for bucket in chosen.values() for p in bucket]
+
+
+def _read_prompts(source: Path) -> list[BenchPrompt]:
+    """Every row's first turn, in file order."""
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ConfigurationError(f"no prompt file at {str(source)!r}; pass --prompts FILE (Spec-Bench JSONL)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigurationError(f"cannot read the prompt file {str(source)!r}: {error}") from None
+    prompts = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            prompts.append(BenchPrompt(str(row["category"]), int(row["question_id"]), str(row["turns"][0])))
+        except (ValueError, TypeError, KeyError, IndexError):
+            raise ConfigurationError(
+                f"{source} line {number} is not a Spec-Bench row (JSON with category, question_id and turns)"
+            ) from None
+    return prompts

@@ -92,7 +92,8 @@ def plot_speedups(summaries: Sequence[Summary], path: Path, title: str, baseline
     ax.set_xticks(range(len(categories)), categories, rotation=35, ha="right")
     ax.set_ylabel(f"speedup over {baseline}")
     ax.set_title(title)
-    ax.legend(fontsize=7, ncol=min(len(methods), 5))
+    if methods:  # a run of the baseline alone has no bars to label
+        ax.legend(fontsize=7, ncol=min(len(methods), 5))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from specdec.bench.methods import HFGenerateMethod, SpecdecMethod
-from specdec.cli.values import build_strategy
+from specdec.cli.values import build_strategy, typed_params
 from specdec.decoder import Decoder
 from specdec.errors import ConfigurationError
 from specdec.plugins import registry
@@ -37,52 +37,73 @@ def _split(part: str) -> tuple[str, dict[str, str]]:
     return name.strip(), params
 
 
+def check_method(spec: str) -> None:
+    """Raise a `ConfigurationError` for a specification `build_method` would refuse (an unknown
+    method, strategy or parameter, a value of the wrong type), without loading any model."""
+    base = _unlabelled(spec)
+    if base == "target-only":
+        return
+    if base.startswith("hf-"):
+        _hf_options(base)
+        return
+    (policy_name, policy_params), (proposer_name, proposer_params) = _strategies(base)
+    reg = registry()
+    reserved = ("model",) if reg.get("proposer", proposer_name).uses_draft_model else ()
+    typed_params(reg, "proposer", proposer_name, proposer_params, reserved=reserved)
+    typed_params(reg, "policy", policy_name, policy_params, reserved=reserved)
+
+
 def build_method(spec: str, target, draft_loader) -> Any:
     """A benchmark method from its specification; `draft_loader()` gives the draft model."""
     spec = spec.strip()
-    base, labelled, label = spec.partition("#")
-    if labelled:
-        if not label.strip() or not base.strip():
-            raise ConfigurationError(f"a method label is METHOD#LABEL with both parts, got {spec!r}")
+    base = _unlabelled(spec)
+    if base != spec:
         method = build_method(base, target, draft_loader)
         method.name = spec
         return method
     if spec == "target-only":
         return SpecdecMethod(spec, Decoder(target))
     if spec.startswith("hf-"):
-        return _hf_method(spec, target, draft_loader)
-    policy_part, _, proposer_part = spec.partition("+")
-    policy_name, policy_params = _split(policy_part)
-    proposer_name, proposer_params = _split(proposer_part or "draft")
+        options, assisted, int8 = _hf_options(spec)
+        if not assisted:
+            return HFGenerateMethod(spec, target.model, options)
+        draft = draft_loader()
+        return HFGenerateMethod(spec, target.model, options, (draft.quantized() if int8 else draft).model)
+    (policy_name, policy_params), (proposer_name, proposer_params) = _strategies(spec)
     reg = registry()
-    entry = reg.get("proposer", proposer_name)
-    resources = {}
-    import attrs
-
-    if "model" in {f.name for f in attrs.fields(entry.cls)}:
-        resources["model"] = draft_loader()
+    resources = {"model": draft_loader()} if reg.get("proposer", proposer_name).uses_draft_model else {}
     proposer = build_strategy(reg, "proposer", proposer_name, proposer_params, **resources)
     policy = build_strategy(reg, "policy", policy_name, policy_params, **resources)  # pacer checks the draft it gets
     return SpecdecMethod(spec, Decoder(target, proposer=proposer, policy=policy))
 
 
-def _hf_method(spec: str, target, draft_loader) -> HFGenerateMethod:
-    model = target.model
+def _unlabelled(spec: str) -> str:
+    """`METHOD` of `METHOD#LABEL` (`spec` itself without a label)."""
+    spec = spec.strip()
+    base, labelled, label = spec.partition("#")
+    if labelled and (not label.strip() or not base.strip()):
+        raise ConfigurationError(f"a method label is METHOD#LABEL with both parts, got {spec!r}")
+    return base.strip()
+
+
+def _strategies(spec: str) -> tuple[tuple[str, dict[str, str]], tuple[str, dict[str, str]]]:
+    """((policy, its parameters), (proposer, its parameters)) of POLICY[:..][+PROPOSER[:..]]."""
+    policy_part, _, proposer_part = spec.partition("+")
+    return _split(policy_part), _split(proposer_part or "draft")
+
+
+def _hf_options(spec: str) -> tuple[dict[str, Any], bool, bool]:
+    """(`generate` options, whether it takes the draft as assistant, whether in int8) of an hf-* method."""
     if spec == "hf-greedy":
-        return HFGenerateMethod(spec, model)
+        return {}, False, False
     if spec == "hf-prompt-lookup":
-        return HFGenerateMethod(spec, model, {"prompt_lookup_num_tokens": 10})
+        return {"prompt_lookup_num_tokens": 10}, False, False
     kind, int8 = (spec[: -len("-int8")], True) if spec.endswith("-int8") else (spec, False)
-    draft = draft_loader()
-    assistant = (draft.quantized() if int8 else draft).model
     if kind == "hf-assisted":
-        options = {"num_assistant_tokens": 20, "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.4}
-        return HFGenerateMethod(spec, model, options, assistant)
+        return {"num_assistant_tokens": 20, "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.4}, True, int8
     if kind == "hf-assisted-heuristic":
-        options = {"num_assistant_tokens": 5, "num_assistant_tokens_schedule": "heuristic", "assistant_confidence_threshold": 0.0}
-        return HFGenerateMethod(spec, model, options, assistant)
+        return {"num_assistant_tokens": 5, "num_assistant_tokens_schedule": "heuristic", "assistant_confidence_threshold": 0.0}, True, int8
     match = re.fullmatch(r"hf-assisted-k(\d+)", kind)
-    if match:
-        options = {"num_assistant_tokens": int(match.group(1)), "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.0}
-        return HFGenerateMethod(spec, model, options, assistant)
+    if match and int(match.group(1)) >= 1:
+        return {"num_assistant_tokens": int(match.group(1)), "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.0}, True, int8
     raise ConfigurationError(f"unknown transformers method {spec!r}; known: {HF_HELP}")

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from specdec.cli.parser import EXIT_USAGE, Parser, RawDescriptionHelpFormatter, one_line
 from specdec.errors import SpecdecError
 
 # subcommand name -> module defining `add_parser(subparsers)` and `run(args) -> int`
@@ -33,13 +34,13 @@ Run `specdec COMMAND --help` for the options of one command."""
 def build_parser() -> argparse.ArgumentParser:
     from specdec import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="specdec",
         description="Exactly lossless speculative decoding with adaptive drafting: a length policy decides\n"
         "how many tokens to draft, a proposer drafts them, and the verifier keeps exactly what the\n"
         "target model would have produced.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"specdec {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
@@ -53,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except SpecdecError as error:
-        print(f"specdec: error: {error}", file=sys.stderr)
-        return 2
+        print(f"specdec: error: {one_line(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

@@ -16,13 +16,13 @@ import attrs
 import torch
 
 from specdec.bench.compare import CAPTION
-from specdec.bench.prompts import load_spec_bench
 from specdec.bench.page import write_page
 from specdec.bench.report import COLUMNS, cpu_cores, markdown_table, plot_speedups, print_table, write_json
 from specdec.bench.runner import run_benchmark, summarize
-from specdec.bench.spec import HF_HELP, build_method
+from specdec.bench.spec import HF_HELP, build_method, check_method
 from specdec.cli.compare import add_pair_option, comparisons, render
-from specdec.cli.options import add_model_options, add_prompt_set_options, load
+from specdec.cli.options import add_model_options, add_prompt_set_options, chat_prompts, load, prompt_set
+from specdec.cli.parser import non_negative_float, non_negative_int, positive_int
 from specdec.defaults import default_draft, default_target
 from specdec.errors import ConfigurationError
 from specdec.integrations.gemm_plans import gemm_report
@@ -43,9 +43,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--methods", default="target-only;fixed:k=2;fixed:k=4;hf-assisted",
                         help="methods separated by ';' (default: target-only;fixed:k=2;fixed:k=4;hf-assisted)")
     parser.add_argument("--method", action="append", default=[], help="add one method (repeatable)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    parser.add_argument("--repeats", type=int, default=1, help="timed repetitions of every prompt (default 1)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per method (default 1)")
+    parser.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--repeats", type=positive_int, default=1, help="timed repetitions of every prompt (default 1)")
+    parser.add_argument("--warmup", type=non_negative_int, default=1, help="untimed warm-up runs per method (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed of the first repeat (default 0)")
     add_pair_option(parser, "--compare")
     parser.add_argument("--page", default=None, metavar="PAGE.md",
@@ -86,13 +86,16 @@ def run(args: argparse.Namespace) -> int:
     missing = sorted({name for pair in args.compare for name in pair} - set(specs))
     if missing:
         raise ConfigurationError(f"--compare names methods that are not benchmarked: {', '.join(missing)}")
+    for spec in specs:
+        check_method(spec)
+    prompts = prompt_set(args)
     target = load(args.target or default_target(), args)
     draft_loader = functools.lru_cache(maxsize=1)(lambda: load(args.draft or default_draft(), args))
     methods = [build_method(spec, target, draft_loader) for spec in specs]
-    prompts = load_spec_bench(args.prompts, categories=args.categories.split(",") if args.categories else None, per_category=args.per_category)
     baseline = methods[specs.index("target-only")].decoder
+    chat = chat_prompts(baseline, args)
     records = run_benchmark(
-        methods, prompts, lambda text: baseline.encode(text, chat=True), max_new_tokens=args.max_new_tokens,
+        methods, prompts, lambda text: baseline.encode(text, chat=chat), max_new_tokens=args.max_new_tokens,
         temperature=args.temperature, repeats=args.repeats, warmup=args.warmup, seed=args.seed,
     )
     summaries = summarize(records, "target-only")
@@ -122,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         "gemm": gemm_report(),
         "torch": torch.__version__,
         "mode": mode,
+        "chat": chat,
         "prompts_per_category": args.per_category,
         "max_new_tokens": args.max_new_tokens,
         "repeats": args.repeats,
@@ -136,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.page:  # with --page, the page is the run's Markdown
         (out / f"{args.name}.md").write_text(
             f"`specdec bench` run {meta['date']} ({meta['machine']}, {meta['cpu']}, torch {meta['torch']}), {mode}, "
+            f"{'' if chat else 'prompts as raw text, '}"
             f"{args.per_category} prompts per category, {args.max_new_tokens} new tokens, {args.repeats} repeat(s); "
             f"peak RSS {meta['peak_rss_mib']} MiB. GEMM kernels (`integrations/projection.py`): "
             f"{'; '.join(f'{shape}: {plan}' for shape, plan in meta['gemm'].items()) or 'none measured'}.\n\n"

@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
         "compare",
         help="one method's speed over another's in a saved bench run, per category, with a bootstrap interval",
         description="Read a `specdec bench` JSON and report, per category and over all prompts, METHOD's tokens/s "
-        "over REFERENCE's on the same prompts (each prompt at its fastest repeat), a 90%% bootstrap interval "
+        "over REFERENCE's on the same prompts (each prompt at its fastest repeat), a 90% bootstrap interval "
         "over prompts, the median and the worst per-prompt ratio. A category whose interval lies below a "
         "threshold is a loss the prompts agree on; one that straddles it needs more prompts.",
     )

@@ -8,7 +8,8 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from specdec.cli.options import add_model_options, add_strategy_options, build_decoders
+from specdec.cli.options import add_model_options, add_strategy_options, build_decoders, chat_prompts
+from specdec.cli.parser import positive_int
 
 DEMO_PROMPTS = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
@@ -22,17 +23,17 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="speculative vs target-only decoding on a few prompts, with the speedup",
-        description="Runs the default pair (or --target/--draft) on a few chat prompts, greedy, and prints "
+        description="Runs the default pair (or --target/--draft) on a few prompts (in the target's chat template if it has one), greedy, and prints "
         "each answer, the tokens/s of target-only and speculative decoding measured in the same run, "
-        "the speedup and the mean accepted length. By default the policy is `auto` and the draft runs "
-        "in int8 (`--proposer-param int8=true`, the fastest exact setting measured on a CPU); pass "
-        "--policy/--proposer/--proposer-param to try others.",
+        "the speedup and the mean accepted length. Unless --proposer or --proposer-param is given, the draft "
+        "runs in int8 (the fastest exact setting measured on a CPU); pass --policy/--proposer/--proposer-param "
+        "to try others.",
     )
     add_model_options(parser)
-    add_strategy_options(parser)
-    parser.add_argument("--max-new-tokens", type=int, default=96, help="tokens per prompt (default 96)")
+    add_strategy_options(parser, policy="auto", proposer_params="int8=true")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=96, help="tokens per prompt (default 96)")
     parser.add_argument("--prompt", action="append", help="use this prompt instead of the built-in ones (repeatable)")
-    parser.set_defaults(run=run, policy="auto", policy_param=None, proposer=None)
+    parser.set_defaults(run=run, proposer=None)
 
 
 DEMO_PROPOSER = ("draft", ("int8=true",))  # by registry name, with its parameters
@@ -45,16 +46,17 @@ def run(args: argparse.Namespace) -> int:
     with console.status("loading models (the first run converts the GGUF target, about 20 s)"):
         speculative, baseline = build_decoders(args, with_baseline=True)
     prompts = tuple(args.prompt or DEMO_PROMPTS)
+    chat = chat_prompts(baseline, args)
     # warm-up so that one-time costs (allocations, kernels) count for neither side
     for decoder in (baseline, speculative):
-        decoder.generate(prompts[0], 8, chat=True)
+        decoder.generate(prompts[0], 8, chat=chat)
     table = Table(title=f"specdec demo: policy {speculative.policy!r}, proposer {type(speculative.proposer).__name__}")
     for column in ("prompt", "target-only tok/s", "speculative tok/s", "speedup", "mean accepted length", "identical"):
         table.add_column(column, justify="right" if column != "prompt" else "left")
     base_tokens = base_seconds = spec_tokens = spec_seconds = 0.0
     for prompt in tqdm(prompts, desc="prompts", unit="prompt"):
-        reference = baseline.generate(prompt, args.max_new_tokens, chat=True)
-        result = speculative.generate(prompt, args.max_new_tokens, chat=True)
+        reference = baseline.generate(prompt, args.max_new_tokens, chat=chat)
+        result = speculative.generate(prompt, args.max_new_tokens, chat=chat)
         console.print(f"\n[bold]> {prompt}[/bold]\n{result.text}\n")
         b, s = reference.stats, result.stats
         base_tokens += b.generated

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import torch
 
-from specdec.cli.values import build_strategy, parse_params
+from specdec.bench.prompts import BenchPrompt, load_spec_bench
+from specdec.cli.parser import non_negative_float, positive_int
+from specdec.cli.values import build_strategy, parse_params, typed_params
 from specdec.decoder import Decoder
 from specdec.defaults import default_draft, default_target
-from specdec.errors import ConfigurationError
+from specdec.errors import ConfigurationError, InputError
 from specdec.plugins import registry
 
 
@@ -18,34 +21,61 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("models")
     group.add_argument("--target", help="target model: directory (safetensors or GGUF) or cached hub id (default: the embedded SmolLM2-135M-Instruct)")
     group.add_argument("--draft", help="draft model for model-based proposers (default: the embedded 4-layer SmolLM2 draft)")
-    group.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    group.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     group.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="weights dtype (default float32)")
 
 
 def add_prompt_set_options(parser: argparse.ArgumentParser, *, name: str, max_new_tokens: int) -> None:
     """The Spec-Bench selection and outputs shared by `bench` and `ceiling`."""
     parser.add_argument("--categories", default=None, help="comma-separated Spec-Bench categories (default: all 13)")
-    parser.add_argument("--per-category", type=int, default=3, help="prompts per category (default 3)")
+    parser.add_argument("--per-category", type=positive_int, default=3, help="prompts per category (default 3)")
     parser.add_argument("--prompts", default=None, help="a Spec-Bench-format JSONL file (default: data/spec_bench.jsonl beside the models directory)")
-    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"tokens per prompt (default {max_new_tokens})")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=max_new_tokens, help=f"tokens per prompt (default {max_new_tokens})")
     parser.add_argument("--out", default="bench-out", help="output directory (default bench-out/)")
     parser.add_argument("--name", default=name, help=f"file stem of the outputs (default {name})")
+    parser.add_argument("--no-chat", action="store_true",
+                        help="send the prompts as raw text (default: wrapped in the target's chat template; a target "
+                        "without one gets raw text, with a note on stderr)")
 
 
-def add_strategy_options(parser: argparse.ArgumentParser) -> None:
+def prompt_set(args: argparse.Namespace) -> list[BenchPrompt]:
+    """The prompts `add_prompt_set_options` selects (read before any model is loaded: a bad
+    category or file is reported at once)."""
+    categories = [c.strip() for c in (args.categories or "").split(",") if c.strip()]
+    return load_spec_bench(args.prompts, categories=categories or None, per_category=args.per_category)
+
+
+def chat_prompts(decoder: Decoder, args: argparse.Namespace) -> bool:
+    """Whether prompts are wrapped in the target's chat template: yes, unless --no-chat was given
+    or the target has no chat template (then raw text, said in one line on stderr)."""
+    if getattr(args, "no_chat", False):
+        return False
+    try:
+        decoder.encode("Hello", chat=True)
+    except InputError:
+        name = getattr(decoder.target, "name", "the target")
+        print(f"specdec: note: {name} has no chat template; sending the prompts as raw text (--no-chat)", file=sys.stderr)
+        return False
+    return True
+
+
+def add_strategy_options(parser: argparse.ArgumentParser, *, policy: str = "fixed", proposer_params: str = "") -> None:
+    """--policy (default `policy`), --proposer (default draft) and their parameters; `proposer_params`
+    names the --proposer-param a command adds to the default proposer (`demo`: int8=true)."""
     group = parser.add_argument_group("strategies")
-    group.add_argument("--policy", default="fixed", help="length policy name (default: fixed); see `specdec plugins`")
+    group.add_argument("--policy", default=policy, help=f"length policy name (default: {policy}); see `specdec plugins`")
     group.add_argument("--policy-param", action="append", metavar="KEY=VALUE", help="policy parameter (repeatable), e.g. k=4")
-    group.add_argument("--proposer", default="draft", help="proposer name (default: draft)")
+    with_params = f" with {proposer_params}" if proposer_params else ""
+    group.add_argument("--proposer", default="draft", help=f"proposer name (default: draft{with_params})")
     group.add_argument("--proposer-param", action="append", metavar="KEY=VALUE", help="proposer parameter (repeatable)")
     group.add_argument("--target-only", action="store_true", help="plain autoregressive decoding with the target (the baseline)")
 
 
 def add_sampling_options(parser: argparse.ArgumentParser, *, max_new_tokens: int = 128) -> None:
     group = parser.add_argument_group("sampling")
-    group.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"tokens to generate at most (default {max_new_tokens})")
-    group.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default), > 0 samples")
-    group.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (sampling)")
+    group.add_argument("--max-new-tokens", type=positive_int, default=max_new_tokens, help=f"tokens to generate at most (default {max_new_tokens})")
+    group.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 = greedy (default), > 0 samples")
+    group.add_argument("--top-k", type=positive_int, default=None, help="keep the k most likely tokens (sampling)")
     group.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1] (sampling)")
     group.add_argument("--seed", type=int, default=0, help="seed of the sampler (default 0)")
     group.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
@@ -71,17 +101,25 @@ def load(path: str, args: argparse.Namespace):
 
 
 def build_decoders(args: argparse.Namespace, *, with_baseline: bool = False) -> tuple[Decoder, Decoder | None]:
-    """(speculative or target-only decoder, target-only baseline sharing the target if asked)."""
+    """(speculative or target-only decoder, target-only baseline sharing the target if asked).
+
+    The strategy names and parameters are checked before any model is loaded."""
+    target_only = getattr(args, "target_only", False)
+    reg = registry()
+    uses_draft = not target_only and reg.get("proposer", args.proposer).uses_draft_model
+    if not target_only:
+        if args.draft and not uses_draft:
+            raise ConfigurationError(f"proposer {args.proposer!r} does not use a draft model; drop --draft")
+        reserved = ("model",) if uses_draft else ()
+        typed_params(reg, "proposer", args.proposer, parse_params(args.proposer_param), reserved=reserved)
+        typed_params(reg, "policy", args.policy, parse_params(args.policy_param), reserved=reserved)
     target = load(args.target or default_target(), args)
     baseline = Decoder(target) if with_baseline else None
-    if getattr(args, "target_only", False):
+    if target_only:
         return Decoder(target), baseline
-    reg = registry()
     resources: dict[str, Any] = {}
-    if reg.get("proposer", args.proposer).uses_draft_model:
+    if uses_draft:
         resources["model"] = load(args.draft or default_draft(), args)
-    elif args.draft:
-        raise ConfigurationError(f"proposer {args.proposer!r} does not use a draft model; drop --draft")
     proposer = build_strategy(reg, "proposer", args.proposer, parse_params(args.proposer_param), **resources)
     # a policy tied to the draft (pacer) gets it as a resource too
     policy = build_strategy(reg, "policy", args.policy, parse_params(args.policy_param), **resources)

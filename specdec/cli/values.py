@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Collection, Literal, Mapping
 
 from specdec.errors import ConfigurationError
 from specdec.parameters import describe_type, field_types, union_members
@@ -41,16 +41,26 @@ def build_strategy(reg: Registry, kind: str, name: str, params: Mapping[str, Any
     go to the fields of the same name when the class has them and cannot be set as parameters.
     """
     entry = reg.get(kind, name)
-    hints = field_types(entry.cls)
-    values: dict[str, Any] = {}
-    for key, raw in (params or {}).items():
-        field = entry.field(key, reserved=resources)
-        if isinstance(raw, str):
-            raw = parse_value(raw, hints.get(field.name, Any), what=f"{kind} {name!r}: parameter {key!r}")
-        values[field.name] = raw
+    values = typed_params(reg, kind, name, params, reserved=resources)
     fields = entry.fields()
     values.update({key: value for key, value in resources.items() if key in fields})
     return entry.create(**values)
+
+
+def typed_params(reg: Registry, kind: str, name: str, params: Mapping[str, Any] | None = None, *,
+                 reserved: Collection[str] = ()) -> dict[str, Any]:
+    """`params` by field name, string values parsed with the field's annotation: an unknown
+    strategy or parameter (or one of the `reserved` resource fields) or a value of the wrong type
+    is a `ConfigurationError`. Needs no model, so a command checks its options before loading any."""
+    entry = reg.get(kind, name)
+    hints = field_types(entry.cls)
+    values: dict[str, Any] = {}
+    for key, raw in (params or {}).items():
+        field = entry.field(key, reserved=reserved)
+        if isinstance(raw, str):
+            raw = parse_value(raw, hints.get(field.name, Any), what=f"{kind} {name!r}: parameter {key!r}")
+        values[field.name] = raw
+    return values
 
 
 def parse_value(raw: str, annotation: Any, *, what: str = "parameter") -> Any:

@@ -1,0 +1,84 @@
+"""The argument parser every `specdec` command uses: help wrapped without breaking names at
+hyphens, and a bad option value reported as one line, `specdec: error: ...`, exit code 2.
+
+Subcommand parsers inherit the class from `build_parser`'s (argparse's `add_subparsers` makes
+them with the parent's class), so a command module's `subparsers.add_parser(...)` gets both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from typing import Any, NoReturn
+
+EXIT_USAGE = 2  # argparse's exit code for a bad command line, also used for `SpecdecError`s
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Lines of at most `width` columns, broken at spaces only: method names such as
+    `target-only` or `hf-assisted-int8` and long values stay whole (a longer word overflows)."""
+    return textwrap.wrap(text, max(width, 11), break_on_hyphens=False, break_long_words=False)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, wrapping at spaces only (see `_wrap`)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return _wrap(self._whitespace_matcher.sub(" ", text).strip(), width)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        flat = self._whitespace_matcher.sub(" ", text).strip()
+        return "\n".join(indent + line for line in _wrap(flat, width - len(indent)))
+
+
+class RawDescriptionHelpFormatter(HelpFormatter):
+    """Description and epilog printed as written (the top-level help's environment table)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
+def one_line(message: str) -> str:
+    """`message` on one line (a multi-line error would read as several)."""
+    return " ".join(message.split())
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with `HelpFormatter` by default and one-line errors.
+
+    A bad value prints `specdec: error: MESSAGE (see `specdec COMMAND --help`)` on stderr and
+    exits with `EXIT_USAGE`, as a `SpecdecError` raised by a command does (`specdec.cli.main`).
+    """
+
+    def __init__(self, *args: Any, formatter_class: type[argparse.HelpFormatter] = HelpFormatter, **kwargs: Any) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        print(f"specdec: error: {one_line(message)} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _number(text, int, 1, "an integer >= 1")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _number(text, int, 0, "an integer >= 0")
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    return _number(text, float, 0.0, "a finite number >= 0")
+
+
+def _number(text: str, kind: type, low: float, expected: str) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not low <= value < float("inf"):  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
