@@ -7,7 +7,7 @@ Sampling: each position is processed left to right with p = warp(target logits).
 from q is kept with probability min(1, p(x)/q(x)); on rejection the replacement is drawn from the
 normalised residual max(0, p - q). A deterministic token (q is None) uses the one-hot form of the
 same rule: draw y ~ p, keep x iff y == x, otherwise emit y. Both make every emitted token an exact
-sample of the target (Leviathan et al. 2023; Chen et al. 2023). An accepted EOS ends the round
+sample of the target (arXiv 2211.17192, 2302.01318). An accepted EOS ends the round
 without a bonus token.
 
 Branches (token trees): a draft may carry deterministic alternative continuations, verified in the

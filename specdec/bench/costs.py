@@ -1,6 +1,6 @@
 """Step costs of the models, measured directly, for the speedup a round model predicts.
 
-Leviathan et al.'s analysis prices a round as k draft steps plus one target forward over k + 1
+The analysis of arXiv 2211.17192 prices a round as k draft steps plus one target forward over k + 1
 tokens. Measuring those costs on this machine (at a realistic context length) and combining them
 with the acceptance a run actually saw gives the speedup the loop should reach; the gap between
 that prediction and the measured speedup is what the loop costs beyond its forwards.

@@ -1,4 +1,4 @@
-"""Fixed draft length: the classic speculative decoding of Leviathan et al. (2023)."""
+"""Fixed draft length: the classic speculative decoding of arXiv 2211.17192."""
 
 from __future__ import annotations
 
