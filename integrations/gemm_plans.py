@@ -15,12 +15,13 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, ContextManager, NamedTuple, Sequence
 
 import torch
 
 from specdec.defaults import cache_root
 from specdec.machine import cpu_model
+from specdec.progress import Progress, reporting
 
 PLAN_FILE = "gemm-plans.json"
 
@@ -92,6 +93,14 @@ def save_plan(key: str, plan: Plan) -> None:
         os.replace(partial, path)
     except OSError as error:
         warnings.warn(f"cannot save the GEMM plan to {path} ({error}); it will be measured again next time", stacklevel=2)
+
+
+def timing_reported(out_features: int, in_features: int, dtype: torch.dtype, *, saved: bool) -> ContextManager[Progress]:
+    """Report timing the kernels for one weight shape on stderr (`specdec.progress`): it happens
+    once per machine and shape, on a first run, and takes about a second per shape."""
+    shape = f"{out_features}x{in_features} ({str(dtype).removeprefix('torch.')})"
+    why = f"once per machine, saved in {plan_file()}" if saved else "SPECDEC_GEMM=fresh: in every process"
+    return reporting(f"timing the GEMM kernels for weight shape {shape} ({why})", done=f"timed the GEMM kernels for {shape}")
 
 
 def measured_plans() -> dict[tuple[int, int], Plan]:

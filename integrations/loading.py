@@ -96,21 +96,30 @@ def _looks_like_path(source: str) -> bool:
 
 
 def _converted_gguf(directory: Path, gguf: Path) -> Path:
-    """A safetensors copy of a GGUF model (made once: dequantising the GGUF is slow)."""
+    """A safetensors copy of a GGUF model (made once: dequantising the GGUF is slow, so its
+    progress is reported on stderr)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from specdec.progress import reporting
 
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     target = cache_root() / "converted" / f"{directory.name}-{key}"
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target
-    loaded = AutoModelForCausalLM.from_pretrained(str(directory), gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf.name)
-    rebuilt = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
-    rebuilt.load_state_dict(loaded.state_dict())
-    rebuilt.generation_config = loaded.generation_config
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    rebuilt.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.replace(target) if not target.exists() else None
+    what = f"converting {gguf.name} to safetensors in {target} (once per model file)"
+    with reporting(what, done=f"converted {gguf.name}", total=4) as progress:  # the four steps below
+        loaded = AutoModelForCausalLM.from_pretrained(str(directory), gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf.name)
+        progress.advance()
+        rebuilt = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+        rebuilt.load_state_dict(loaded.state_dict())
+        rebuilt.generation_config = loaded.generation_config
+        progress.advance()
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        rebuilt.save_pretrained(tmp)
+        progress.advance()
+        tokenizer.save_pretrained(tmp)
+        tmp.replace(target) if not target.exists() else None
+        progress.advance()
     return target

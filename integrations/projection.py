@@ -209,7 +209,8 @@ def kernel_plan(out_features: int, in_features: int, dtype: torch.dtype = torch.
         saved_key = gemm_plans.machine_key(out_features, in_features, dtype, kernels, measuring_method())
         plan = gemm_plans.parse_plan(gemm_plans.load_saved_plans().get(saved_key), kernels) if setting == "auto" else None
         if plan is None:
-            plan = choose(measure(out_features, in_features, kernels))
+            with gemm_plans.timing_reported(out_features, in_features, dtype, saved=setting == "auto"):
+                plan = choose(measure(out_features, in_features, kernels))
             if setting == "auto":
                 gemm_plans.save_plan(saved_key, plan)
         plans[key] = plan

@@ -65,7 +65,8 @@ def run_benchmark(
                 method.run(encoded[0], min(16, max_new_tokens), temperature, seed)
     records: list[Record] = []
     total = len(prompts) * repeats * len(methods)
-    with tqdm(total=total, desc="benchmark", unit="run", disable=not progress) as bar:
+    quiet = {} if progress else {"disable": True}  # left unset, tqdm reads TQDM_DISABLE
+    with tqdm(total=total, desc="benchmark", unit="run", **quiet) as bar:
         for repeat in range(repeats):
             for index, (prompt, ids) in enumerate(zip(prompts, encoded)):
                 for method in rotated(methods, index + repeat):

@@ -25,6 +25,7 @@ from specdec.integrations.base import LanguageModel
 from .drafts import draft_fingerprint, draft_hidden_size
 from .network import PreVerifier, TokenScorer, scalar_features
 from specdec.policy import Decision, PolicyBase, RoundState, finite_in, one_of, positive_int
+from specdec.progress import reporting
 from specdec.verification import Verification
 
 from specdec.strategies.policies.auto import CostAwarePolicy
@@ -32,6 +33,7 @@ from specdec.strategies.policies.auto import CostAwarePolicy
 RULES = ("threshold", "cost")
 
 DEFAULT_DIR = "default"
+LOAD_REPORT_AFTER = 1.0  # seconds of loading the network after which stderr says what is going on
 # set by `from_verifier` for the duration of one constructor call
 _PRELOADED: contextvars.ContextVar[PreVerifier | None] = contextvars.ContextVar("pacer_preloaded", default=None)
 
@@ -104,7 +106,10 @@ class PacerPolicy(PolicyBase):
                 "the default PACER pre-verifier is not installed; train one with `specdec train-pacer` and pass "
                 "--policy-param path=DIR"
             )
-        self._use(PreVerifier.from_pretrained(folder), shipped=self.path is None)
+        # quick (a few ms); reported on stderr only if a slow disk makes it take a while
+        with reporting(f"loading the PACER pre-verifier from {folder}", done="loaded the PACER pre-verifier", after=LOAD_REPORT_AFTER):
+            network = PreVerifier.from_pretrained(folder)
+        self._use(network, shipped=self.path is None)
 
     @classmethod
     def from_verifier(cls, verifier: PreVerifier, **params: Any) -> "PacerPolicy":
