@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if args.proposer is None:  # the demo's default: the draft model in int8
         args.proposer, args.proposer_param = DEMO_PROPOSER[0], list(args.proposer_param or DEMO_PROPOSER[1])
-    with console.status("loading models (the first run converts the GGUF target, about 20 s)"):
+    with console.status("loading models"):
         speculative, baseline = build_decoders(args, with_baseline=True)
     prompts = tuple(args.prompt or DEMO_PROMPTS)
     chat = chat_prompts(baseline, args)
