@@ -98,6 +98,7 @@ def test_strategies_by_name_with_the_draft_given_once(model, draft):
     assert Decoder(model, draft=model_path(DRAFT)).proposer.name == "draft"  # draft= alone: the draft proposer
     assert Decoder(model, proposer="prompt-lookup").proposer.name == "prompt-lookup"
     assert (Decoder(model).proposer, Decoder(model).policy.k) == (None, 4)  # target-only; the default policy
+    assert Decoder(model, policy_params={"k": 2}).policy.k == 2  # parameters of the default policy
 
 
 @pytest.mark.parametrize(
@@ -108,7 +109,7 @@ def test_strategies_by_name_with_the_draft_given_once(model, draft):
         ({"proposer": "draft"}, ConfigurationError, r"^proposer 'draft' drafts with a model: pass draft= \(a path or a model\)$"),
         ({"proposer": "prompt-lookup", "draft": "x"}, ConfigurationError, r"^proposer 'prompt-lookup' does not use a draft model; drop draft=$"),
         ({"policy": "fixed", "policy_params": {"kk": 1}}, ConfigurationError, r"^policy 'fixed' has no parameter 'kk'; parameters: k$"),
-        ({"proposer": "prompt-lookup", "proposer_params": {"model": 1}}, ConfigurationError, r"^proposer 'prompt-lookup' has no parameter 'model'"),
+        ({"draft": model_path(DRAFT), "proposer_params": {"model": 1}}, ConfigurationError, r"^proposer 'draft' has no parameter 'model'; parameters: "),
     ],
 )
 def test_strategy_mistakes_are_one_line_errors(model, kwargs, error, message):
