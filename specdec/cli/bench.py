@@ -22,7 +22,7 @@ from specdec.bench.runner import run_benchmark, summarize
 from specdec.bench.spec import HF_HELP, build_method, check_method
 from specdec.cli.compare import add_pair_option, comparisons, render
 from specdec.cli.options import add_model_options, add_prompt_set_options, chat_prompts, load, prompt_set
-from specdec.cli.parser import non_negative_float, non_negative_int, positive_int
+from specdec.cli.parser import non_negative_float, non_negative_int, output_directory, positive_int
 from specdec.defaults import default_draft, default_target
 from specdec.errors import ConfigurationError
 from specdec.integrations.gemm_plans import gemm_report
@@ -89,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
     for spec in specs:
         check_method(spec)
     prompts = prompt_set(args)
+    output_directory(args.out, "--out")
+    if args.page:
+        output_directory(Path(args.page).parent, "--page")
     target = load(args.target or default_target(), args)
     draft_loader = functools.lru_cache(maxsize=1)(lambda: load(args.draft or default_draft(), args))
     methods = [build_method(spec, target, draft_loader) for spec in specs]

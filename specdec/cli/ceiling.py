@@ -11,7 +11,7 @@ from tqdm import tqdm
 from specdec.bench.ceiling import SOURCES, measure, summarize
 from specdec.bench.report import markdown_table, print_table, write_json
 from specdec.cli.options import add_model_options, add_prompt_set_options, chat_prompts, load, prompt_set
-from specdec.cli.parser import positive_int
+from specdec.cli.parser import output_directory, positive_int
 from specdec.decoder import Decoder
 from specdec.defaults import default_draft, default_target
 from specdec.errors import ConfigurationError
@@ -38,6 +38,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     prompts = prompt_set(args)
+    output_directory(args.out, "--out")
     target = load(args.target or default_target(), args)
     draft = load(args.draft or default_draft(), args)
     if args.int8:

@@ -10,6 +10,7 @@ from typing import Sequence
 from specdec.bench.compare import CAPTION, COLUMNS, Comparison, compare, timings_from_json
 from specdec.bench.report import markdown_table, print_table
 from specdec.bench.runner import Timed
+from specdec.cli.parser import output_directory
 from specdec.errors import ConfigurationError
 
 
@@ -47,6 +48,8 @@ def render(rows: Sequence[Comparison], title: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.run_file)
+    if args.out:
+        output_directory(Path(args.out).parent, "--out")
     if not path.is_file():
         raise ConfigurationError(f"no bench result at {str(path)!r}")
     try:

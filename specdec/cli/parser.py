@@ -8,9 +8,13 @@ them with the parent's class), so a command module's `subparsers.add_parser(...)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any, NoReturn
+
+from specdec.errors import ConfigurationError
 
 EXIT_USAGE = 2  # argparse's exit code for a bad command line, also used for `SpecdecError`s
 
@@ -82,3 +86,14 @@ def _number(text: str, kind: type, low: float, expected: str) -> Any:
     if not low <= value < float("inf"):  # NaN fails both comparisons
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def output_directory(directory: str | os.PathLike, flag: str) -> Path:
+    """Create the output `directory` now, before any work (a run's results are written at its
+    end); a path that cannot be a directory is a `ConfigurationError` naming `flag`."""
+    path = Path(directory).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(f"{flag}: cannot create the directory {str(directory)!r} ({error.strerror or error})") from None
+    return path
