@@ -27,7 +27,7 @@ def load_model(
     source: Any,
     *,
     tokenizer: Any = None,
-    require_tokenizer: bool = False,
+    require_tokenizer: bool = True,
     dtype: torch.dtype = torch.float32,
     threads: int | None = None,
     attn_implementation: str | None = None,
@@ -36,8 +36,9 @@ def load_model(
     """Load a local directory (safetensors or GGUF) or a locally cached hub id.
 
     `source` may also be a loaded transformers `PreTrainedModel` (`dtype` is then its own); a
-    `tokenizer` given is used instead of the one found beside the model. `require_tokenizer=True`
-    makes a missing tokenizer an error rather than a model that decodes token ids only.
+    `tokenizer` given is used instead of the one found beside the model. A transformers model
+    whose tokenizer cannot be found is an error unless `require_tokenizer=False` (a draft needs
+    none: the model then decodes token ids only).
     `lean=False` keeps transformers' own forward for llama models too (see `decoder_stack`), as
     does asking for a transformers attention implementation.
     """

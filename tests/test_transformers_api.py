@@ -89,7 +89,10 @@ def test_a_transformers_model_without_a_local_tokenizer_asks_for_one(model, toke
         Decoder(bare)
     assert Decoder(bare, tokenizer=tokenizer).generate("Once upon a time", 8).text == Decoder(model).generate("Once upon a time", 8).text
     assert load_model(bare, tokenizer=tokenizer).codec is not None
-    assert load_model(bare).codec is None  # a model that decodes token ids only
+    with pytest.raises(ConfigurationError, match=r"^no tokenizer found locally for the model '.*': pass tokenizer= as well$"):
+        load_model(bare)
+    assert load_model(bare, require_tokenizer=False).codec is None  # a model that decodes token ids only
+    assert Decoder(model, draft=bare).generate("Once upon a time", 8).text  # a draft needs no tokenizer
 
 
 def test_strategies_by_name_with_the_draft_given_once(model, draft):
