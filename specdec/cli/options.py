@@ -10,7 +10,7 @@ import torch
 
 from specdec.bench.prompts import BenchPrompt, load_spec_bench
 from specdec.cli.parser import non_negative_float, positive_int
-from specdec.cli.values import build_strategy, parse_params, typed_params
+from specdec.cli.values import parse_params, typed_params
 from specdec.decoder import Decoder
 from specdec.defaults import default_draft, default_target
 from specdec.errors import ConfigurationError, InputError
@@ -111,16 +111,16 @@ def build_decoders(args: argparse.Namespace, *, with_baseline: bool = False) -> 
         if args.draft and not uses_draft:
             raise ConfigurationError(f"proposer {args.proposer!r} does not use a draft model; drop --draft")
         reserved = ("model",) if uses_draft else ()
-        typed_params(reg, "proposer", args.proposer, parse_params(args.proposer_param), reserved=reserved)
-        typed_params(reg, "policy", args.policy, parse_params(args.policy_param), reserved=reserved)
+        proposer_params = typed_params(reg, "proposer", args.proposer, parse_params(args.proposer_param), reserved=reserved)
+        policy_params = typed_params(reg, "policy", args.policy, parse_params(args.policy_param), reserved=reserved)
     target = load(args.target or default_target(), args)
     baseline = Decoder(target) if with_baseline else None
     if target_only:
         return Decoder(target), baseline
-    resources: dict[str, Any] = {}
-    if uses_draft:
-        resources["model"] = load(args.draft or default_draft(), args)
-    proposer = build_strategy(reg, "proposer", args.proposer, parse_params(args.proposer_param), **resources)
-    # a policy tied to the draft (pacer) gets it as a resource too
-    policy = build_strategy(reg, "policy", args.policy, parse_params(args.policy_param), **resources)
-    return Decoder(target, proposer=proposer, policy=policy), baseline
+    # the draft goes to the proposer and to a policy tied to it (pacer), as Decoder(draft=...) does
+    draft = load(args.draft or default_draft(), args) if uses_draft else None
+    decoder = Decoder(
+        target, proposer=args.proposer, policy=args.policy, draft=draft,
+        proposer_params=proposer_params, policy_params=policy_params,
+    )  # fmt: skip
+    return decoder, baseline

@@ -2,7 +2,7 @@
 
 A value is parsed with the annotation of the field it sets (int, float, bool, str, Literal, Enum,
 paths, ``X | None``), so plugins declare types once, as attrs fields, and the command line
-follows. Python callers pass typed values to `Registry.create` and never come here.
+follows. Python callers pass typed values (`Decoder(policy=..., policy_params=...)`) and never come here.
 """
 
 from __future__ import annotations
@@ -40,11 +40,7 @@ def build_strategy(reg: Registry, kind: str, name: str, params: Mapping[str, Any
     String values are parsed with the field's annotation; `resources` (such as the draft `model`)
     go to the fields of the same name when the class has them and cannot be set as parameters.
     """
-    entry = reg.get(kind, name)
-    values = typed_params(reg, kind, name, params, reserved=resources)
-    fields = entry.fields()
-    values.update({key: value for key, value in resources.items() if key in fields})
-    return entry.create(**values)
+    return reg.get(kind, name).build(typed_params(reg, kind, name, params, reserved=resources), **resources)
 
 
 def typed_params(reg: Registry, kind: str, name: str, params: Mapping[str, Any] | None = None, *,
