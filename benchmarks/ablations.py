@@ -26,7 +26,7 @@ from specdec.cli import main
 from specdec.plugins import PluginInfo, StrategyEntry, registry
 from specdec.strategies.policies import CostAwarePolicy
 from specdec.strategies.proposers import OuroborosProposer
-from specdec.strategies.proposers.ouroboros import copies, gates, harvest, phrases
+from specdec.strategies.proposers.ouroboros import copies, gates, harvest
 
 
 @attrs.define
@@ -68,14 +68,8 @@ class CopiesFirst(copies.Copies):
         return False
 
 
-@attrs.define
-class UnrankedPhrases(phrases.Phrases):
-    def _ranked(self, found):
-        return list(found)
-
-
 def _with_parts(name: str, doc: str, **parts: type) -> type:
-    """An Ouroboros variant whose parts (`copies`, `phrases`) are the given subclasses."""
+    """An Ouroboros variant whose parts (e.g. `copies`) are the given subclasses."""
 
     def __attrs_post_init__(self) -> None:
         OuroborosProposer.__attrs_post_init__(self)
@@ -116,7 +110,6 @@ OUROBOROS_VARIANTS = (
     _with_parts("ouroboros-full-copies", "Copies are not cut to the length that pays.", copies=FullCopies),
     _with_parts("ouroboros-draft-on", "The draft model always drafts on after a copy.", copies=DraftOnCopies),
     _with_parts("ouroboros-copies-first", "A copy is taken wherever one is found.", copies=CopiesFirst),
-    _with_parts("ouroboros-unranked", "Context phrases are fed before pool phrases.", phrases=UnrankedPhrases),
 )
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ Candidates come from the context (what followed the last `max_ngram` tokens, by 
 newest first) and then from the phrase pool (the newest phrases keyed by the last token). A phrase
 token fed to the draft model costs a little draft compute (`draft_token_cost` of a forward) and
 saves a whole forward when the draft agrees with it, so with `adaptive` each source's phrases are
-cut by its agreement gate. The source the draft has agreed with most lately goes first (the pool,
-usually: it holds the draft's own continuations; the context's copies are what the target agrees
-with, and become branches where the draft parts from them).
+cut by its agreement gate. Context phrases come first, then the pool's (ranking the sources by
+the draft's recent agreement instead made no measurable difference: docs/design-notes.md). Phrases
+the draft parts from become branches: the target may agree with them where the draft does not.
 """
 
 from __future__ import annotations
@@ -83,22 +83,16 @@ class Phrases:
         found = self.find(context, tokens, max(1, min(room, self.phrase_length)), self.per_forward)
         if room <= 0:
             return [], found
-        ranked = self._ranked(found)
         if not self.adaptive:
-            return ranked[: self.per_forward], found
+            return found[: self.per_forward], found
         fed = []
-        for phrase, source in ranked:
+        for phrase, source in found:
             if len(fed) >= self.per_forward:
                 break
             length = self.gate(source).length(self.token_cost, len(phrase))
             if length:
                 fed.append((phrase[:length], source))
         return fed, found
-
-    def _ranked(self, found: list[Candidate]) -> list[Candidate]:
-        """The source the draft has agreed with most lately first (a stable sort: the context
-        before the pool on a tie)."""
-        return sorted(found, key=lambda item: -self.gate(item[1]).rate.value)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
