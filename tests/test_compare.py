@@ -118,9 +118,11 @@ def test_a_bench_run_saves_its_comparisons_and_every_runs_timings(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_on_a_model_without_a_chat_template_says_so(tmp_path, capsys):
+def test_bench_on_a_model_without_a_chat_template_sends_raw_text_and_says_so(tmp_path, capsys):
     from tests.models import model_path
 
     assert main(["bench", "--target", model_path("stories260K"), "--categories", "qa", "--per-category", "1",
-                 "--methods", "target-only", "--out", str(tmp_path)]) == 2
-    assert "no chat template" in capsys.readouterr().err
+                 "--methods", "target-only", "--max-new-tokens", "4", "--out", str(tmp_path), "--name", "run"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("specdec: note:")]
+    assert notes == ["specdec: note: stories260K has no chat template; sending the prompts as raw text (--no-chat)"]
+    assert json.loads((tmp_path / "run.json").read_text())["meta"]["chat"] is False
