@@ -71,6 +71,34 @@ def test_trimmed_draft_head_keeps_greedy_output_exact(head_tokens):
         assert proposer.model.name.endswith(f"[head {len(proposer.model._head_ids)}]")
 
 
+def emitted_tokens(target, count: int) -> list[int]:
+    """The `count` tokens the target emits most often, from its own greedy continuations of prompts
+    other than the test's: a head that drafts what the target says (on the tiny pair, the lowest
+    ids are byte tokens it never emits, so a head by id would only ever be rejected)."""
+    counts: dict[int, int] = {}
+    decoder = Decoder(target)
+    for prompt in ["One day", "Tom and Sue", "The sun was", "Once there was a cat", "She liked to play"]:
+        for token in decoder.generate(prompt, 64).ids:
+            counts[token] = counts.get(token, 0) + 1
+    return sorted(counts, key=lambda t: (-counts[t], t))[:count]
+
+
+@pytest.mark.parametrize("count", [32, 96])
+def test_a_head_of_emitted_tokens_accepts_drafts_and_stays_exact(count):
+    target = real_model("stories260K")
+    head = emitted_tokens(target, count)
+    proposer = DraftModelProposer(real_model("stories260K-draft").with_head_subset(head))
+    decoder = Decoder(target, proposer=proposer, policy=FixedPolicy(3))
+    accepted = 0
+    for prompt in ["Once upon a time", "The little dog"]:
+        ids = decoder.encode(prompt)
+        result = decoder.generate(ids, 48)
+        assert list(result.ids) == hf_greedy(target, ids, 48)
+        assert set(proposer.model._head_ids.tolist()) == set(head)
+        accepted += result.stats.accepted
+    assert accepted > 0, "the trimmed head's drafts were never accepted: only the reject path ran"
+
+
 def test_trimmed_head_on_the_default_pair_is_exact():
     target = real_model("smollm2-135m-instruct")
     decoder = Decoder(target, proposer=DraftModelProposer(real_model("smollm2-draft"), head_tokens=16384), policy=FixedPolicy(3))
