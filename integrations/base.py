@@ -8,7 +8,6 @@ stays behind this line.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import attrs
@@ -126,7 +125,7 @@ class GenerationDefaults(Protocol):
 def as_model(value: Any, tokenizer: Any = None, *, require_tokenizer: bool = False) -> "LanguageModel":
     """attrs converter shared by the decoder and model proposers: a path (str or `os.PathLike`), a
     cached hub id or a transformers model is loaded (see `load_model`); a `LanguageModel` is kept."""
-    if isinstance(value, (str, os.PathLike)) or not isinstance(value, LanguageModel):
+    if not isinstance(value, LanguageModel):  # a path, a hub id or a transformers model
         from .loading import load_model
 
         return load_model(value, tokenizer=tokenizer, require_tokenizer=require_tokenizer)

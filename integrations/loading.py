@@ -2,8 +2,8 @@
 
 What a transformers user holds is accepted as it is: a path (str or `pathlib.Path`), a hub id
 already cached here, or a loaded `PreTrainedModel` (its tokenizer is then the one passed, else
-the one its `name_or_path` names, if that loads without a download). A local directory (safetensors or GGUF) or a hub id cached on this machine. A directory holding
-only a `.gguf` file is read through transformers' GGUF reader (which dequantises to float32,
+the one its `name_or_path` names, if that loads without a download). A directory holding only a
+`.gguf` file is read through transformers' GGUF reader (which dequantises to float32,
 slowly) once, and a safetensors copy is cached under `SPECDEC_CACHE` so later loads are fast.
 Kept apart from `hf.py`, which holds the loaded model and its forward.
 """

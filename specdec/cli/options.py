@@ -53,8 +53,7 @@ def chat_prompts(decoder: Decoder, args: argparse.Namespace) -> bool:
     try:
         decoder.encode("Hello", chat=True)
     except InputError:
-        name = getattr(decoder.target, "name", "the target")
-        print(f"specdec: note: {name} has no chat template; sending the prompts as raw text (--no-chat)", file=sys.stderr)
+        print(f"specdec: note: {decoder.target.name} has no chat template; sending the prompts as raw text (--no-chat)", file=sys.stderr)
         return False
     return True
 
