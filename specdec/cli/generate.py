@@ -7,6 +7,7 @@ import json
 import sys
 
 from specdec.cli.options import add_model_options, add_sampling_options, add_strategy_options, build_decoders, sampling_kwargs
+from specdec.streaming import TextDeltas
 
 
 def add_parser(subparsers) -> None:
@@ -34,15 +35,11 @@ def run(args: argparse.Namespace) -> int:
         payload = result.to_dict()
         print(json.dumps(payload))
         return 0
-    codec = decoder.codec
-    shown = ""
-    ids: list[int] = []
+    text = TextDeltas(decoder.codec)  # whole characters only: a token may end inside one
     for token in decoder.stream(args.prompt, args.max_new_tokens, **kwargs):
-        ids.append(token)
-        text = codec.decode(ids)
-        sys.stdout.write(text[len(shown):])
+        sys.stdout.write(text.add([token]))
         sys.stdout.flush()
-        shown = text
+    sys.stdout.write(text.flush())
     # the stream ends with the same stats a generate() call reports
     result = decoder.last_result
     s = result.stats
