@@ -9,9 +9,12 @@ reproduces it (as with transformers' `generate`) and greedy decoding consumes no
 
 from __future__ import annotations
 
+import math
 from typing import Protocol, runtime_checkable
 
 import torch
+
+from specdec.errors import NonFiniteLogitsError
 
 
 @runtime_checkable
@@ -57,6 +60,8 @@ class TorchSampler:
         # over a 49k vocabulary, and this runs up to k + 2 times a round.
         cumulative = cumulative_weights(weights)
         total = cumulative[-1]
+        if not 0.0 < float(total) < math.inf:  # else searchsorted would return len(weights), not a token
+            raise NonFiniteLogitsError(f"cannot draw a token from weights summing to {float(total)} (NaN, infinite or all zero)")
         index = int(torch.searchsorted(cumulative, self._uniform() * total, right=True))
         if index >= weights.shape[0]:  # u rounded up to the total: the last index with weight
             index = int(torch.searchsorted(cumulative, total))

@@ -63,22 +63,32 @@ TOP_P_TIE = 1e-6  # float32 rounding of a cumulative mass stays far below this
 def warp(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
     """Probabilities after temperature, top-k and top-p (in that order), for a [V] or [n, V] tensor.
 
-    Top-p keeps the smallest set of most likely tokens whose mass reaches `top_p` (at least one);
-    a mass within `TOP_P_TIE` below `top_p` counts as reaching it, so that float rounding cannot
-    decide a tie (probabilities 0.8 / 0.2 with top_p 0.8 sum to 0.8 +- 1 ulp depending on the order
-    of operations, and two exact implementations then disagree about the second token).
+    Every rule keeps at least one token and decides ties by value, never by position, as
+    transformers' warpers do where their result does not depend on sort order:
+    - temperature divides the logits after subtracting the row's maximum, so a temperature so small
+      that the quotients overflow (1e-45) gives the limit distribution, uniform over the maxima,
+      instead of NaN;
+    - top-k keeps every token whose score is at least the k-th largest, so a tie with the k-th
+      keeps them all (transformers' `TopKLogitsWarper`);
+    - top-p keeps the smallest set of most likely tokens whose mass reaches `top_p`, at least one
+      (transformers' `min_tokens_to_keep=1`), plus every token as likely as the least likely of
+      them (transformers drops tied tokens in the order its sort leaves them, which is arbitrary).
+      A mass within `TOP_P_TIE` below `top_p` counts as reaching it, so that float rounding cannot
+      decide a tie (probabilities 0.8 / 0.2 with top_p 0.8 sum to 0.8 +- 1 ulp depending on the
+      order of operations, and two exact implementations then disagree about the second token).
     """
     if config.greedy:
         raise ConfigurationError("warp() is for sampling; greedy decoding uses argmax")
-    scores = logits / config.temperature
+    shifted = logits - logits.max(dim=-1, keepdim=True).values
+    scores = torch.where(shifted == 0, shifted, shifted / config.temperature)  # the maxima stay 0, not 0/0
     if config.top_k is not None and config.top_k < scores.shape[-1]:
         kth = torch.topk(scores, config.top_k, dim=-1).values[..., -1:]
         scores = scores.masked_fill(scores < kth, -math.inf)
     if config.top_p is not None and config.top_p < 1.0:
-        sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
-        sorted_probs = torch.softmax(sorted_scores, dim=-1)
+        probs = torch.softmax(scores, dim=-1)
+        sorted_probs = torch.sort(probs, dim=-1, descending=True).values
         mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
-        drop_sorted = mass_before >= config.top_p - TOP_P_TIE
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        scores = scores.masked_fill(drop, -math.inf)
+        kept = (mass_before < config.top_p - TOP_P_TIE).sum(dim=-1, keepdim=True).clamp(min=1)
+        least = sorted_probs.gather(-1, kept - 1)
+        scores = scores.masked_fill(probs < least, -math.inf)
     return torch.softmax(scores, dim=-1)

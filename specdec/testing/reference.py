@@ -13,19 +13,21 @@ from specdec.sampling import TOP_P_TIE
 
 
 def reference_warp(logits: Sequence[float], temperature: float, top_k: int | None, top_p: float | None) -> list[float]:
-    scores = [x / temperature if x != -math.inf else -math.inf for x in logits]
+    top = max(logits)  # shifted first: a tiny temperature gives the limit (uniform over the maxima), not inf - inf
+    scores = [0.0 if x == top else (x - top) / temperature if x != -math.inf else -math.inf for x in logits]
     if top_k is not None and top_k < len(scores):
         kth = sorted(scores, reverse=True)[top_k - 1]
         scores = [s if s >= kth else -math.inf for s in scores]
     if top_p is not None and top_p < 1.0:
         probs = _softmax(scores)
         order = sorted(range(len(probs)), key=lambda i: -probs[i])
-        keep, mass = set(), 0.0
-        for i in order:
-            if mass >= top_p - TOP_P_TIE:  # the tie rule of the specification (specdec.sampling.warp)
+        keep, mass, least = set(), 0.0, math.inf
+        for i in order:  # at least one token, and every token as likely as the last one kept
+            if keep and mass >= top_p - TOP_P_TIE and probs[i] < least:  # TOP_P_TIE: see specdec.sampling.warp
                 break
             keep.add(i)
             mass += probs[i]
+            least = probs[i]
         scores = [s if i in keep else -math.inf for i, s in enumerate(scores)]
     return _softmax(scores)
 
