@@ -4,10 +4,10 @@ Built-in strategies are the plugins listed in `BUILTIN_PLUGINS`; they are loaded
 by the same function as the plugins of the `specdec` entry-point group, so the third-party path
 runs every time. Each plugin's hooks are called through pluggy on their own (a subset hook caller
 holding just that plugin), so hookimpl options apply and every strategy name is attributed to the
-plugin that returned it. A plugin that fails to import, breaks a hook or returns something that
-is not a strategy is recorded in `Registry.failures` (shown by `specdec plugins`) and skipped. A
-name that two plugins claim becomes ambiguous: using it is an error naming both, other names keep
-working.
+plugin that returned it. A plugin that fails to import (`sys.exit()` included), breaks a hook or
+returns something that is not a strategy is recorded in `Registry.failures` (shown by `specdec
+plugins`, and named when an unknown strategy name is used) and skipped. A name that two plugins
+claim becomes ambiguous: using it is an error naming both, other names keep working.
 
 `SPECDEC_DISABLE_PLUGINS=1` skips every third-party plugin; a comma-separated list of entry-point
 or distribution names skips just those (the way out of a clash).
@@ -87,15 +87,25 @@ def _register(registry: Registry, pm: pluggy.PluginManager, candidate: _Candidat
     try:
         plugin = candidate.load()
         entries = _collect(pm, plugin, origin)
-    except Exception as error:  # a broken plugin must not take the others down
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # a broken plugin, even one calling sys.exit(), must not take the others down
         if plugin is not None and pm.is_registered(plugin) and pm.get_name(plugin) == _pluggy_name(origin):
             pm.unregister(plugin)
-        message = f"{type(error).__name__}: {error}" if not isinstance(error, PluginError) else str(error)
+        message = _failure_message(error)
         registry.failures.append(PluginFailure(origin.plugin, origin.distribution, origin.version, message))
         return
     registry.plugins.append(origin)
     for entry in entries:
         registry.add(entry)
+
+
+def _failure_message(error: BaseException) -> str:
+    if isinstance(error, PluginError):
+        return str(error)
+    if isinstance(error, SystemExit):
+        return f"tried to end the process while loading (SystemExit: {error.code!r})"
+    return f"{type(error).__name__}: {error}"
 
 
 def _pluggy_name(origin: PluginInfo) -> str:

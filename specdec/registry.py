@@ -161,7 +161,9 @@ class Registry:
             return self.entries[key]
         except KeyError:
             known = ", ".join(self.names(kind)) or "none"
-            raise PluginError(f"unknown {kind} {name!r}; available: {known} (see `specdec plugins`)") from None
+            failed = ", ".join(sorted({f.distribution for f in self.failures}))
+            also = f"; plugins that failed to load: {failed}" if failed else ""
+            raise PluginError(f"unknown {kind} {name!r}; available: {known}{also} (see `specdec plugins`)") from None
 
     def create(self, kind: str, name: str, **params: Any) -> Any:
         """Instantiate a strategy from typed Python values (nothing is parsed)."""

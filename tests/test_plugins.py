@@ -143,6 +143,35 @@ def test_a_broken_plugin_is_reported_and_skipped_while_everything_else_works(tmp
         assert len(result["ids"]) == 8 and result["stats"]["drafted"] > 0
 
 
+QUITTERS = {
+    "at import": ("import sys\nsys.exit(3)\n", "SystemExit: 3"),
+    "in a hook": ("from specdec.hookspecs import hookimpl\n@hookimpl\ndef specdec_register_policies():\n"
+                  "    raise SystemExit('bye')\n", "SystemExit: 'bye'"),
+}
+
+
+@pytest.mark.parametrize("case", QUITTERS, ids=list(QUITTERS))
+def test_a_plugin_calling_sys_exit_is_reported_and_skipped(tmp_path, capsys, case):
+    source, expected = QUITTERS[case]
+    fake_distribution(tmp_path, "specdec-quitter", {"quitter_plugin": source}, {"quitter": "quitter_plugin"})
+    policy_plugin(tmp_path, "specdec-half", "half_plugin", "half")
+    with plugins_on_path(tmp_path) as reg:
+        [failure] = reg.failures
+        assert failure.distribution == "specdec-quitter" and expected in failure.error
+        assert {"half", "fixed"} <= set(reg.names("policy"))
+        assert main(["plugins"]) == 0
+        assert "specdec-quitter" in capsys.readouterr().out
+        assert main(["generate", "Once", "--target", tiny(TINY_TARGET), "--policy", "quitter"]) == 2
+        error = capsys.readouterr().err
+        assert "unknown policy 'quitter'" in error and "plugins that failed to load: specdec-quitter" in error
+
+
+def test_a_keyboard_interrupt_while_loading_a_plugin_is_not_swallowed(tmp_path):
+    fake_distribution(tmp_path, "specdec-slow", {"slow_plugin": "raise KeyboardInterrupt\n"}, {"slow": "slow_plugin"})
+    with pytest.raises(KeyboardInterrupt), plugins_on_path(tmp_path):
+        pass
+
+
 def members(protocol: type) -> list[str]:
     """What a class must have to implement `protocol`, read here independently of the registry."""
     return sorted({n for n in dir(protocol) if not n.startswith("_")} | set(protocol.__annotations__))
