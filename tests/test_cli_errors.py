@@ -95,6 +95,24 @@ def test_bad_values_of_every_command(args, says, capsys):
     assert_one_line_error(captured.err, *says)
 
 
+JSON_ERRORS = [
+    ["generate", "Once", *PAIR, "--json", "--policy", "nosuch"],  # raised by the command
+    ["generate", "Once", *PAIR, "--json", "--top-k", "0"],  # an option's value, checked by the parser
+    ["generate", "--json", *PAIR],  # no prompt
+    ["generate", "Once", *PAIR, "--json", "--top-p", "2", "--temperature", "1"],  # checked when generating
+    ["plugins", "--json", "--kind", "nosuch"],
+]
+
+
+@pytest.mark.parametrize("args", JSON_ERRORS, ids=_id)
+def test_with_json_an_error_is_also_a_json_object_on_stdout(args, capsys):
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert_one_line_error(captured.err)
+    [line] = [line for line in captured.err.splitlines() if line.startswith("specdec: error: ")]
+    assert json.loads(captured.out) == {"error": line.removeprefix("specdec: error: ")}
+
+
 def test_a_malformed_prompt_file_names_its_line(tmp_path, capsys):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"category": "writing", "question_id": 1, "turns": ["Hi"]}\nnot json\n')

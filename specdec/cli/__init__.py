@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from specdec.cli.parser import EXIT_USAGE, Parser, RawDescriptionHelpFormatter, one_line
+from specdec.cli.parser import Parser, RawDescriptionHelpFormatter, report_error
 from specdec.errors import SpecdecError
 
 # subcommand name -> module defining `add_parser(subparsers)` and `run(args) -> int`
@@ -50,12 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv  # before parsing succeeds
     try:
+        args = build_parser().parse_args(argv)
+        as_json = bool(getattr(args, "json", False))
         return int(args.run(args) or 0)
     except SpecdecError as error:
-        print(f"specdec: error: {one_line(str(error))}", file=sys.stderr)
-        return EXIT_USAGE
+        return report_error(str(error), as_json=as_json)
     except KeyboardInterrupt:
         return 130
 

@@ -1,5 +1,6 @@
 """The argument parser every `specdec` command uses: help wrapped without breaking names at
-hyphens, and a bad option value reported as one line, `specdec: error: ...`, exit code 2.
+hyphens, and a bad option value reported as one line, `specdec: error: ...`, exit code 2 (with
+`--json`, also as `{"error": ...}` on stdout).
 
 Subcommand parsers inherit the class from `build_parser`'s (argparse's `add_subparsers` makes
 them with the parent's class), so a command module's `subparsers.add_parser(...)` gets both.
@@ -8,13 +9,14 @@ them with the parent's class), so a command module's `subparsers.add_parser(...)
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any, NoReturn
 
-from specdec.errors import ConfigurationError
+from specdec.errors import ConfigurationError, SpecdecError
 
 EXIT_USAGE = 2  # argparse's exit code for a bad command line, also used for `SpecdecError`s
 
@@ -48,19 +50,33 @@ def one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+class UsageError(SpecdecError):
+    """A bad command line, as argparse reports it."""
+
+
+def report_error(message: str, *, as_json: bool) -> int:
+    """Print `specdec: error: MESSAGE` on stderr (and `{"error": MESSAGE}` on stdout with --json,
+    so a script reading stdout gets an object); returns `EXIT_USAGE`."""
+    line = one_line(message)
+    if as_json:
+        print(json.dumps({"error": line}))
+    print(f"specdec: error: {line}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with `HelpFormatter` by default and one-line errors.
 
-    A bad value prints `specdec: error: MESSAGE (see `specdec COMMAND --help`)` on stderr and
-    exits with `EXIT_USAGE`, as a `SpecdecError` raised by a command does (`specdec.cli.main`).
+    A bad value raises `UsageError("MESSAGE (see `specdec COMMAND --help`)")`, which
+    `specdec.cli.main` reports as it reports a `SpecdecError` raised by a command: one line on
+    stderr, exit code `EXIT_USAGE`.
     """
 
     def __init__(self, *args: Any, formatter_class: type[argparse.HelpFormatter] = HelpFormatter, **kwargs: Any) -> None:
         super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        print(f"specdec: error: {one_line(message)} (see `{self.prog} --help`)", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def positive_int(text: str) -> int:
