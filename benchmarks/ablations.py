@@ -52,14 +52,31 @@ class NoCopyRounds(CostAwarePolicy):
 # ---------------------------------------------------------------- Ouroboros
 @attrs.define
 class FullCopies(copies.Copies):
-    def _worth(self, length: int) -> int:
-        return length
+    def survivals(self, length: int) -> None:
+        return None
 
 
 @attrs.define
 class DraftOnCopies(copies.Copies):
-    def drafting_on_pays(self, length: int) -> bool:
-        return True
+    def draft_survival(self, copied: int) -> None:
+        return None
+
+
+@attrs.define
+class CopyReachRestarts(copies.Copies):
+    """Each copy is priced as if the draft before it were certain (its reach starts afresh)."""
+
+    reach_before = {}  # by part: the request's reach where its current copy starts (no new slot)
+
+    def offer(self, request, alternatives) -> int:
+        self.reach_before[id(self)] = request.reach
+        return super().offer(request, alternatives)
+
+    def survivals(self, length: int) -> list[float] | None:
+        estimates = super().survivals(length)
+        if estimates:
+            estimates[0] /= self.reach_before.get(id(self), 1.0)
+        return estimates
 
 
 @attrs.define
@@ -107,8 +124,9 @@ OUROBOROS_VARIANTS = (
     _with_constant("ouroboros-no-probe", "Closed gates never probe.", gates, "PROBE_EVERY", 1 << 60),
     _with_constant("ouroboros-no-forget", "Gate rates weigh every observation alike.", gates, "KEEP", 1.0),
     _with_constant("ouroboros-min-harvest-3", "Harvest phrases of 3 tokens or more.", harvest, "MIN_HARVEST", 3),
-    _with_parts("ouroboros-full-copies", "Copies are not cut to the length that pays.", copies=FullCopies),
+    _with_parts("ouroboros-full-copies", "Copies report no survival: the payoff does not cut them.", copies=FullCopies),
     _with_parts("ouroboros-draft-on", "The draft model always drafts on after a copy.", copies=DraftOnCopies),
+    _with_parts("ouroboros-copy-reach-restarts", "Each copy is priced apart from the draft before it.", copies=CopyReachRestarts),
     _with_parts("ouroboros-copies-first", "A copy is taken wherever one is found.", copies=CopiesFirst),
 )
 

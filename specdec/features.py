@@ -86,15 +86,33 @@ class DraftFeatures:
 
 
 class TokenFeatures(DraftFeatures):
-    """`DraftFeatures` plus the token drawn (or proposed) and its draft probability `prob`."""
+    """`DraftFeatures` plus the token drawn (or proposed) and its draft probability `prob`.
 
-    def __init__(self, position: int, token: int, logits: torch.Tensor | None = None, *, prob: float | None = None, **kw) -> None:
+    `survival` is the proposer's estimate that the verifier accepts the token given that it
+    accepts every draft token before it (None: no estimate); `reach` is the chance that the token
+    is used, the product of the survivals of the round's draft tokens up to it (None without a
+    survival). The policy's `payoff` prices them (see specdec/payoff.py).
+    """
+
+    def __init__(
+        self,
+        position: int,
+        token: int,
+        logits: torch.Tensor | None = None,
+        *,
+        prob: float | None = None,
+        survival: float | None = None,
+        reach: float | None = None,
+        **kw,
+    ) -> None:
         if logits is None and prob is not None:
             kw.setdefault("top_prob", prob)
             kw.setdefault("top_token", token)
         super().__init__(position, logits, **kw)
         self.token = int(token)
         self._prob = prob
+        self.survival = survival
+        self.reach = reach
 
     @property
     def prob(self) -> float:
@@ -120,6 +138,8 @@ def token_features(logits: torch.Tensor, token: int, position: int, hidden: torc
     return features
 
 
-def deterministic_features(token: int, position: int) -> TokenFeatures:
-    """Features of a token proposed without a distribution (treated as certain)."""
-    return TokenFeatures(position, token, prob=1.0, entropy=0.0, margin=1.0, deterministic=True)
+def deterministic_features(token: int, position: int, *, survival: float | None = None, reach: float | None = None) -> TokenFeatures:
+    """Features of a token proposed without a distribution (treated as certain by the draft)."""
+    return TokenFeatures(
+        position, token, prob=1.0, entropy=0.0, margin=1.0, deterministic=True, survival=survival, reach=reach
+    )

@@ -26,6 +26,7 @@ import attrs
 
 from specdec.errors import ConfigurationError
 from specdec.features import DraftFeatures, TokenFeatures
+from specdec.payoff import Payoff
 from specdec.verification import Verification
 
 
@@ -51,6 +52,9 @@ class LengthPolicy(Protocol):
 
     name: str
     wants_hidden: bool  # ask the proposer for draft hidden states in the features
+    # prices of a verify slot and a draft forward, against which the drafting loop weighs
+    # proposals that come with a survival estimate (copies; see specdec/payoff.py)
+    payoff: Payoff
 
     def start(self) -> None:
         """A new `generate` call begins (reset per-call state; keep what should persist)."""
@@ -164,6 +168,7 @@ class PolicyBase:
 
     name = "base"
     wants_hidden = False
+    payoff = Payoff()
 
     def start(self) -> None:
         pass

@@ -10,6 +10,10 @@ policy, which of them go into the draft. Every rule of a round lives in the requ
 - a token chosen without randomness (an argmax, a copy, a lookup: a function of the context)
   is offered with `offer`; the policy may decline it, and the proposer may then offer something
   else at that position;
+- a proposer that can estimate a token's survival (the chance the verifier accepts it after the
+  tokens before it) reports it with the offer, and one for the token a forward would draft with
+  `may_forward`; the policy's `payoff` then decides whether the token, or the forward, pays
+  (see `specdec.payoff`);
 - the round's budget, end-of-sequence tokens and the policy's STOP end the draft (`over`).
 
 The request then builds the `Draft` with the facts of the round (tokens, their distributions and
@@ -51,6 +55,7 @@ class ProposalRequest:
     _features: list[TokenFeatures] = attrs.field(init=False, factory=list, eq=False, repr=False)
     _forwards: int = attrs.field(init=False, default=0, eq=False)
     _over: bool = attrs.field(init=False, default=False, eq=False)
+    _reach: float = attrs.field(init=False, default=1.0, eq=False)
 
     @property
     def tokens(self) -> tuple[int, ...]:
@@ -68,13 +73,25 @@ class ProposalRequest:
         return self._over
 
     @property
+    def reach(self) -> float:
+        """The chance that the whole draft so far is used, from the survivals reported with it
+        (tokens without an estimate count as certain)."""
+        return self._reach
+
+    @property
     def wants_hidden(self) -> bool:
         """Whether the policy reads the draft's hidden states (ask the model for them)."""
         return self.policy.wants_hidden
 
-    def may_forward(self) -> bool:
-        """Ask before each draft-model forward; run the model only if True (it is counted)."""
-        if self._over or not self.policy.allows_forward(len(self._tokens)):
+    def may_forward(self, survival: float | None = None) -> bool:
+        """Ask before each draft-model forward; run the model only if True (it is counted).
+        `survival`: the proposer's estimate that the forward's token is accepted after the draft
+        so far (None: no estimate), which the policy's payoff weighs against the forward's price."""
+        if self._over:
+            return False
+        if survival is not None and not self.policy.payoff.forwards(self._reach * survival):
+            return False
+        if not self.policy.allows_forward(len(self._tokens)):
             return False
         self._forwards += 1
         return True
@@ -108,29 +125,47 @@ class ProposalRequest:
         q = warp(logits, self.sampling)
         return self.sampler.categorical(q), q
 
-    def offer(self, token: int, *, logits: torch.Tensor | None = None, hidden: torch.Tensor | None = None) -> bool:
+    def offer(
+        self,
+        token: int,
+        *,
+        logits: torch.Tensor | None = None,
+        hidden: torch.Tensor | None = None,
+        survival: float | None = None,
+    ) -> bool:
         """Offer a token chosen without randomness (an argmax, a copy, a lookup), with the draft's
-        `logits` row at that position when a model computed one. True: kept, drafting may go on;
-        False: declined (`over` is False: another proposal may take the position) or kept last."""
+        `logits` row at that position when a model computed one, and the proposer's `survival`
+        estimate when it has one. True: kept, drafting may go on; False: declined (`over` is
+        False: another proposal may take the position) or kept last."""
         if self._over:
             return False
         position = len(self._tokens)
         token = int(token)
+        reach = None if survival is None else self._reach * survival
+        if reach is not None and not self.policy.payoff.keeps(reach):
+            return False
         if logits is None:
-            before = deterministic_features(token, position)
+            before = deterministic_features(token, position, survival=survival, reach=reach)
         else:
             before = draft_features(logits, position, hidden)
         if not self.policy.should_draft(before):
             return False
-        features = before if logits is None else token_features(logits, token, position, hidden, before=before)
+        if logits is None:
+            features = before
+        else:
+            features = token_features(logits, token, position, hidden, before=before)
+            features.survival, features.reach = survival, reach
         decision = self.policy.decide(features)
         return self._settle(decision, token, None, features, end_on_decline=False)
 
-    def offer_each(self, tokens: Iterable[int]) -> int:
-        """Offer deterministic tokens one by one until one is not kept; returns how many were kept."""
+    def offer_each(self, tokens: Iterable[int], survivals: Iterable[float] | None = None) -> int:
+        """Offer deterministic tokens one by one (with their survival estimates, if given) until
+        one is not kept; returns how many were kept."""
         before = len(self._tokens)
+        estimates = iter(survivals) if survivals is not None else None
         for token in tokens:
-            if not self.offer(token):
+            survival = None if estimates is None else next(estimates)
+            if not self.offer(token, survival=survival):
                 break
         return len(self._tokens) - before
 
@@ -144,6 +179,8 @@ class ProposalRequest:
         self._tokens.append(token)
         self._q.append(q)
         self._features.append(features)
+        if features.reach is not None:
+            self._reach = features.reach
         if decision is Decision.STOP or len(self._tokens) >= self.budget or token in self.eos_token_ids:
             self._over = True
         return not self._over

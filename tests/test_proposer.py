@@ -64,6 +64,26 @@ def test_a_declined_offer_leaves_the_position_open_for_another_proposal():
     assert r.draw(LOGITS) and r.tokens == (1,)  # greedy draw: the argmax
 
 
+def test_the_policys_payoff_prices_proposals_by_their_reported_survival():
+    """A token offered with a survival estimate is kept while its reach (the product of the
+    survivals so far) exceeds a verify slot's price; one that does not pay is declined without
+    ending the draft, and a forward is refused when reach x its token's survival does not pay for
+    the forward and the slot. Tokens without an estimate count as certain."""
+    policy = Scripted()  # PolicyBase's payoff: a slot 0.1, a forward 0.15
+    r = request(policy)
+    assert r.offer_each([5, 6, 7, 8], [0.8, 0.5, 0.2, 1.0]) == 2  # reach 0.8, 0.4, then 0.08
+    assert r.reach == pytest.approx(0.4) and not r.over
+    features = r.draft().features
+    assert [f.survival for f in features] == [0.8, 0.5] and features[1].reach == pytest.approx(0.4)
+    assert r.offer(9) and r.reach == pytest.approx(0.4)  # no estimate: certain, nothing changes
+    assert not r.may_forward(0.5) and policy.asked == []  # 0.2 < 0.25: refused before the policy is asked
+    assert r.may_forward(0.7) and policy.asked == [3]  # 0.28 pays
+    assert r.may_forward() and policy.asked == [3, 3]
+    r = request(Scripted())
+    assert not r.offer(5, survival=0.1) and not r.over  # 0.1 does not exceed 0.1
+    assert r.offer(5, survival=0.11)
+
+
 def test_a_draw_refused_before_it_is_made_ends_the_draft():
     r = request(Scripted(draft=[False]), temperature=1.0)
     assert not r.draw(LOGITS) and r.over and r.tokens == ()

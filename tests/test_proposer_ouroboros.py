@@ -14,6 +14,7 @@ import pytest
 from specdec import Decoder
 from specdec.errors import ConfigurationError
 from specdec.integrations.toy import ToyModel
+from specdec.payoff import Payoff
 from specdec.strategies.proposers.phrase_pool import PhrasePool
 from specdec.cli.values import build_strategy
 from specdec.plugins import registry
@@ -30,6 +31,12 @@ from tests.models import real_model
 def toy(vocab: int = 6, order: int = 2, seed: int = 0, sharp: float = 4.0) -> ToyModel:
     """A random table model with peaked rows (so greedy text repeats and phrases recur)."""
     return seeded_toy(vocab, order, seed, scale=sharp)
+
+
+class CheapSlots(FixedPolicy):
+    """FixedPolicy whose verify slot costs 0.05 of a target step (the default is 0.1)."""
+
+    payoff = Payoff(token_cost=0.05)
 
 
 @attrs.define
@@ -147,31 +154,32 @@ def test_copies_stop_while_the_target_rejects_them():
     [(0.0, True, 1), (0.6, True, 6), (0.99, True, 8), (0.0, False, 8)],
 )
 def test_a_copy_is_cut_to_the_length_its_record_pays_for(continuation, adaptive, expected):
-    """A policy that keeps every deterministic token (fixed k, SVIP: zero entropy) leaves the copy's
-    length to the proposer: each copied token costs target compute (`target_token_cost` of a step)
-    and saves a step only if emitted, so the copy ends where entry * cont**(k-1) drops below that."""
+    """Each copied token is offered with its survival from the copy record; the policy's payoff
+    keeps it while its reach (entry * cont**(k-1)) exceeds a verify slot's price, even under a
+    policy that keeps every deterministic token (fixed k, SVIP: zero entropy). Without
+    `adaptive` no survival is reported and the whole copy is offered."""
     context = [0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 3, 0, 1]  # "0 1" was followed by 2 3 4 5 2 3 4 5
-    proposer = OuroborosProposer(toy(), branches=0, copy_length=8, adaptive=adaptive, target_token_cost=0.05)
+    proposer = OuroborosProposer(toy(), branches=0, copy_length=8, adaptive=adaptive)
     proposer.start(context, SamplingConfig())
     proposer.copies.gate.entry = proposer_rate(0.9)
     proposer.copies.draft_entry = proposer_rate(0.1)
     proposer.copies.gate.cont = proposer_rate(continuation)
-    request = ProposalRequest(context, 16, FixedPolicy(16), SamplingConfig(), TorchSampler(0))
+    request = ProposalRequest(context, 16, CheapSlots(16), SamplingConfig(), TorchSampler(0))
     proposer.copies.offer(request, [])
     tokens = list(request.tokens)
-    # worth_length(0.9, 0.6, 0.05, 8) = 1 + int(log(0.05 / 0.9) / log(0.6)) = 6
+    # 0.9 * 0.6**k > 0.05 for k <= 5: six tokens
     assert tokens == [2, 3, 4, 5, 2, 3, 4, 5][:expected]
 
 
 @pytest.mark.parametrize(("prior", "expected"), [(0.5, 4), (0.75, 8), (0.2, 0)])
 def test_the_copy_prior_sets_the_first_copy_of_a_call(prior, expected):
     """Before a call has any record, the copy gate's rates are `copy_prior`: the first copy is cut
-    to worth_length(prior, prior, cost, 8) (0.5: 1 + int(log(0.1) / log(0.5)) = 4), and a prior below
-    the draft's (1 in 2) leaves the position to the draft model."""
+    where prior**k drops to a verify slot's price (0.5**4 > 0.05 >= 0.5**5: 4 tokens), and a prior
+    below the draft's (1 in 2) leaves the position to the draft model."""
     context = [0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 3, 0, 1]
-    proposer = OuroborosProposer(toy(), branches=0, copy_length=8, target_token_cost=0.05, copy_prior=prior)
+    proposer = OuroborosProposer(toy(), branches=0, copy_length=8, copy_prior=prior)
     proposer.start(context, SamplingConfig())
-    request = ProposalRequest(context, 16, FixedPolicy(16), SamplingConfig(), TorchSampler(0))
+    request = ProposalRequest(context, 16, CheapSlots(16), SamplingConfig(), TorchSampler(0))
     proposer.copies.offer(request, [])
     tokens = list(request.tokens)
     assert tokens == [2, 3, 4, 5, 2, 3, 4, 5][:expected]
@@ -182,9 +190,9 @@ def test_the_copy_prior_sets_the_first_copy_of_a_call(prior, expected):
     [(0.99, 0.9, True), (0.3, 0.3, False), (0.99, 0.1, False)],
 )
 def test_the_draft_model_runs_after_a_copy_only_while_that_pays(continuation, draft_rate, drafts_on):
-    """A draft token after a copy counts only if the whole copy is accepted; a policy sees copies
-    as zero-entropy tokens and cannot judge that, so the proposer ends the draft after a copy
-    unless P(whole copy) x the draft's record pays for a draft forward and a verify token."""
+    """A draft token after a copy counts only if the whole copy is accepted: the proposer reports
+    the draft's own record as the forward's survival, and the policy's payoff ends the draft after
+    the copy unless P(whole copy) x that record pays for a draft forward and a verify slot."""
     context = [0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 3, 0, 1]
     draft = toy()
     proposer = OuroborosProposer(draft, branches=0, copy_length=4)

@@ -7,9 +7,11 @@ as deterministic tokens, each offered to the policy; the draft model reads them 
 forward and drafts on after them. Where the policy refuses the draft model's forward, a copy is
 offered whatever the records say: the alternative is no draft at all.
 
-Fixed k and SVIP keep every deterministic token (zero entropy), so with `adaptive` a copy is cut
-to the length its gate pays for, and the draft model drafts on after a copy only while that pays
-(a draft token after a copy counts only if the whole copy is accepted; a policy cannot judge that).
+With `adaptive`, each copied token is offered with its survival estimate from the copy record
+(the first token's rate, then the rate of each next one), and the draft model's forward after a
+copy with the draft's own first-token record: the policy's payoff cuts the copy where its tokens
+stop paying for their verify slots, and ends the draft after it where a draft forward would not
+pay (a draft token after a copy counts only if the whole copy is accepted).
 """
 
 from __future__ import annotations
@@ -36,10 +38,8 @@ class Copies:
     stats: OuroborosStats
     length: int  # tokens per copy, at most
     candidates: int  # context continuations looked up; the newest is the copy
-    adaptive: bool
+    adaptive: bool  # report survival estimates (the policy's payoff then cuts the copy)
     prior: float  # where the gate's rates start in every call
-    target_token_cost: float  # an extra target token / an emitted token
-    draft_step_cost: float  # a draft forward / a target step
     # first copied token accepted (entry), each next one (cont); an optimistic prior sends long
     # copies until the prompt's own record says otherwise
     gate: CostGate = attrs.field(init=False)
@@ -56,22 +56,17 @@ class Copies:
         self.draft_entry = rate()
         self.placed = []
 
-    def offer(self, request: ProposalRequest, alternatives: list[Alternative]) -> bool:
-        """Offer a copy at the request's position (if one is found and the gate lets it through);
-        with `candidates > 1`, the older continuations go to `alternatives`, hung where they part
-        from the copy. Returns False when the draft is over (the policy stopped, the budget, an end
-        token, or drafting on after the copy does not pay)."""
+    def offer(self, request: ProposalRequest, alternatives: list[Alternative]) -> int:
+        """Offer a copy at the request's position (if one is found and the record prefers it to
+        the draft model); with `candidates > 1`, the older continuations go to `alternatives`,
+        hung where they part from the copy. Returns the number of copied tokens kept."""
         found = self.phrases.find(request.context, list(request.tokens), self.length, self.candidates, pool=False)
-        if not found:
-            return True
-        if self._draft_preferred(request):
-            return True
-        copy = found[0][0][: self._worth(len(found[0][0]))]
-        if not copy:
-            return True
+        if not found or self._draft_preferred(request):
+            return 0
+        copy = found[0][0]
         start = request.position
         # the policy may stop it sooner; a copy it declines leaves the position to the draft model
-        copied = request.offer_each(copy)
+        copied = request.offer_each(copy, self.survivals(len(copy)))
         if copied:
             self.placed.append((start, copied))
             self.stats.copied_tokens += copied
@@ -80,7 +75,7 @@ class Copies:
                 common = common_prefix(other, kept)
                 if common < copied:
                     alternatives.append((Branch(start + common, other[common:]), COPY))
-        return not request.over and (not copied or self.drafting_on_pays(copied))
+        return copied
 
     def _draft_preferred(self, request: ProposalRequest) -> bool:
         """The draft model's token is preferred where it has the better record and the policy lets it run."""
@@ -90,18 +85,16 @@ class Copies:
             and not self.gate.probe()
         )
 
-    def _worth(self, length: int) -> int:
-        """A found copy's tokens worth offering: with `adaptive`, the length its tokens' chance of
-        being emitted pays for."""
-        return self.gate.worth(self.target_token_cost, length) if self.adaptive else length
-
-    def drafting_on_pays(self, length: int) -> bool:
-        """Whether the draft model should draft on after a copy of `length` tokens: while the
-        chance of the whole copy being accepted times its own record pays for a draft forward and
-        the token's verify width."""
+    def survivals(self, length: int) -> list[float] | None:
+        """Each copied token's chance of acceptance after the ones before it (None without `adaptive`)."""
         if not self.adaptive:
-            return True
-        return self.gate.reach(length) * self.draft_entry.value >= self.draft_step_cost + self.target_token_cost
+            return None
+        return [self.gate.entry.value] + [self.gate.cont.value] * (length - 1)
+
+    def draft_survival(self, copied: int) -> float | None:
+        """The draft model's first token's chance of acceptance after a copy of `copied` tokens
+        (None when nothing was copied, or without `adaptive`)."""
+        return self.draft_entry.value if copied and self.adaptive else None
 
     def learn(self, drafted: int, accepted: int) -> None:
         """Update the copy gate (first copied token accepted? how far on?) and the draft's own

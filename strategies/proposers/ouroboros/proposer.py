@@ -49,8 +49,7 @@ class OuroborosProposer(ModelCounters):
     max_ngram: int = attrs.field(default=2, validator=positive_int)  # context lookup n-gram size
     adaptive: bool = attrs.field(default=True, validator=boolean)  # gate phrases and branches by their payoff
     draft_token_cost: float = attrs.field(default=0.15, validator=finite_in(0.0, 1.0))  # extra draft-forward token / a draft forward
-    target_token_cost: float = attrs.field(default=0.1, validator=finite_in(0.0, 1.0))  # extra target token / an emitted token
-    draft_step_cost: float = attrs.field(default=0.15, validator=finite_in(0.0, 1.0))  # a draft forward / a target step
+    target_token_cost: float = attrs.field(default=0.1, validator=finite_in(0.0, 1.0))  # extra target token / an emitted token (branches)
     copy: bool = attrs.field(default=True, validator=boolean)  # propose context copies directly (gated)
     copy_length: int = attrs.field(default=10, validator=positive_int)  # tokens per copy, at most
     copy_candidates: int = attrs.field(default=1, validator=positive_int)  # context continuations per copy; the others become branches
@@ -91,9 +90,8 @@ class OuroborosProposer(ModelCounters):
             index, self.pool, self.max_ngram, self.phrase_length, self.draft_phrases, self.adaptive, self.draft_token_cost
         )
         self.copies = Copies(
-            self.phrases, self.stats, self.copy_length, self.copy_candidates, self.adaptive,
-            self.copy_prior, self.target_token_cost, self.draft_step_cost,
-        )  # fmt: skip
+            self.phrases, self.stats, self.copy_length, self.copy_candidates, self.adaptive, self.copy_prior
+        )
         self.branching = Branches(
             self.phrases, self.stats, self.branches, self.branch_length, self.pool_branches, self.adaptive, self.target_token_cost
         )
@@ -155,9 +153,8 @@ class OuroborosProposer(ModelCounters):
         self.copies.placed = []
         while True:
             if not pending:
-                if self.copy and not self.copies.offer(request, alternatives):
-                    break
-                if not request.may_forward():
+                copied = self.copies.offer(request, alternatives) if self.copy else 0
+                if not request.may_forward(self.copies.draft_survival(copied)):
                     break
                 tokens = list(request.tokens)
                 room = request.budget - len(tokens) - 1  # phrase tokens this forward may add
