@@ -19,6 +19,7 @@ import attrs
 from specdec.assembly import build_strategies
 from specdec.draft import EMPTY_DRAFT, Draft
 from specdec.errors import ConfigurationError, InputError, VocabularyMismatchError
+from specdec.exclusive import claimed, models_of
 from specdec.generation_options import resolve_options
 from specdec.integrations.base import (
     GenerationDefaults,
@@ -46,7 +47,8 @@ class Decoder:
     `proposer` are strategy objects or registered names, whose parameters go in `policy_params` /
     `proposer_params`; a proposer given by name that drafts with a model gets `draft`, and
     `draft=` alone means the `draft` proposer. `Decoder(target)` decodes with the target alone (the
-    baseline), through the same loop and adapter.
+    baseline), through the same loop and adapter. A Decoder, and each model, runs one generation at
+    a time (`specdec.exclusive`): another at once raises `ConcurrentUseError`.
     """
 
     target: LanguageModel
@@ -181,6 +183,11 @@ class _Run:
         self.result: GenerationResult | None = None
 
     def __iter__(self) -> Iterator[list[int]]:
+        d = self.d
+        with claimed(d, [d.target, *models_of(d.proposer, d.policy)]):  # one generation at a time on each
+            yield from self._rounds()
+
+    def _rounds(self) -> Iterator[list[int]]:
         d, sampling, sampler = self.d, self.sampling, self.sampler
         target, proposer, policy = d.target, d.proposer, d.policy
         eos = self.eos  # the target's end tokens, or this call's eos_token_id
