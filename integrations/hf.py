@@ -157,6 +157,13 @@ class HFModel:
     def _view(self, model: Any, name: str, stack: Any = None) -> "HFModel":
         return HFModel(model, self.codec.tokenizer if self.codec else None, name=name, lean=self.lean, stack=stack)
 
+    def sibling(self) -> "HFModel":
+        """Another handle on this model's weights (and trimmed head) with its own empty cache: one
+        per sequence when several sequences draft with one model at once (a vLLM batch)."""
+        view = self._view(self.model, self.name, self.stack.sibling())
+        view._head_ids, view._head = self._head_ids, self._head
+        return view
+
     def with_head_subset(self, token_ids: Sequence[int]) -> "HFModel":
         """A view of this model whose LM head scores only `token_ids` (others get -inf logits).
 

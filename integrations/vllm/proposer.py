@@ -1,0 +1,236 @@
+"""The proposer vLLM builds for `method: custom_class`: specdec's policies and proposers, per request.
+
+vLLM calls `propose` once per engine step with one row per running request. Each request gets its
+own specdec policy and proposer (built through the registry when the request first appears, with
+its own draft-model cache; dropped when vLLM reports it finished), so they run exactly as in
+specdec's own loop, one round per step:
+
+1. the tokens vLLM just emitted for the row are the verdict on the draft sent last step: the
+   leading ones that equal the draft were accepted, the last is the correction or bonus token
+   (vLLM's rejection sampler decided; this only reads what it decided). That `Verification` goes
+   to the request's policy and proposer;
+2. the policy caps the next draft (0 is allowed: the row is then a plain target step) and the
+   proposer drafts through a `ProposalRequest`, as in `specdec.Decoder`.
+
+Drafts are always greedy (argmax or deterministic copies): vLLM verifies custom drafts as
+deterministic proposals (one-hot q), which is exact at every temperature only for tokens that were
+not drawn at random. vLLM does not show a custom proposer the target's logits, so
+`Verification.target_argmax` stays empty.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar, Sequence
+
+import attrs
+
+from specdec.errors import ConfigurationError, VocabularyMismatchError
+from specdec.integrations.base import LanguageModel, as_model
+from specdec.policy import LengthPolicy, RoundState
+from specdec.proposer import ProposalRequest, Proposer
+from specdec.samplers import TorchSampler
+from specdec.sampling import SamplingConfig
+from specdec.verification import Verification
+
+from . import patch
+from .options import VllmOptions
+
+GREEDY = SamplingConfig()  # drafts are argmax or copies whatever the request's temperature (see above)
+
+
+@attrs.define
+class RequestState:
+    """One request's strategies and the round in flight."""
+
+    policy: LengthPolicy
+    proposer: Proposer
+    prompt_length: int
+    context: list[int]
+    draft: tuple[int, ...] | None = None  # sent last step, awaiting vLLM's verdict
+    draft_forwards: int = 0
+    draft_seconds: float = 0.0
+
+
+@attrs.define
+class Totals:
+    """What the proposer did since the engine started, as specdec counted it (read them with
+    `engine_stats`): rounds fed back, tokens drafted and accepted, requests begun and finished."""
+
+    rounds: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    requests_started: int = 0
+    requests_finished: int = 0
+    live_requests: int = 0
+    draft_seconds: float = 0.0
+
+
+def fork(model: LanguageModel) -> LanguageModel:
+    """A handle on `model`'s weights with its own cache (one per request); a model that cannot
+    make one is shared, which stays exact (`SequenceCache` re-reads a context it lost) but slow."""
+    sibling = getattr(model, "sibling", None)
+    return sibling() if callable(sibling) else model
+
+
+class SpecdecProposer:
+    """vLLM's custom proposer running specdec strategies; `configured` binds `options` per engine."""
+
+    options: ClassVar[VllmOptions]
+    wants_batch_rows = True  # asks `patch` for the request ids of the rows
+
+    def __init__(self, vllm_config: Any) -> None:
+        patch.apply()
+        spec = vllm_config.speculative_config
+        self.k = int(spec.num_speculative_tokens)
+        if self.k < self.options.num_speculative_tokens:
+            raise ConfigurationError(
+                f"num_speculative_tokens is {self.k} but specdec's options were made for {self.options.num_speculative_tokens}: "
+                "change both through speculative_config()"
+            )
+        model_config = vllm_config.model_config
+        self.max_model_len = int(model_config.max_model_len)
+        self.vocab_size = int(model_config.get_vocab_size())
+        self.eos_token_ids = _eos_ids(model_config.hf_config)
+        self.batch_rows: patch.BatchRows | None = None
+        self.requests: dict[str, RequestState] = {}
+        self.totals = Totals()
+        self._draft_model: LanguageModel | None = None
+        self._step_end: float | None = None
+        from specdec.plugins import registry
+
+        reg = registry()
+        self._policy_entry = reg.get("policy", self.options.policy)
+        self._proposer_entry = reg.get("proposer", self.options.proposer)
+
+    def load_model(self, target_model: Any = None) -> None:
+        """Load the draft model once (per-request handles share its weights)."""
+        if self.options.draft is None:
+            return
+        draft = as_model(self.options.draft, require_tokenizer=False)
+        if draft.vocab_size > self.vocab_size:
+            raise VocabularyMismatchError(
+                f"the draft {self.options.draft!r} has {draft.vocab_size} tokens but the target {self.vocab_size}: "
+                "a draft model must share the target's tokenizer"
+            )
+        self._draft_model = draft
+
+    # ------------------------------------------------------------------ per request
+    def _begin(self, req_id: str, context: list[int], prompt_length: int) -> RequestState:
+        resources = {} if self._draft_model is None else {"model": fork(self._draft_model)}
+        policy = self._policy_entry.build(self.options.policy_params, **resources)
+        proposer = self._proposer_entry.build(self.options.proposer_params, **resources)
+        policy.start()
+        proposer.start(context[:prompt_length], GREEDY)
+        state = RequestState(policy, proposer, prompt_length, context)
+        self.requests[req_id] = state
+        self.totals.requests_started += 1
+        self.totals.live_requests = len(self.requests)
+        return state
+
+    def finish(self, req_ids: Sequence[str]) -> None:
+        """Drop the state of requests vLLM finished or aborted (called by `patch`)."""
+        for req_id in req_ids:
+            if self.requests.pop(req_id, None) is not None:
+                self.totals.requests_finished += 1
+        self.totals.live_requests = len(self.requests)
+
+    def _feed_back(self, state: RequestState, sampled: Sequence[int], verify_seconds: float) -> None:
+        """The verdict on the last draft, read from the tokens vLLM emitted for it."""
+        draft = state.draft or ()
+        accepted = 0
+        while accepted < min(len(draft), len(sampled) - 1) and sampled[accepted] == draft[accepted]:
+            accepted += 1
+        verdict = Verification(
+            drafted=len(draft),
+            accepted=accepted,
+            tokens=tuple(sampled),
+            eos=sampled[-1] in self.eos_token_ids,
+            draft_seconds=state.draft_seconds,
+            verify_seconds=verify_seconds,
+            context_length=len(state.context) - len(sampled),
+            draft_forwards=state.draft_forwards,
+        )
+        state.policy.observe(verdict)
+        state.proposer.observe(verdict)
+        self.totals.rounds += 1
+        self.totals.drafted += len(draft)
+        self.totals.accepted += accepted
+
+    def _draft(self, state: RequestState, max_tokens: int | None) -> list[int]:
+        """One round's draft for one request (possibly empty)."""
+        started = time.perf_counter()
+        context = state.context
+        generated = len(context) - state.prompt_length
+        remaining = (max_tokens - generated) if max_tokens is not None else self.max_model_len - len(context)
+        remaining = min(remaining, self.max_model_len - len(context))
+        budget = 0
+        if remaining > 1:
+            round_state = RoundState(len(context), generated, remaining, state.proposer.pending(context))
+            budget = min(state.policy.begin_round(round_state), remaining - 1, self.k)
+        tokens: tuple[int, ...] = ()
+        forwards = 0
+        if budget > 0:
+            request = ProposalRequest(context, budget, state.policy, GREEDY, TorchSampler(0), self.eos_token_ids)
+            draft = state.proposer.propose(request)
+            if len(draft) > budget or draft.branches or any(not 0 <= t < self.vocab_size for t in draft.tokens):
+                raise ConfigurationError(
+                    f"the proposer {state.proposer.name!r} returned a draft vLLM cannot verify: at most {budget} tokens "
+                    f"below {self.vocab_size}, no branches; got {len(draft)} tokens and {len(draft.branches)} branches"
+                )
+            tokens, forwards = draft.tokens, draft.forwards
+        state.draft, state.draft_forwards = tokens, forwards
+        state.draft_seconds = time.perf_counter() - started
+        self.totals.draft_seconds += state.draft_seconds
+        return list(tokens)
+
+    # ------------------------------------------------------------------ vLLM's call
+    def propose(
+        self,
+        sampled_token_ids: list[list[int]],
+        num_tokens_no_spec: Any,
+        token_ids_cpu: Any,
+        slot_mappings: Any = None,
+        **_: Any,
+    ) -> list[list[int]]:
+        """One draft per row (ragged: each row's own length, 0 allowed)."""
+        now = time.perf_counter()
+        step_seconds = now - self._step_end if self._step_end is not None else 0.0
+        rows = self.batch_rows
+        if rows is None or len(rows.req_ids) < len(sampled_token_ids):
+            raise ConfigurationError("vLLM called the specdec proposer without the request ids of its rows: the runner patch is not in place")
+        drafts: list[list[int]] = []
+        for i, sampled in enumerate(sampled_token_ids):
+            req_id = rows.req_ids[i]
+            if not sampled:  # a prompt still being read in chunks: nothing to verify or draft yet
+                drafts.append([])
+                continue
+            sampled = [int(t) for t in sampled]
+            length = int(num_tokens_no_spec[i])
+            state = self.requests.get(req_id)
+            if state is None:
+                context = token_ids_cpu[i, :length].tolist()
+                prompt_length = rows.prompt_length(req_id) or length - len(sampled)
+                state = self._begin(req_id, context, prompt_length)
+            else:
+                state.context.extend(sampled)
+                if len(state.context) != length:  # resumed after preemption, or out of step: re-read the row
+                    state.context[:] = token_ids_cpu[i, :length].tolist()
+                if state.draft is not None:
+                    self._feed_back(state, sampled, step_seconds)
+            drafts.append(self._draft(state, rows.max_tokens(req_id)))
+        self.batch_rows = None
+        self._step_end = time.perf_counter()
+        return drafts
+
+    def stats(self) -> dict[str, Any]:
+        """`Totals` as a dict (what `engine_stats` returns)."""
+        return attrs.asdict(self.totals)
+
+
+def _eos_ids(hf_config: Any) -> frozenset[int]:
+    eos = getattr(hf_config, "eos_token_id", None)
+    if eos is None:
+        return frozenset()
+    return frozenset(int(t) for t in (eos if isinstance(eos, (list, tuple)) else [eos]))
+
