@@ -4,23 +4,29 @@ What a transformers user holds is accepted as it is: a path (str or `pathlib.Pat
 already cached here, or a loaded `PreTrainedModel` (its tokenizer is then the one passed, else
 the one its `name_or_path` names, if that loads without a download). A directory holding only a
 `.gguf` file is read through transformers' GGUF reader (which dequantises to float32,
-slowly) once, and a safetensors copy is cached under `SPECDEC_CACHE` so later loads are fast.
-Kept apart from `hf.py`, which holds the loaded model and its forward.
+slowly) once, and a safetensors copy is cached under `SPECDEC_CACHE` so later loads are fast
+(`gguf_cache`). A directory's files are checked first (`model_files`), so that a damaged model
+is one error naming the file instead of a reader's traceback. Kept apart from `hf.py`, which
+holds the loaded model and its forward.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from specdec.defaults import cache_root
-from specdec.errors import ConfigurationError, ModelNotFoundError
+from specdec.errors import ConfigurationError, ModelFileError, ModelNotFoundError
 
+from .gguf_cache import InMemory, converted_gguf
 from .hf import HFModel
+from .model_files import AGAIN, check_model_directory, has_tokenizer
+from .remote_code import NO_REMOTE_CODE, refuse_custom_code
+
+# what transformers raises on files it cannot make sense of (after `check_model_directory`)
+_LOAD_ERRORS = (ValueError, KeyError, IndexError, TypeError, RuntimeError)
 
 
 def load_model(
@@ -42,7 +48,7 @@ def load_model(
     `lean=False` keeps transformers' own forward for llama models too (see `decoder_stack`), as
     does asking for a transformers attention implementation.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+    from transformers import AutoModelForCausalLM, PreTrainedModel
 
     if isinstance(source, PreTrainedModel):
         if tokenizer is None:
@@ -53,29 +59,51 @@ def load_model(
             f"cannot load a model from {type(source).__name__}: give a path, a cached hub id or a transformers model"
         )
     path = Path(source).expanduser()
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    kwargs: dict[str, Any] = {"dtype": dtype, **NO_REMOTE_CODE}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if path.is_dir():
+        refuse_custom_code(path)
         ggufs = sorted(path.glob("*.gguf"))
         if ggufs and not (path / "config.json").exists():
-            path = _converted_gguf(path, ggufs[0])
+            copy = converted_gguf(path, ggufs[0])
+            if isinstance(copy, InMemory):
+                tokenizer = copy.tokenizer if tokenizer is None else tokenizer
+                return HFModel(copy.model.to(dtype), tokenizer, name=path.name, threads=threads, lean=lean and not attn_implementation)
+            path = copy
+        else:
+            check_model_directory(path, tokenizer=tokenizer is None and require_tokenizer)
         location = str(path)
         name = Path(source).name
+        wants_tokenizer = tokenizer is None and (require_tokenizer or has_tokenizer(path))
     elif _looks_like_path(str(source)):
         raise ModelNotFoundError(f"model path {str(source)!r} does not exist")
     else:
         location = name = str(source)
+        wants_tokenizer = tokenizer is None
     try:
-        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
-        if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(location)
+        model = AutoModelForCausalLM.from_pretrained(location, use_safetensors=True, **kwargs)
     except OSError as error:
         raise ModelNotFoundError(
             f"cannot load model {str(source)!r}: not a local model directory, and not a hub id cached on this "
             f"machine (downloads are off here). Pass a directory holding the model's weights and tokenizer. ({error})"
         ) from None
+    except _LOAD_ERRORS as error:
+        raise ModelFileError(f"cannot load the model in {location} ({type(error).__name__}: {error}); {AGAIN}") from None
+    if wants_tokenizer:
+        tokenizer = _tokenizer(location)
     return HFModel(model, tokenizer, name=name, threads=threads, lean=lean and not attn_implementation)
+
+
+def _tokenizer(location: str) -> Any:
+    """The tokenizer beside a model; one that does not load is the model's fault, whatever the
+    tokenizers library raises for it."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(location, **NO_REMOTE_CODE)
+    except Exception as error:  # the tokenizers library raises plain Exceptions for damaged files
+        raise ModelFileError(f"cannot load the tokenizer of {location} ({type(error).__name__}: {error}); {AGAIN}") from None
 
 
 def _local_tokenizer(name_or_path: str, required: bool) -> Any:
@@ -84,7 +112,7 @@ def _local_tokenizer(name_or_path: str, required: bool) -> Any:
 
     try:
         if name_or_path:
-            return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+            return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True, **NO_REMOTE_CODE)
     except (OSError, ValueError):
         pass
     if required:
@@ -94,33 +122,3 @@ def _local_tokenizer(name_or_path: str, required: bool) -> Any:
 
 def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or os.sep in source and source.count("/") != 1
-
-
-def _converted_gguf(directory: Path, gguf: Path) -> Path:
-    """A safetensors copy of a GGUF model (made once: dequantising the GGUF is slow, so its
-    progress is reported on stderr)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from specdec.progress import reporting
-
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache_root() / "converted" / f"{directory.name}-{key}"
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
-        return target
-    what = f"converting {gguf.name} to safetensors in {target} (once per model file)"
-    with reporting(what, done=f"converted {gguf.name}", total=4) as progress:  # the four steps below
-        loaded = AutoModelForCausalLM.from_pretrained(str(directory), gguf_file=gguf.name, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf.name)
-        progress.advance()
-        rebuilt = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
-        rebuilt.load_state_dict(loaded.state_dict())
-        rebuilt.generation_config = loaded.generation_config
-        progress.advance()
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        rebuilt.save_pretrained(tmp)
-        progress.advance()
-        tokenizer.save_pretrained(tmp)
-        tmp.replace(target) if not target.exists() else None
-        progress.advance()
-    return target

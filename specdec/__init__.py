@@ -3,8 +3,10 @@
 from specdec.decoder import Decoder
 from specdec.draft import Draft
 from specdec.errors import (
+    CacheError,
     ConfigurationError,
     InputError,
+    ModelFileError,
     ModelNotFoundError,
     NonFiniteLogitsError,
     PluginError,
@@ -23,6 +25,7 @@ from specdec.verifier import Verifier
 __version__ = "0.1.0"
 
 __all__ = [
+    "CacheError",
     "ConfigurationError",
     "Decision",
     "Decoder",
@@ -32,6 +35,7 @@ __all__ = [
     "GenerationStats",
     "InputError",
     "LengthPolicy",
+    "ModelFileError",
     "ModelNotFoundError",
     "NonFiniteLogitsError",
     "PluginError",

@@ -19,6 +19,14 @@ class ModelNotFoundError(SpecdecError, FileNotFoundError):
     """A model path or hub id could not be resolved locally."""
 
 
+class ModelFileError(SpecdecError, ValueError):
+    """A model's files are missing, incomplete, damaged or in a format specdec does not read."""
+
+
+class CacheError(SpecdecError, OSError):
+    """specdec's cache cannot take what must be written to it (a full disk)."""
+
+
 class VocabularyMismatchError(ConfigurationError):
     """Target and draft do not share a vocabulary, so draft tokens would mean other words."""
 

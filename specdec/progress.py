@@ -64,6 +64,11 @@ class Progress:
                 _say(f"{done} in {seconds:.1f} s")
 
 
+def note(text: str) -> None:
+    """`specdec: note: TEXT` on stderr: something the user should know that is not an error."""
+    _say(f"note: {text}")
+
+
 def _say(line: str) -> None:
     print(PREFIX + line, file=sys.stderr, flush=True)
 
