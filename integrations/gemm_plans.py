@@ -24,6 +24,7 @@ from specdec.machine import cpu_model
 from specdec.progress import Progress, reporting
 
 PLAN_FILE = "gemm-plans.json"
+MAX_PLAN_FILE = 1 << 20  # bytes: thousands of plans; a larger file is not one specdec wrote
 
 
 class Rung(NamedTuple):
@@ -59,25 +60,71 @@ def load_saved_plans() -> dict[str, Any]:
     """The saved plans ({} when there are none; an unreadable file is reported and ignored)."""
     path = plan_file()
     try:
+        if path.stat().st_size > MAX_PLAN_FILE:
+            raise ValueError(f"larger than {MAX_PLAN_FILE} bytes")
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as error:
-        warnings.warn(f"ignoring the saved GEMM plans in {path} ({error}); measuring instead", stacklevel=2)
+    except (OSError, ValueError, RecursionError) as error:  # RecursionError: nesting deeper than json reads
+        warnings.warn(f"ignoring the saved GEMM plans in {path} ({type(error).__name__}: {error}); measuring instead", stacklevel=2)
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        warnings.warn(f"ignoring the saved GEMM plans in {path} (not a JSON object); measuring instead", stacklevel=2)
+        return {}
+    return data
 
 
-def parse_plan(entry: Any, kernels: Sequence[str]) -> Plan | None:
-    """A saved plan ([[rows, kernel, pad], ...]) if it is well formed and its kernels are among
-    `kernels` (those that run here)."""
-    try:
-        plan = tuple(Rung(int(rows), str(kernel), int(pad)) for rows, kernel, pad in entry)
-    except (TypeError, ValueError):
+def saved_plan(key: str, kernels: Sequence[str], rungs: Sequence[int]) -> Plan | None:
+    """The plan saved for `key`, if there is one and `plan_problem` finds nothing wrong with it; a
+    bad one is reported and ignored (measured again, and replaced when saved)."""
+    entry = load_saved_plans().get(key)
+    if entry is None:
         return None
-    ascending = all(a.rows < b.rows for a, b in zip(plan, plan[1:]))
-    valid = all(r.kernel in kernels and (r.pad == 0 or r.pad > r.rows) for r in plan)
-    return plan if plan and ascending and valid else None
+    problem = plan_problem(entry, kernels, rungs)
+    if problem:
+        warnings.warn(f"ignoring the saved GEMM plan for {key} in {plan_file()} ({problem}); measuring again", stacklevel=2)
+        return None
+    return parse_plan(entry, kernels, rungs)
+
+
+def parse_plan(entry: Any, kernels: Sequence[str], rungs: Sequence[int]) -> Plan | None:
+    """A saved plan ([[rows, kernel, pad], ...]) if `plan_problem` finds nothing wrong with it."""
+    if plan_problem(entry, kernels, rungs):
+        return None
+    return tuple(Rung(rows, kernel, pad) for rows, kernel, pad in entry)
+
+
+def plan_problem(entry: Any, kernels: Sequence[str], rungs: Sequence[int]) -> str | None:
+    """What makes `entry` no plan this process could have measured (None: nothing).
+
+    A plan is read from a file anyone may edit, and a pad is the row count a product is padded
+    to: every row count must be a rung of the ladder (`rungs`), the kernels among `kernels` (those
+    that run here), the rows ascending and each pad 0 or a larger rung.
+    """
+    if not isinstance(entry, list) or not 0 < len(entry) <= len(rungs):
+        return f"expected a list of at most {len(rungs)} [rows, kernel, pad] rungs"
+    for rung in entry:
+        if not (isinstance(rung, list) and len(rung) == 3):
+            return f"a rung is {_short(rung)}, not [rows, kernel, pad]"
+        rows, kernel, pad = rung
+        if not _whole(rows) or rows not in rungs:
+            return f"rows {_short(rows)} is not one of the ladder's row counts {list(rungs)}"
+        if kernel not in kernels:
+            return f"kernel {_short(kernel)} is not one of {', '.join(kernels)}"
+        if not _whole(pad) or (pad != 0 and (pad not in rungs or pad <= rows)):
+            return f"pad {_short(pad)} for {rows} rows is neither 0 nor a larger row count of the ladder"
+    if any(a[0] >= b[0] for a, b in zip(entry, entry[1:])):
+        return "the rows are not ascending"
+    return None
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def save_plan(key: str, plan: Plan) -> None:

@@ -207,7 +207,7 @@ def kernel_plan(out_features: int, in_features: int, dtype: torch.dtype = torch.
     plans = gemm_plans.process_plans
     if key not in plans:
         saved_key = gemm_plans.machine_key(out_features, in_features, dtype, kernels, measuring_method())
-        plan = gemm_plans.parse_plan(gemm_plans.load_saved_plans().get(saved_key), kernels) if setting == "auto" else None
+        plan = gemm_plans.saved_plan(saved_key, kernels, ROW_LADDER) if setting == "auto" else None
         if plan is None:
             with gemm_plans.timing_reported(out_features, in_features, dtype, saved=setting == "auto"):
                 plan = choose(measure(out_features, in_features, kernels))

@@ -229,28 +229,51 @@ def test_fresh_measures_in_every_process_and_saves_nothing(monkeypatch, tmp_path
     assert not G.plan_file().exists()
 
 
-@pytest.mark.parametrize(
-    "content",
-    [
-        "{not json",
-        '{"KEY": [[1, "no-such-kernel", 0]]}',
-        '{"KEY": [[4, "linear", 0], [1, "onednn", 0]]}',  # rows not ascending
-        '{"KEY": [[1, "linear", 1]]}',  # padded to its own row count
-        '{"KEY": "onednn"}',
-        '["a list"]',
-    ],
-)
-def test_a_bad_saved_plan_is_measured_again_and_replaced(monkeypatch, tmp_path, content):
+# (file content, what the warning says): each is ignored, measured again and replaced
+BAD_PLANS = [
+    ("{not json", "ignoring the saved GEMM plans in"),
+    ('["a list"]', "not a JSON object"),
+    ("[" * 100_000 + "]" * 100_000, "RecursionError"),
+    ('{"KEY": [[1, "no-such-kernel", 0]]}', "kernel 'no-such-kernel' is not one of linear, onednn"),
+    ('{"KEY": [[4, "linear", 0], [1, "onednn", 0]]}', "the rows are not ascending"),
+    ('{"KEY": [[1, "linear", 1]]}', "pad 1 for 1 rows is neither 0 nor a larger row count"),
+    ('{"KEY": [[1, "linear", 1e12]]}', "pad 1000000000000.0 for 1 rows"),
+    ('{"KEY": [[1, "linear", 200000]]}', "pad 200000 for 1 rows"),
+    ('{"KEY": [[1, "linear", 5]]}', "pad 5 for 1 rows"),
+    ('{"KEY": [[1, "linear", 1e400]]}', "pad inf for 1 rows"),
+    ('{"KEY": [[1e400, "linear", 0]]}', "rows inf is not one of the ladder's row counts"),
+    ('{"KEY": [[4.0, "linear", 0]]}', "rows 4.0 is not one of"),
+    ('{"KEY": [[true, "linear", 0]]}', "rows True is not one of"),
+    ('{"KEY": [[100, "linear", 0]]}', "rows 100 is not one of"),
+    ('{"KEY": [[1, "linear"]]}', "a rung is [1, 'linear'], not [rows, kernel, pad]"),
+    ('{"KEY": "onednn"}', "expected a list of at most 11 [rows, kernel, pad] rungs"),
+    ('{"KEY": [' + ", ".join(['[1, "linear", 0]'] * 12) + "]}", "expected a list of at most 11"),
+]
+
+
+@pytest.mark.parametrize("content, says", BAD_PLANS, ids=lambda v: v[:40] if isinstance(v, str) else None)
+def test_a_bad_saved_plan_is_reported_measured_again_and_replaced(monkeypatch, tmp_path, content, says):
     fake = FakeMeasuring(monkeypatch, tmp_path)
     key = G.machine_key(40, 24, torch.float32, ["linear", "onednn"], P.measuring_method())
     G.plan_file().parent.mkdir(parents=True)
     G.plan_file().write_text(content.replace("KEY", key))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        projection = P.FloatProjection([torch.randn(40, 24)])
+    assert projection.plan == PLAN and fake.measured == [(40, 24)]
+    x = torch.randn(3, 24)
+    assert torch.allclose(projection(x), torch.nn.functional.linear(x, projection.weight), atol=1e-5)
+    assert any(says in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert G.parse_plan(G.load_saved_plans()[key], ["linear", "onednn"], P.ROW_LADDER) == PLAN
+
+
+def test_an_oversized_plan_file_is_ignored(monkeypatch, tmp_path):
+    fake = FakeMeasuring(monkeypatch, tmp_path)
+    G.plan_file().parent.mkdir(parents=True)
+    G.plan_file().write_text(" " * (G.MAX_PLAN_FILE + 1) + "{}")
+    with pytest.warns(UserWarning, match="larger than"):
         assert P.kernel_plan(40, 24) == PLAN
     assert fake.measured == [(40, 24)]
-    assert any("ignoring the saved GEMM plans" in str(w.message) for w in caught) == (content == "{not json")
-    assert G.parse_plan(G.load_saved_plans()[key], ["linear", "onednn"]) == PLAN
 
 
 def test_an_unwritable_cache_is_reported_and_the_plan_still_serves(monkeypatch, tmp_path):
