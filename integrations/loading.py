@@ -50,6 +50,8 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, PreTrainedModel
 
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigurationError(f"threads must be an integer >= 1 (or None: torch's choice), got {threads!r}")
     if isinstance(source, PreTrainedModel):
         if tokenizer is None:
             tokenizer = _local_tokenizer(source.name_or_path, require_tokenizer)

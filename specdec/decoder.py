@@ -20,7 +20,7 @@ from specdec.assembly import build_strategies
 from specdec.draft import EMPTY_DRAFT, Draft
 from specdec.errors import ConfigurationError, InputError, VocabularyMismatchError
 from specdec.exclusive import claimed, models_of
-from specdec.generation_options import resolve_options
+from specdec.generation_options import checked_seed, resolve_options
 from specdec.integrations.base import (
     GenerationDefaults,
     LanguageModel,
@@ -36,6 +36,7 @@ from specdec.sequence_cache import SequenceCache
 from specdec.stats import GenerationResult, StatsRecorder
 from specdec.streaming import StreamerFeed, checked_streamer
 from specdec.verifier import Verifier
+from specdec.vocabulary import check_same_tokenizer
 
 
 @attrs.define
@@ -77,6 +78,7 @@ class Decoder:
                     f"the proposer {self.proposer.name!r} drafts over {vocab} tokens but the target "
                     f"{self.target.name!r} has {self.target.vocab_size}; a draft model must share the target's tokenizer"
                 )
+            check_same_tokenizer(self.target, getattr(self.proposer, "model", None), self.target.vocab_size)
         self._cache = SequenceCache(self.target)
 
     # ------------------------------------------------------------------ public API
@@ -148,7 +150,7 @@ class Decoder:
         if settings.stop and self.codec is None:
             raise InputError("stop strings need a tokenizer")
         eos = self.target.eos_token_ids if settings.eos is None else settings.eos
-        sampler = sampler or TorchSampler(seed)  # the one place a seed becomes a sampler
+        sampler = sampler or TorchSampler(checked_seed(seed))  # the one place a seed becomes a sampler
         return _Run(self, ids, min(requested, room), requested, settings.sampling, sampler, settings.stop, eos, feed)
 
     def _context_room(self, prompt_length: int) -> int:

@@ -20,6 +20,7 @@ import attrs
 from specdec.errors import ConfigurationError, InputError
 from specdec.sampling import SamplingConfig
 
+SEEDS = (-(2**63), 2**64 - 1)  # the seeds torch.Generator.manual_seed takes (64 bits, signed or not)
 DEFAULT_MAX_NEW_TOKENS = 128  # when neither max_new_tokens nor max_length is given
 TRANSFORMERS_DEFAULTS: dict[str, Any] = {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0}
 
@@ -104,9 +105,20 @@ def resolve_options(
         sampling,
         _positive("max_new_tokens", value("max_new_tokens")),
         _positive("max_length", value("max_length")),
-        tuple(stop) + _strings(value("stop_strings", user)),
+        stop_strings(stop) + stop_strings(value("stop_strings", user), "stop_strings"),
         _token_set(value("eos_token_id", user)),
     )
+
+
+def checked_seed(seed: Any) -> int | None:
+    """`seed` if it is None or an integer torch can seed with; else a `ConfigurationError`."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigurationError(f"seed must be an integer or None, got {type(seed).__name__} {seed!r}")
+    if not SEEDS[0] <= seed <= SEEDS[1]:
+        raise ConfigurationError(f"seed must fit in 64 bits ({SEEDS[0]} to {SEEDS[1]}), got {seed}")
+    return seed
 
 
 def _fields(config: Any) -> dict[str, Any]:
@@ -137,10 +149,20 @@ def _positive(name: str, value: Any) -> int | None:
     return value
 
 
-def _strings(value: Any) -> tuple[str, ...]:
+def stop_strings(value: Any, name: str = "stop") -> tuple[str, ...]:
+    """A stop string or a sequence of them as a tuple: a str is one stop string, never split into
+    its characters; anything but strings is a `ConfigurationError`."""
     if value is None:
         return ()
-    return (value,) if isinstance(value, str) else tuple(value)
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (bytes, bytearray)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ConfigurationError(f"{name} must be a string or a list of strings, got {type(value).__name__} {value!r}")
+    strings = tuple(value)
+    odd = [s for s in strings if not isinstance(s, str)]
+    if odd:
+        raise ConfigurationError(f"{name} must hold strings only, got {type(odd[0]).__name__} {odd[0]!r}")
+    return strings
 
 
 def _token_set(value: Any) -> frozenset[int] | None:

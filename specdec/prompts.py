@@ -8,6 +8,7 @@ none; any other padding, or a batch of several rows, is refused rather than deco
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Mapping, Sequence, Union
 
 import torch
@@ -60,6 +61,8 @@ def prompt_ids(
 def _encode_text(codec: TextCodec | None, prompt: Any, chat: bool) -> list[int]:
     if isinstance(prompt, str) and not prompt:
         raise InputError("the prompt is empty")
+    for text in [prompt] if isinstance(prompt, str) else [m.get("content") for m in prompt]:
+        _check_unicode(text)
     if codec is None:
         raise InputError("this target has no tokenizer: pass token ids instead of text (or tokenizer= when building the Decoder)")
     if chat:
@@ -69,9 +72,28 @@ def _encode_text(codec: TextCodec | None, prompt: Any, chat: bool) -> list[int]:
     return list(codec.encode(prompt))
 
 
-def _one_row(value: Any, what: str) -> list[int]:
-    """A [n] or [1, n] tensor, or a list (of one list), as a list of ints."""
+def _check_unicode(text: Any) -> None:
+    """Text a tokenizer can encode: bytes that were not UTF-8 reach Python as lone surrogates
+    (a command line's `surrogateescape`), which no tokenizer takes."""
+    if not isinstance(text, str):
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InputError(
+            f"the prompt is not valid UTF-8 text (character {error.start}: {text[error.start]!r}, from a byte that is "
+            "not UTF-8); pass the text encoded as UTF-8"
+        ) from None
+
+
+def _one_row(value: Any, what: str, *, integers: bool = True) -> list[int]:
+    """A [n] or [1, n] tensor, or a list (of one list), as a list of ints; with `integers`, only
+    integer values are taken (a float or a byte string is not a token id)."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)) or not _iterable(value):
+        raise InputError(f"{what} must be token ids (a list or tensor of integers), got {type(value).__name__} {_short(value)}")
     if isinstance(value, torch.Tensor):
+        if integers and (value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool):
+            raise InputError(f"{what} must be an integer tensor, got dtype {str(value.dtype).removeprefix('torch.')}")
         if value.dim() == 2:
             if value.shape[0] != 1:
                 raise InputError(f"{what} holds a batch of {value.shape[0]} sequences; specdec decodes one at a time: pass one row")
@@ -80,21 +102,42 @@ def _one_row(value: Any, what: str) -> list[int]:
             raise InputError(f"{what} must have shape [n] or [1, n], got {list(value.shape)}")
         return [int(t) for t in value.tolist()]
     rows = list(value)
-    if rows and isinstance(rows[0], (list, tuple, torch.Tensor)):
+    if rows and (isinstance(rows[0], (list, tuple)) or isinstance(rows[0], torch.Tensor) and rows[0].dim() > 0):
         if len(rows) != 1:
             raise InputError(f"{what} holds a batch of {len(rows)} sequences; specdec decodes one at a time: pass one row")
         rows = list(rows[0])
+    if integers:
+        odd = [t for t in rows if isinstance(t, bool) or not isinstance(t, (int, numbers.Integral)) and not _integer_tensor(t)]
+        if odd:
+            raise InputError(f"{what} must be token ids (integers), got {type(odd[0]).__name__} {_short(odd[0])}")
     try:
         return [int(t) for t in rows]
     except (TypeError, ValueError):
         raise InputError(f"{what} must be token ids (integers), got {rows[:3]!r}...") from None
 
 
+def _iterable(value: Any) -> bool:
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _integer_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() == 0 and not value.dtype.is_floating_point and value.dtype != torch.bool
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _unpadded(ids: list[int], attention_mask: Any) -> list[int]:
     """`ids` without left padding; refuses padding anywhere else."""
     if attention_mask is None:
         return ids
-    mask = _one_row(attention_mask, "attention_mask")
+    mask = _one_row(attention_mask, "attention_mask", integers=False)
     if len(mask) != len(ids):
         raise InputError(f"attention_mask has {len(mask)} entries but input_ids has {len(ids)}")
     start = next((i for i, m in enumerate(mask) if m), len(mask))

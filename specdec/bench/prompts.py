@@ -27,8 +27,12 @@ def load_spec_bench(path: str | Path | None = None, *, categories: list[str] | N
 
     A missing or malformed file and a category the file does not hold are `ConfigurationError`s
     naming the file (and the categories it holds)."""
+    if isinstance(per_category, bool) or not isinstance(per_category, int) or per_category < 1:
+        raise ConfigurationError(f"per_category must be an integer >= 1, got {per_category!r}")
     source = Path(path) if path else spec_bench_path()
     prompts = _read_prompts(source)
+    if not prompts:
+        raise ConfigurationError(f"the prompt file {str(source)!r} holds no prompts; pass a Spec-Bench JSONL file (--prompts)")
     chosen: dict[str, list[BenchPrompt]] = {}
     for prompt in prompts:
         if categories and prompt.category not in categories:
@@ -59,8 +63,11 @@ def _read_prompts(source: Path) -> list[BenchPrompt]:
             continue
         try:
             row = json.loads(line)
-            prompts.append(BenchPrompt(str(row["category"]), int(row["question_id"]), str(row["turns"][0])))
-        except (ValueError, TypeError, KeyError, IndexError):
+            category, question, turns = row["category"], int(row["question_id"]), row["turns"]
+            if not (isinstance(category, str) and isinstance(turns, list) and isinstance(turns[0], str)):
+                raise TypeError(row)
+            prompts.append(BenchPrompt(category, question, turns[0]))
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError):
             raise ConfigurationError(
                 f"{source} line {number} is not a Spec-Bench row (JSON with category, question_id and turns)"
             ) from None

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from specdec.bench.prompts import BenchPrompt, load_spec_bench
-from specdec.cli.parser import non_negative_float, positive_int
+from specdec.cli.parser import non_negative_float, positive_int, seed
 from specdec.cli.values import parse_params, typed_params
 from specdec.decoder import Decoder
 from specdec.defaults import default_draft, default_target
@@ -76,7 +76,7 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, max_new_tokens: int
     group.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 = greedy (default), > 0 samples")
     group.add_argument("--top-k", type=positive_int, default=None, help="keep the k most likely tokens (sampling)")
     group.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1] (sampling)")
-    group.add_argument("--seed", type=int, default=0, help="seed of the sampler (default 0)")
+    group.add_argument("--seed", type=seed, default=0, help="seed of the sampler (default 0)")
     group.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
     group.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop when this text appears (repeatable)")
 
@@ -102,16 +102,19 @@ def load(path: str, args: argparse.Namespace):
 def build_decoders(args: argparse.Namespace, *, with_baseline: bool = False) -> tuple[Decoder, Decoder | None]:
     """(speculative or target-only decoder, target-only baseline sharing the target if asked).
 
-    The strategy names and parameters are checked before any model is loaded."""
+    The strategy names and parameters are checked before any model is loaded, with --target-only
+    too (which uses neither strategy, but a mistake in their options is still a mistake)."""
     target_only = getattr(args, "target_only", False)
     reg = registry()
-    uses_draft = not target_only and reg.get("proposer", args.proposer).uses_draft_model
-    if not target_only:
-        if args.draft and not uses_draft:
-            raise ConfigurationError(f"proposer {args.proposer!r} does not use a draft model; drop --draft")
-        reserved = ("model",) if uses_draft else ()
-        proposer_params = typed_params(reg, "proposer", args.proposer, parse_params(args.proposer_param), reserved=reserved)
-        policy_params = typed_params(reg, "policy", args.policy, parse_params(args.policy_param), reserved=reserved)
+    uses_draft = reg.get("proposer", args.proposer).uses_draft_model
+    if args.draft and not uses_draft and not target_only:
+        raise ConfigurationError(f"proposer {args.proposer!r} does not use a draft model; drop --draft")
+    reserved = ("model",) if uses_draft else ()
+    proposer_params = typed_params(reg, "proposer", args.proposer, parse_params(args.proposer_param), reserved=reserved)
+    policy_params = typed_params(reg, "policy", args.policy, parse_params(args.policy_param), reserved=reserved)
+    policy = reg.get("policy", args.policy)
+    if target_only and not policy.uses_draft_model:
+        policy.build(policy_params)  # its values' ranges, which only building checks
     target = load(args.target or default_target(), args)
     baseline = Decoder(target) if with_baseline else None
     if target_only:

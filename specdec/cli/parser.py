@@ -94,12 +94,19 @@ def non_negative_float(text: str) -> float:
     return _number(text, float, 0.0, "a finite number >= 0")
 
 
-def _number(text: str, kind: type, low: float, expected: str) -> Any:
+def seed(text: str) -> int:
+    """argparse type: a seed torch takes (an integer of 64 bits, signed or not)."""
+    from specdec.generation_options import SEEDS
+
+    return _number(text, int, SEEDS[0], f"an integer from {SEEDS[0]} to {SEEDS[1]}", high=SEEDS[1])
+
+
+def _number(text: str, kind: type, low: float, expected: str, *, high: float = float("inf")) -> Any:
     try:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-    if not low <= value < float("inf"):  # NaN fails both comparisons
+    if not (low <= value < float("inf") and value <= high):  # NaN fails every comparison
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from specdec.cli.parser import non_negative_float, non_negative_int, positive_int, seed
 from specdec.errors import ConfigurationError
 
 EVALUATION_ONLY = ("spec_bench.jsonl",)
@@ -28,18 +29,18 @@ def add_parser(subparsers) -> None:
     models = parser.add_argument_group("models")
     models.add_argument("--target", help="target model directory (default: the embedded SmolLM2-135M-Instruct)")
     models.add_argument("--draft", help="draft model directory (default: the embedded 4-layer SmolLM2 draft)")
-    models.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    models.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     models.add_argument("--int8-draft", action="store_true",
                         help="time the draft step in int8 (as used with --proposer-param int8=true), so that the threshold "
                         "is tuned for that draft's cost (features still come from the float draft)")
     data = parser.add_argument_group("data")
     data.add_argument("--prompts", help="JSONL (question/prompt/text/turns field) or plain text, one prompt a line "
                       "(default: data/gsm8k_train.jsonl beside the models directory)")
-    data.add_argument("--num-prompts", type=int, default=160, help="prompts drawn from --prompts (default 160)")
-    data.add_argument("--builtin-prompts", type=int, default=160,
+    data.add_argument("--num-prompts", type=non_negative_int, default=160, help="prompts drawn from --prompts (default 160)")
+    data.add_argument("--builtin-prompts", type=non_negative_int, default=160,
                       help="built-in chat prompts added: stories, emails, code, summaries, ... (default 160; 0 = none)")
-    data.add_argument("--max-new-tokens", type=int, default=96, help="continuation length per prompt (default 96)")
-    data.add_argument("--batch-size", type=int, default=16, help="sequences per generation batch (default 16)")
+    data.add_argument("--max-new-tokens", type=positive_int, default=96, help="continuation length per prompt (default 96)")
+    data.add_argument("--batch-size", type=positive_int, default=16, help="sequences per generation batch (default 16)")
     data.add_argument("--generation-dtype", choices=["bfloat16", "float32"], default="bfloat16",
                       help="dtype of the target copy that generates the continuations (labels always use the target "
                       "as loaded, float32); default bfloat16, several times faster on CPUs with bf16 units")
@@ -47,17 +48,17 @@ def add_parser(subparsers) -> None:
     data.add_argument("--recollect", action="store_true", help="ignore an existing feature cache")
     training = parser.add_argument_group("training")
     training.add_argument("--arch", choices=["mlp", "attention"], default="mlp", help="network (default mlp)")
-    training.add_argument("--width", type=int, default=32, help="projection width d (default 32)")
-    training.add_argument("--hidden-rank", type=int, default=8,
+    training.add_argument("--width", type=positive_int, default=32, help="projection width d (default 32)")
+    training.add_argument("--hidden-rank", type=non_negative_int, default=8,
                           help="rank through which the draft's hidden state enters (default 8; 0 = scalars only)")
-    training.add_argument("--embedding-rank", type=int, default=0,
+    training.add_argument("--embedding-rank", type=non_negative_int, default=0,
                           help="rank of the drafted token's embedding code (default 0: not an input)")
-    training.add_argument("--epochs", type=int, default=3, help="passes over the training rounds (default 3)")
-    training.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (default 1e-3)")
-    training.add_argument("--reject-weight", type=float, default=1.0, help="BCE weight of rejections (default 1)")
-    training.add_argument("--max-draft", type=int, default=24, help="hard cap per round (default 24)")
+    training.add_argument("--epochs", type=positive_int, default=3, help="passes over the training rounds (default 3)")
+    training.add_argument("--lr", type=non_negative_float, default=1e-3, help="AdamW peak learning rate (default 1e-3)")
+    training.add_argument("--reject-weight", type=non_negative_float, default=1.0, help="BCE weight of rejections (default 1)")
+    training.add_argument("--max-draft", type=positive_int, default=24, help="hard cap per round (default 24)")
     training.add_argument("--block-sizes", default="1,2,3,4", help="block sizes tried on dev (default 1,2,3,4)")
-    training.add_argument("--seed", type=int, default=0, help="seed of prompt sampling, splits and training (default 0)")
+    training.add_argument("--seed", type=seed, default=0, help="seed of prompt sampling, splits and training (default 0)")
     parser.add_argument("--out", default="pacer-out", help="output directory (default pacer-out/)")
     parser.set_defaults(run=run)
 
@@ -103,11 +104,6 @@ def run(args: argparse.Namespace) -> int:
     from specdec.strategies.policies.pacer.train import TrainSettings
     from specdec.strategies.policies.pacer.tune import fit
 
-    for name in ("num_prompts", "builtin_prompts", "max_new_tokens", "batch_size", "width", "epochs", "max_draft",
-                 "hidden_rank", "embedding_rank"):
-        value, least = getattr(args, name), 0 if name in ("num_prompts", "builtin_prompts", "hidden_rank", "embedding_rank") else 1
-        if value < least:
-            raise ConfigurationError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -6,6 +6,7 @@ import math
 
 import attrs
 
+from specdec.errors import ConfigurationError
 from specdec.features import DraftFeatures, TokenFeatures
 from specdec.policy import Decision, PolicyBase, RoundState, finite_in, non_negative_int, positive_int
 from specdec.verification import Verification
@@ -48,6 +49,11 @@ class AdaEdlPolicy(PolicyBase):
     acceptance_ema: float = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        if self.min_draft > self.max_draft:
+            raise ConfigurationError(
+                f"adaedl: min_draft ({self.min_draft}) is larger than max_draft ({self.max_draft}); "
+                "min_draft tokens are always drafted, so it must be at most max_draft"
+            )
         self.start()
 
     def start(self) -> None:

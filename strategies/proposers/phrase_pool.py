@@ -23,6 +23,7 @@ import attrs
 
 from specdec.errors import ConfigurationError
 from specdec.policy import positive_int
+from specdec.progress import note
 
 FORMAT = "specdec-phrase-pool"
 VERSION = 1
@@ -154,7 +155,7 @@ class PhrasePool:
         try:
             for key, phrases in data["table"]:
                 for phrase in phrases:
-                    pool.add(int(key), [int(t) for t in phrase])
+                    pool.add(_token(key), [_token(t) for t in phrase])
         except (TypeError, ValueError, KeyError) as error:
             raise ConfigurationError(f"malformed phrase pool: {error}") from None
         return pool
@@ -168,12 +169,30 @@ class PhrasePool:
 
     @classmethod
     def load(cls, path: str | os.PathLike, **bounds: int) -> "PhrasePool":
+        """The pool saved in `path`; a missing, unreadable or malformed file is a `ConfigurationError`."""
+        where = os.fspath(path)
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise ConfigurationError(f"phrase pool {os.fspath(path)!r} is not valid JSON: {error}") from None
-        return cls.from_dict(data, **bounds)
+        except FileNotFoundError:
+            raise ConfigurationError(f"no phrase pool at {where!r}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+            raise ConfigurationError(f"phrase pool {where!r} is not valid JSON: {error}") from None
+        except OSError as error:
+            raise ConfigurationError(f"cannot read the phrase pool {where!r}: {error.strerror or error}") from None
+        try:
+            return cls.from_dict(data, **bounds)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"phrase pool {where!r}: {error}") from None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, **bounds: int) -> "PhrasePool":
+        """The pool saved in `path`, or a new empty one, with a note, when there is no file there
+        yet (`save` will create it: the way to start a pool file)."""
+        if not os.path.lexists(path):
+            note(f"no phrase pool at {os.fspath(path)!r} yet: starting an empty one (save_pool() writes it there)")
+            return cls(**bounds)
+        return cls.load(path, **bounds)
 
     def max_token(self) -> int:
         """Largest token id held, keys included (-1 when empty): checks a pool against a vocabulary."""
@@ -184,3 +203,10 @@ class PhrasePool:
         """(key, phrases oldest first) in key recency order, without touching the recency."""
         for key, phrases in self._table.items():
             yield key, list(phrases)
+
+
+def _token(value: object) -> int:
+    """A token id read from a saved pool: a non-negative integer (JSON has no other kind)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"token ids are integers >= 0, got {value!r}")
+    return value

@@ -190,6 +190,7 @@ class PreVerifier(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "PreVerifier":
         """Load a directory written by `save_pretrained` (safetensors only: no pickle is ever read)."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         folder = Path(path)
@@ -203,7 +204,13 @@ class PreVerifier(nn.Module):
         except (json.JSONDecodeError, TypeError) as error:
             raise ConfigurationError(f"cannot read {folder / CONFIG_FILE}: {error}") from None
         net = cls(config)
-        state = load_file(str(folder / WEIGHTS_FILE))
+        try:
+            state = load_file(str(folder / WEIGHTS_FILE))
+        except (SafetensorError, OSError) as error:
+            raise ConfigurationError(
+                f"cannot read {folder / WEIGHTS_FILE} ({error}): the file is damaged; train the pre-verifier again "
+                "(`specdec train-pacer`) or copy it again"
+            ) from None
         try:
             net.load_state_dict(state)
         except RuntimeError as error:

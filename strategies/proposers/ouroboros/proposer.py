@@ -73,12 +73,8 @@ class OuroborosProposer(ModelCounters):
     def __attrs_post_init__(self) -> None:
         self.model = cheaper_draft(self.model, self.head_tokens, self.int8)
         if self.pool is None:
-            if self.pool_file is not None and os.path.exists(self.pool_file):
-                self.pool = PhrasePool.load(
-                    self.pool_file, max_phrases=self.max_phrases, max_keys=self.max_keys, phrase_length=self.phrase_length
-                )
-            else:
-                self.pool = PhrasePool(self.max_phrases, self.max_keys, self.phrase_length)
+            bounds = {"max_phrases": self.max_phrases, "max_keys": self.max_keys, "phrase_length": self.phrase_length}
+            self.pool = PhrasePool.open(self.pool_file, **bounds) if self.pool_file is not None else PhrasePool(**bounds)
         if self.pool.max_token() >= self.model.vocab_size:
             raise ConfigurationError(
                 f"the phrase pool holds token {self.pool.max_token()}, outside the draft's vocabulary of {self.model.vocab_size}"
