@@ -1,4 +1,4 @@
-"""Hugging Face transformers backend: the tokenizer codec, the decoder stacks and `HFModel`.
+"""Hugging Face transformers backend: the decoder stacks and `HFModel` (the tokenizer codec is `codec.py`).
 
 Loading by path or hub id (GGUF included) is `integrations/loading.py`. transformers' KV cache is a
 `DynamicCache` whose layers append in place (`kv_cache.GrowingLayer`), kept across calls and
@@ -10,40 +10,18 @@ import copy
 import math
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from specdec.errors import InputError
 
 from .base import ModelOutput, check_keep
+from .codec import HFCodec
 from .projection import projection
 from .tree_attention import full_mask, leading_chain, tree_mask
 
 if TYPE_CHECKING:
     from .lean_llama import LeanLlama
-
-
-class HFCodec:
-    """Tokenizer wrapper: plain encode/decode plus the chat template when the tokenizer has one."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text)["input_ids"])
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
-
-    def apply_chat_template(self, prompt: str | Sequence[Mapping[str, Any]]) -> list[int]:
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise InputError("this tokenizer has no chat template: give the prompt without the chat wrapping, or use a chat model")
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if isinstance(out, dict) or hasattr(out, "keys"):
-            out = out["input_ids"]
-        return list(out)
 
 
 class TransformersStack:
