@@ -81,7 +81,7 @@ def test_the_command_line_succeeds_or_says_what_is_wrong(prompt, options, monkey
     argv = ["generate", prompt, *PAIR, "--max-new-tokens", "12", *options]  # a later --max-new-tokens wins
     code, out, err = run(argv)
     assert "Traceback" not in err
-    as_json = "--json" in options
+    as_json = "--json" in (argv[: argv.index("--")] if "--" in argv else argv)  # after "--" it is a PROMPT
     if code == 0:
         if as_json:
             result = json.loads(out)
