@@ -38,14 +38,16 @@ POLICY_STRATEGIES: dict[str, st.SearchStrategy | Callable[[ToyPair], st.SearchSt
         ConfidencePolicy, threshold=st.floats(0.0, 1.0), max_draft=_caps, adapt=st.booleans(), history=st.integers(6, 20)
     ),
     "svip": st.builds(SvipPolicy, h=st.floats(0.0, 1.0), gamma_s=st.floats(0.01, 1.0), max_draft=_caps),
-    "adaedl": st.builds(
-        AdaEdlPolicy,
-        gamma=st.floats(0.01, 1.0),
-        initial_lambda=st.floats(0.0, 1.0),
-        eps=st.sampled_from([0.01, 0.2]),
-        alpha=st.floats(0.0, 1.0),
-        min_draft=st.integers(0, 2),
-        max_draft=_caps,
+    "adaedl": _caps.flatmap(
+        lambda cap: st.builds(
+            AdaEdlPolicy,
+            gamma=st.floats(0.01, 1.0),
+            initial_lambda=st.floats(0.0, 1.0),
+            eps=st.sampled_from([0.01, 0.2]),
+            alpha=st.floats(0.0, 1.0),
+            min_draft=st.integers(0, min(2, cap)),  # at most max_draft (a larger one is refused)
+            max_draft=st.just(cap),
+        )
     ),
     # measure=False: wall-clock timings would make replays of one random branch disagree
     "auto": st.builds(
