@@ -4,6 +4,7 @@ from specdec.decoder import Decoder
 from specdec.draft import Draft
 from specdec.errors import (
     CacheError,
+    ConcurrentUseError,
     ConfigurationError,
     InputError,
     ModelFileError,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CacheError",
+    "ConcurrentUseError",
     "ConfigurationError",
     "Decision",
     "Decoder",

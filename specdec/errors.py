@@ -35,5 +35,10 @@ class NonFiniteLogitsError(SpecdecError, FloatingPointError):
     """A model produced NaN or +inf logits; sampling from them would be meaningless."""
 
 
+class ConcurrentUseError(SpecdecError, RuntimeError):
+    """A decoder or a model is asked to generate while it already is (another thread, or an
+    unfinished stream): a model holds the KV cache of one sequence."""
+
+
 class PluginError(SpecdecError):
     """A strategy name is unknown, registered twice, or its plugin failed to load."""

@@ -16,16 +16,11 @@ from typing import Any, Iterable, Iterator
 
 import attrs
 
-from specdec.errors import SpecdecError
+from specdec.errors import ConcurrentUseError
 from specdec.integrations.base import LanguageModel
 
 _guard = threading.Lock()
 _claimed: set[int] = set()  # ids of the decoders and models generating now (each alive while claimed)
-
-
-class ConcurrentUseError(SpecdecError, RuntimeError):
-    """A decoder or a model is asked to generate while it already is (another thread, or an
-    unfinished stream)."""
 
 
 def models_of(*owners: Any) -> list[LanguageModel]:

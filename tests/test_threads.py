@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from specdec import Decoder
-from specdec.exclusive import ConcurrentUseError
+from specdec import ConcurrentUseError
 from specdec.integrations.loading import load_model
 from tests.models import model_path
 from tests.plugin_tools import TINY_DRAFT, TINY_TARGET
