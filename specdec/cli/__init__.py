@@ -16,6 +16,7 @@ COMMANDS = {
     "bench": "specdec.cli.bench",
     "ceiling": "specdec.cli.ceiling",
     "compare": "specdec.cli.compare",
+    "serve": "specdec.cli.serve",
     "plugins": "specdec.cli.plugins",
     "train-pacer": "specdec.cli.train_pacer",
 }
