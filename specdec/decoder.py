@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import attrs
 
 from specdec.assembly import build_strategies
-from specdec.draft import EMPTY_DRAFT, Draft
+from specdec.draft import Draft
 from specdec.errors import ConfigurationError, InputError, VocabularyMismatchError
 from specdec.exclusive import claimed, models_of
 from specdec.generation_options import checked_seed, resolve_options
@@ -87,7 +87,9 @@ class Decoder:
 
         `prompt` is text, chat messages or token ids (or `input_ids=`/`attention_mask=` as a
         tokenizer returns them). specdec's keywords: `temperature` (0, the default, is greedy),
-        `top_k`, `top_p`, `seed` (None: drawn from torch's generator), `stop`, `chat`, `sampler`.
+        `top_k`, `top_p`, `seed` (None: drawn from torch's generator), `coupled` (the output is
+        then token for token target-only sampling's with the same seed, `SamplingConfig`), `stop`,
+        `chat`, `sampler`.
         transformers' `generation_config=`, `do_sample`, `eos_token_id`, `stop_strings`, ... mean
         what they mean to `model.generate` (`specdec.generation_options`); `streamer=` receives
         the prompt, then the tokens as they are accepted.
@@ -127,6 +129,7 @@ class Decoder:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        coupled: bool = False,
         stop: Sequence[str] = (),
         chat: bool = False,
         sampler: Sampler | None = None,
@@ -138,7 +141,7 @@ class Decoder:
     ) -> "_Run":
         defaults = self.target.generation_config if isinstance(self.target, GenerationDefaults) else None
         settings = resolve_options(
-            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, stop=stop,
+            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, coupled=coupled, stop=stop,
             generation_config=generation_config, model_defaults=defaults, options=options,
         )
         feed = StreamerFeed(checked_streamer(streamer))
@@ -195,6 +198,7 @@ class _Run:
         eos = self.eos  # the target's end tokens, or this call's eos_token_id
         trees = supports_tree(target)
         d._cache.restart()
+        sampler.begin()
         policy.start()
         if proposer is not None:
             proposer.start(self.prompt, sampling)
@@ -209,7 +213,7 @@ class _Run:
         while generated < self.limit:
             remaining = self.limit - generated
             t0 = time.perf_counter()
-            draft = EMPTY_DRAFT
+            draft = Draft(start=len(context))  # a plain target step
             budget = 0
             if proposer is not None and remaining > 1:
                 state = RoundState(len(context), generated, remaining, proposer.pending(context))
@@ -218,6 +222,8 @@ class _Run:
                 request = ProposalRequest(context, budget, policy, sampling, sampler, eos, remaining - 1 if trees else 0)
                 draft = proposer.propose(request)
                 self._check_draft(draft, budget, request.tree_depth)
+                if draft.start != len(context):  # a draft built without the request: its draws' keys need it
+                    draft = attrs.evolve(draft, start=len(context))
             t1 = time.perf_counter()
             if draft.branches:  # the draft and its branches as one token tree, in the same forward
                 tree = draft.tree

@@ -91,7 +91,9 @@ class Draft:
     `branches` are optional deterministic alternatives (see `Branch`), verified in the same target
     forward when the target supports token trees (`ProposalRequest.tree_depth > 0`); `tree` is the
     draft and its branches merged into one trie. `forwards` counts the draft-model forwards the
-    round made (`ProposalRequest.may_forward`), which a cost-aware policy prices.
+    round made (`ProposalRequest.may_forward`), which a cost-aware policy prices. `start` is the
+    absolute position of its first token (the committed context's length), which keys the
+    verifier's random draws (`specdec.samplers.Site`); the decoder sets it.
     """
 
     tokens: tuple[int, ...] = ()
@@ -99,6 +101,7 @@ class Draft:
     features: tuple[TokenFeatures, ...] = attrs.field(default=(), eq=False)
     branches: tuple[Branch, ...] = attrs.field(default=(), converter=tuple)
     forwards: int = attrs.field(default=0, kw_only=True)  # draft-model forwards made for this round
+    start: int = attrs.field(default=0, kw_only=True)  # absolute position of the first token
     _tree: TokenTree | None = attrs.field(init=False, default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:

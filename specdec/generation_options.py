@@ -75,6 +75,7 @@ def resolve_options(
     temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
+    coupled: bool = False,
     stop: Sequence[str] = (),
     generation_config: Any = None,
     model_defaults: Any = None,
@@ -100,6 +101,7 @@ def resolve_options(
         if found is not None and found not in off:
             raise ConfigurationError(f"{name}={found!r} is not supported: exact speculative decoding applies temperature, top_k and top_p only")
     sampling = _sampling(value) if transformers_style else SamplingConfig(temperature or 0.0, top_k, top_p)
+    sampling = attrs.evolve(sampling, coupled=coupled)  # specdec's own option, in either reading
     user = layers[:2]  # the model's own end tokens are the target's already
     return GenerationOptions(
         sampling,

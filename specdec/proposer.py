@@ -32,7 +32,7 @@ from specdec.errors import ConfigurationError
 from specdec.features import TokenFeatures, deterministic_features, draft_features, token_features
 from specdec.integrations.base import LanguageModel
 from specdec.policy import Decision, LengthPolicy
-from specdec.samplers import Sampler
+from specdec.samplers import Purpose, Sampler, Site
 from specdec.sampling import SamplingConfig, checked_max, warp
 from specdec.verification import Verification
 
@@ -118,12 +118,18 @@ class ProposalRequest:
 
     def _sample(self, logits: torch.Tensor, who: str) -> tuple[int, torch.Tensor | None]:
         """The token drawn from one row of draft logits and the exact distribution it was drawn
-        from (None when greedy: the argmax is then a deterministic proposal)."""
+        from (None when greedy: the argmax is then a deterministic proposal). Coupled sampling
+        draws on the position's shared noise: the token is a function of that noise, a
+        deterministic proposal too, which the verifier's one-hot rule checks on the same noise."""
         best = int(checked_max(logits, who))
         if self.sampling.greedy:
             return best, None
         q = warp(logits, self.sampling)
-        return self.sampler.categorical(q), q
+        start = len(self.context)
+        position = start + len(self._tokens)
+        if self.sampling.coupled:
+            return self.sampler.categorical(q, Site(position, Purpose.COUPLED, start)), None
+        return self.sampler.categorical(q, Site(position, Purpose.DRAFT, start)), q
 
     def offer(
         self,
@@ -187,7 +193,9 @@ class ProposalRequest:
 
     def draft(self, branches: Sequence[Branch] = ()) -> Draft:
         """The round's draft, with its branches (deterministic alternatives for a token tree)."""
-        return Draft(tuple(self._tokens), tuple(self._q), tuple(self._features), tuple(branches), forwards=self._forwards)
+        return Draft(
+            tuple(self._tokens), tuple(self._q), tuple(self._features), tuple(branches), forwards=self._forwards, start=len(self.context)
+        )
 
 
 @runtime_checkable

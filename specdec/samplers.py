@@ -1,30 +1,69 @@
-"""The single source of randomness of a generation.
+"""The single source of randomness of a generation, keyed by where each draw happens.
 
 Every random draw of a speculative round (draft sampling, acceptance coins, residual and bonus
-draws) goes through one `Sampler`. The default is a seeded torch generator; tests substitute an
-enumerating sampler that follows every branch with its exact probability. Without a seed, the seed
-is drawn from torch's default generator at the first draw, so `torch.manual_seed(n)` before a call
-reproduces it (as with transformers' `generate`) and greedy decoding consumes no randomness.
+draws) goes through one `Sampler`, with the `Site` it decides: the token's absolute position, the
+draw's purpose and the position where the round's draft starts. `TorchSampler` takes each draw's
+randomness from keyed noise (`specdec.noise`), so a draw does not depend on how many draws were
+made before it, only on the seed and its site. Tests substitute an enumerating sampler that
+follows every branch with its exact probability. Without a seed, the seed is drawn from torch's
+default generator at the first draw, so `torch.manual_seed(n)` before a call reproduces it (as
+with transformers' `generate`) and greedy decoding consumes no randomness.
+
+Two modes (`SamplingConfig.coupled`):
+- standard: a draw's key is (seed, sequence, round start, position, purpose); no key is used twice
+  in a sequence (one round per start, at most one draw per position and purpose in a round), so
+  the draws are independent uniforms however the rounds fall, and the verifier's rule
+  (arXiv 2211.17192, 2302.01318) makes the output exact;
+- coupled: every draw at a position is Gumbel-max on one noise vector keyed by (seed, sequence,
+  position) alone, shared by the draft's draw and the target's, so the emitted token is the one
+  target-only sampling with the same seed emits there, whatever was drafted.
 """
 
 from __future__ import annotations
 
+import enum
 import math
+from collections import OrderedDict
 from typing import Protocol, runtime_checkable
 
+import attrs
 import torch
 
+from specdec import noise
 from specdec.errors import NonFiniteLogitsError
+
+
+class Purpose(enum.IntEnum):
+    """What a draw is for; part of its key."""
+
+    DRAFT = 1  # a draft token sampled from q
+    ACCEPT = 2  # the verifier's acceptance coin
+    EMIT = 3  # the verifier's draw of the token it emits (bonus, one-hot rule, residual)
+    COUPLED = 4  # coupled sampling: draft and target draw on the same noise at a position
+
+
+@attrs.frozen
+class Site:
+    """Where a draw happens: the key of its randomness (with the seed and the sequence)."""
+
+    position: int  # absolute position of the token the draw decides (the prompt's tokens count)
+    purpose: Purpose
+    start: int = 0  # where the round's draft starts: the committed context's length
 
 
 @runtime_checkable
 class Sampler(Protocol):
-    def categorical(self, weights: torch.Tensor) -> int:
+    def categorical(self, weights: torch.Tensor, site: Site) -> int:
         """Draw an index with probability proportional to `weights` (a 1-D tensor of probabilities)."""
         ...
 
-    def accept(self, probability: float) -> bool:
+    def accept(self, probability: float, site: Site) -> bool:
         """Return True with the given probability (a coin for the acceptance test)."""
+        ...
+
+    def begin(self) -> None:
+        """A generation starts: the sampler's next sequence (a sampler shared by several calls
+        does not repeat its draws)."""
         ...
 
 
@@ -35,46 +74,76 @@ def cumulative_weights(weights: torch.Tensor) -> torch.Tensor:
     return torch.cumsum(weights.double(), dim=0)
 
 
-class TorchSampler:
-    """A seeded `torch.Generator`: the same seed gives the same generation, in any process.
+def _check_total(total: float) -> None:
+    if not 0.0 < total < math.inf:
+        raise NonFiniteLogitsError(f"cannot draw a token from weights summing to {total} (NaN, infinite or all zero)")
 
-    `seed=None` takes a fresh seed from torch's default generator when the first draw needs it
-    (`seed` then holds it, to reproduce the run).
+
+class TorchSampler:
+    """Keyed draws: the same seed gives the same generation, in any process.
+
+    A draw's randomness is a function of (seed, sequence, `Site`) only (`specdec.noise`).
+    `sequence` counts the generations this sampler has begun (0 for the first), so a fresh
+    `TorchSampler(seed)` per call reproduces, and one shared by several calls gives a new sample
+    each time. `seed=None` takes a fresh seed from torch's default generator when the first draw
+    needs it (`seed` then holds it, to reproduce the run).
     """
+
+    NOISE_CACHE = 32  # coupled noise vectors kept (a round's positions are drafted, then verified)
 
     def __init__(self, seed: int | None = 0) -> None:
         self.seed = seed
-        self._source: torch.Generator | None = None if seed is None else torch.Generator().manual_seed(seed)
+        self.sequence = 0
+        self._begun = False
+        self._noise: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
 
-    @property
-    def _generator(self) -> torch.Generator:
-        if self._source is None:
+    def begin(self) -> None:
+        if self._begun:
+            self.sequence += 1
+            self._noise.clear()
+        self._begun = True
+
+    def _seed(self) -> int:
+        if self.seed is None:
             self.seed = int(torch.randint(0, 2**62, ()))  # torch's default generator: torch.manual_seed applies
-            self._source = torch.Generator().manual_seed(self.seed)
-        return self._source
+        return self.seed & noise.MASK  # any integer seeds, a negative one too
 
-    def categorical(self, weights: torch.Tensor) -> int:
+    def categorical(self, weights: torch.Tensor, site: Site) -> int:
+        if site.purpose is Purpose.COUPLED:
+            _check_total(float(weights.double().sum()))
+            return noise.race(weights, self._coupled_noise(site.position, weights.shape[0]))
         # Inverse-CDF with one uniform: index i is drawn iff cum[i-1] <= u < cum[i], i.e. with
         # probability weights[i] / sum (zero weights have empty intervals). torch.multinomial
         # draws one exponential per vocabulary entry for a single sample, several times slower
         # over a 49k vocabulary, and this runs up to k + 2 times a round.
         cumulative = cumulative_weights(weights)
         total = cumulative[-1]
-        if not 0.0 < float(total) < math.inf:  # else searchsorted would return len(weights), not a token
-            raise NonFiniteLogitsError(f"cannot draw a token from weights summing to {float(total)} (NaN, infinite or all zero)")
-        index = int(torch.searchsorted(cumulative, self._uniform() * total, right=True))
+        _check_total(float(total))  # else searchsorted would return len(weights), not a token
+        index = int(torch.searchsorted(cumulative, self._uniform(site) * total, right=True))
         if index >= weights.shape[0]:  # u rounded up to the total: the last index with weight
             index = int(torch.searchsorted(cumulative, total))
         return index
 
-    def accept(self, probability: float) -> bool:
+    def accept(self, probability: float, site: Site) -> bool:
         if probability >= 1.0:
             return True
-        return float(self._uniform()) < probability
+        return self._uniform(site) < probability
 
-    def _uniform(self) -> torch.Tensor:
+    def _uniform(self, site: Site) -> float:
         """One uniform in [0, 1) with float64's 53 bits (float32's 24 would quantize every draw)."""
-        return torch.rand((), dtype=torch.float64, generator=self._generator)
+        return noise.uniform(self._seed(), self.sequence, site.start, site.position, int(site.purpose))
+
+    def _coupled_noise(self, position: int, size: int) -> torch.Tensor:
+        """The exponentials of `position`, shared by every coupled draw there (kept for a few
+        positions: the draft draws a position, then the verifier)."""
+        cached = self._noise.get((self.sequence, position))
+        if cached is None or cached.shape[0] < size:
+            cached = noise.exponentials(self._seed(), self.sequence, position, int(Purpose.COUPLED), size=size)
+            self._noise[(self.sequence, position)] = cached
+            while len(self._noise) > self.NOISE_CACHE:
+                self._noise.popitem(last=False)
+        self._noise.move_to_end((self.sequence, position))
+        return cached
 
     def __repr__(self) -> str:
-        return f"TorchSampler(seed={self.seed})"
+        return f"TorchSampler(seed={self.seed}, sequence={self.sequence})"

@@ -29,13 +29,27 @@ def _check_top_p(_: object, __: attrs.Attribute, value: float | None) -> None:
         raise ConfigurationError(f"top_p must be in (0, 1] or None, got {value!r}")
 
 
+def _check_coupled(_: object, __: attrs.Attribute, value: bool) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"coupled must be True or False, got {value!r}")
+
+
 @attrs.frozen
 class SamplingConfig:
-    """How tokens are chosen: temperature 0 means greedy (argmax), otherwise sampling."""
+    """How tokens are chosen: temperature 0 means greedy (argmax), otherwise sampling.
+
+    `coupled` (sampling only): the draft and the target draw each position's token by Gumbel-max on
+    the same keyed noise, and draft tokens are verified by the one-hot rule, so the output is token
+    for token what target-only sampling with the same seed gives, whatever the policy, proposer or
+    draft lengths (`specdec.samplers`). Without it, the standard rule min(1, p/q) accepts more
+    sampled draft tokens but the output depends on the draft lengths. Greedy decoding already has
+    that identity: there `coupled` changes nothing.
+    """
 
     temperature: float = attrs.field(default=0.0, converter=float, validator=_check_temperature)
     top_k: int | None = attrs.field(default=None, validator=_check_top_k)
     top_p: float | None = attrs.field(default=None, validator=_check_top_p)
+    coupled: bool = attrs.field(default=False, validator=_check_coupled)
 
     @property
     def greedy(self) -> bool:

@@ -16,6 +16,12 @@ rules above); the walk simply continues at the tree node holding that token, if 
 With several deterministic candidates at one position this is sample-and-match: draw y ~ p and
 follow the branch whose token is y (greedy: the argmax).
 
+Randomness: each draw names its `Site` (the absolute position `draft.start` + depth, its purpose,
+the round's start), so keyed samplers give draws that do not depend on earlier rounds. With
+`SamplingConfig.coupled` every draw at a position is a coupled draw on that position's noise and
+every draft token is checked by the one-hot rule, whatever q it carries: the emitted token is then
+the one target-only sampling draws there with the same seed.
+
 The small rules are methods so that the test suite can plant the classic bugs in subclasses and
 check that the exact-distribution test notices each of them.
 """
@@ -24,11 +30,12 @@ from __future__ import annotations
 
 from typing import AbstractSet
 
+import attrs
 import torch
 
 from specdec.draft import Draft
 from specdec.sampling import SamplingConfig, checked_max, warp
-from specdec.samplers import Sampler
+from specdec.samplers import Purpose, Sampler, Site
 from specdec.verification import Verification
 
 
@@ -66,15 +73,20 @@ class Verifier:
             children = tree.children(node)
             on_draft = node + 1 < n  # the draft's own next token hangs here (branch nodes are >= n)
             row = target_logits[node + 1]
+            position = draft.start + len(tokens)  # the depth of the node's children
             if sampling.greedy:
                 chosen = every[node + 1]
+            elif sampling.coupled:  # the one-hot rule at every node, on the position's shared noise
+                chosen = sampler.categorical(warp(row, sampling), Site(position, Purpose.COUPLED, draft.start))
             elif on_draft and draft.q_at(node + 1) is not None:
-                _, chosen = self._sample_position(row, draft.tokens[node + 1], draft.q_at(node + 1), sampling, sampler)
+                site = Site(position, Purpose.ACCEPT, draft.start)
+                _, chosen = self._sample_position(row, draft.tokens[node + 1], draft.q_at(node + 1), sampling, sampler, site)
             elif on_draft:
-                chosen = sampler.categorical(warp(row, sampling))
+                chosen = sampler.categorical(warp(row, sampling), Site(position, Purpose.EMIT, draft.start))
             else:  # past the draft's own tokens: the bonus position (branches match against it)
                 last_q = draft.q_at(node) if 0 <= node < n else None
-                chosen = sampler.categorical(self.bonus_distribution(warp(row, sampling), last_q))
+                site = Site(position, Purpose.EMIT, draft.start)
+                chosen = sampler.categorical(self.bonus_distribution(warp(row, sampling), last_q), site)
             tokens.append(chosen)
             child = children.get(chosen)
             if child is None:  # the correction, or the bonus token at a leaf
@@ -93,19 +105,20 @@ class Verifier:
         )
 
     def _sample_position(
-        self, logits: torch.Tensor, x: int, q: torch.Tensor | None, sampling: SamplingConfig, sampler: Sampler
+        self, logits: torch.Tensor, x: int, q: torch.Tensor | None, sampling: SamplingConfig, sampler: Sampler, site: Site
     ) -> tuple[bool, int]:
-        """(kept, replacement) for one draft position at temperature > 0."""
+        """(kept, replacement) for one draft position at temperature > 0 (`site`: the coin's)."""
         p = warp(logits, sampling)
+        emit = attrs.evolve(site, purpose=Purpose.EMIT)
         if q is None:
-            y = sampler.categorical(p)
+            y = sampler.categorical(p, emit)
             return y == x, y
-        if sampler.accept(self.acceptance_probability(float(p[x]), float(q[x]))):
+        if sampler.accept(self.acceptance_probability(float(p[x]), float(q[x])), site):
             return True, x
         residual = self.residual(p, q)
         if not bool(residual.sum() > 0):  # p == q up to rounding: rejection had ~0 probability
             residual = p
-        return False, sampler.categorical(residual)
+        return False, sampler.categorical(residual, emit)
 
     # The rules, one method each (the test suite plants bugs by overriding them).
     def acceptance_probability(self, p_x: float, q_x: float) -> float:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from specdec import Decoder, Verifier
 from specdec.plugins import registry
 from specdec.proposer import ProposalRequest
+from specdec.samplers import Purpose, Site
 from specdec.sampling import SamplingConfig, warp
 from specdec.strategies.policies import FixedPolicy
 from specdec.strategies.proposers import DraftModelProposer
@@ -100,7 +101,8 @@ class RawQBeforeTopKTopP(ProposalRequest):
     def _sample(self, logits, who):
         if self.sampling.greedy:
             return super()._sample(logits, who)
-        token = self.sampler.categorical(warp(logits, self.sampling))
+        start = len(self.context)
+        token = self.sampler.categorical(warp(logits, self.sampling), Site(start + len(self.tokens), Purpose.DRAFT, start))
         return token, torch.softmax(logits / self.sampling.temperature, dim=-1)
 
 

@@ -16,6 +16,7 @@ import torch
 from scipy.stats import chisquare
 
 from specdec import Decoder, TorchSampler
+from specdec.samplers import Purpose, Site
 from specdec.sampling import SamplingConfig, warp
 from specdec.strategies.policies import FixedPolicy
 from specdec.strategies.proposers import DraftModelProposer
@@ -112,11 +113,11 @@ def test_torch_sampler_draws_each_index_with_its_weight():
     weights = torch.tensor([0.1, 0.0, 0.3, 0.6, 0.0, 0.0])
     sampler = TorchSampler(seed=7)
     draws = 20000
-    counts = torch.bincount(torch.tensor([sampler.categorical(weights * 3.0) for _ in range(draws)]), minlength=6)
+    counts = torch.bincount(torch.tensor([sampler.categorical(weights * 3.0, Site(i, Purpose.EMIT)) for i in range(draws)]), minlength=6)
     assert counts[1] == counts[4] == counts[5] == 0  # zero weights are never drawn, the last one included
     expected = weights * draws
     sigma = (draws * weights * (1 - weights)).sqrt()
     assert torch.all((counts[[0, 2, 3]] - expected[[0, 2, 3]]).abs() < 5 * sigma[[0, 2, 3]])
     # the same seed gives the same draws
     first, second = TorchSampler(seed=7), TorchSampler(seed=7)
-    assert [first.categorical(weights) for _ in range(50)] == [second.categorical(weights) for _ in range(50)]
+    assert [first.categorical(weights, Site(i, Purpose.EMIT)) for i in range(50)] == [second.categorical(weights, Site(i, Purpose.EMIT)) for i in range(50)]

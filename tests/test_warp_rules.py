@@ -15,7 +15,7 @@ from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsW
 
 from specdec.cli import main
 from specdec.errors import NonFiniteLogitsError
-from specdec.samplers import TorchSampler
+from specdec.samplers import Purpose, Site, TorchSampler
 from specdec.sampling import SamplingConfig, warp
 from specdec.testing.reference import reference_warp
 from tests.plugin_tools import TINY_DRAFT, TINY_TARGET, tiny
@@ -70,7 +70,8 @@ def test_a_warp_that_leaves_one_token_keeps_the_most_likely(temperature, top_p, 
     probabilities = warp(logits, SamplingConfig(temperature, None, top_p))
     assert torch.equal(probabilities, torch.nn.functional.one_hot(logits.argmax(-1), vocab).float())
     assert reference_warp(logits[0].tolist(), temperature, None, top_p) == probabilities[0].tolist()
-    assert TorchSampler(0).categorical(probabilities[0]) == int(logits[0].argmax())
+    for purpose in (Purpose.EMIT, Purpose.COUPLED):
+        assert TorchSampler(0).categorical(probabilities[0], Site(3, purpose)) == int(logits[0].argmax())
 
 
 def test_a_vanishing_temperature_spreads_over_tied_maxima():
@@ -78,10 +79,11 @@ def test_a_vanishing_temperature_spreads_over_tied_maxima():
     assert probabilities.tolist() == [0.0, 0.5, 0.0, 0.5]
 
 
+@pytest.mark.parametrize("purpose", [Purpose.EMIT, Purpose.COUPLED])
 @pytest.mark.parametrize("weights", [[0.0, 0.0, 0.0], [math.nan, 0.5, 0.5], [math.inf, 0.0, 1.0]])
-def test_the_sampler_refuses_weights_it_cannot_draw_from(weights):
+def test_the_sampler_refuses_weights_it_cannot_draw_from(weights, purpose):
     with pytest.raises(NonFiniteLogitsError, match="cannot draw a token"):
-        TorchSampler(0).categorical(torch.tensor(weights))
+        TorchSampler(0).categorical(torch.tensor(weights), Site(0, purpose))
 
 
 @pytest.mark.parametrize("sampling", [["--top-p", "1e-6"], ["--temperature", "1e-45"]], ids=" ".join)

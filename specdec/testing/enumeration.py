@@ -4,6 +4,11 @@
 the raw weights it was given (it does not normalise them, so an unnormalised residual shows up
 as lost probability mass). `enumerate_outputs` re-runs a generation once per leaf of the random
 tree (depth-first, like an odometer) and sums the probability of each output.
+
+The draws' sites (`specdec.samplers.Site`) are ignored: each draw is a fresh random choice, which is
+what keyed draws are when no key repeats (the standard mode's guarantee). Coupled draws share one
+noise vector across the draws at a position, which per-draw enumeration cannot follow, so they are
+refused; coupled sampling is proven by its identity with target-only sampling instead.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from collections import defaultdict
 from typing import Callable, Hashable
 
 import torch
+
+from specdec.samplers import Purpose, Site
 
 
 class _Draw:
@@ -36,12 +43,17 @@ class EnumeratingSampler:
         self.probability *= weights[choice]
         return options[choice]
 
-    def categorical(self, weights: torch.Tensor) -> int:
+    def begin(self) -> None:
+        pass
+
+    def categorical(self, weights: torch.Tensor, site: Site) -> int:
+        if site.purpose is Purpose.COUPLED:
+            raise AssertionError("coupled draws share noise across draws and cannot be enumerated one by one")
         values = weights.tolist()
         options = [i for i, w in enumerate(values) if w > 0]
         return self._choose(options, [values[i] for i in options])
 
-    def accept(self, probability: float) -> bool:
+    def accept(self, probability: float, site: Site) -> bool:
         pairs = [(True, min(probability, 1.0)), (False, 1.0 - min(probability, 1.0))]
         pairs = [(o, w) for o, w in pairs if w > 0]
         return self._choose([o for o, _ in pairs], [w for _, w in pairs])
