@@ -133,6 +133,19 @@ def test_a_labelled_method_is_the_same_method_under_another_name(pair):
     assert control.run(ids, 12, 0.0, 0).ids == reference == labelled.run(ids, 12, 0.0, 0).ids
 
 
+def test_a_coupled_method_samples_what_target_only_coupled_samples(pair):
+    """`fixed:k=2@coupled`: coupled sampling, whose output is target-only coupled sampling's."""
+    target, draft = pair
+    ids = target.codec.encode("Once upon a time")
+    method = build_method("fixed:k=2@coupled#c", target, lambda: draft)
+    baseline = build_method("target-only@coupled", target, lambda: draft)
+    assert method.name == "fixed:k=2@coupled#c" and method.coupled and baseline.coupled
+    run = method.run(ids, 24, 0.8, 3)
+    assert run.drafted > 0 and run.ids == baseline.run(ids, 24, 0.8, 3).ids
+    with pytest.raises(ConfigurationError):
+        build_method("hf-assisted-k2@coupled", target, lambda: draft)
+
+
 def test_the_cpu_model_is_read_from_cpuinfo(tmp_path):
     from specdec.machine import cpu_model
 

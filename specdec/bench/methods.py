@@ -41,11 +41,12 @@ class SpecdecMethod:
 
     name: str
     decoder: Decoder
+    coupled: bool = False  # coupled sampling (`SamplingConfig.coupled`; no effect when greedy)
 
     def run(self, ids: Sequence[int], max_new_tokens: int, temperature: float, seed: int) -> MethodRun:
         self.decoder.prepare(list(ids), max_new_tokens)  # the analysis-only oracle: an untimed reference
         policy_before = _policy_seconds(self.decoder.policy)
-        result = self.decoder.generate(list(ids), max_new_tokens, temperature=temperature, seed=seed)
+        result = self.decoder.generate(list(ids), max_new_tokens, temperature=temperature, seed=seed, coupled=self.coupled)
         s = result.stats
         return MethodRun(
             result.ids, s.seconds, s.rounds, s.drafted, s.accepted, s.target_forwards, s.draft_forwards,

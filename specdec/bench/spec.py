@@ -10,6 +10,10 @@ that specdec's `draft:int8=true` uses (`HFModel.quantized`), for a like-for-like
 A `#LABEL` suffix runs the same method again under another name: `target-only#control` is a
 second plain decoder whose speedup over `target-only` in the same run measures the run's own noise
 (an A/A control), against which the differences between methods can be read.
+
+An `@coupled` suffix on a specdec method (before any label) samples in coupled mode
+(`SamplingConfig.coupled`), e.g. `fixed:k=4@coupled` beside `fixed:k=4` compares the two
+acceptance rules in one run at a temperature > 0.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def _split(part: str) -> tuple[str, dict[str, str]]:
 def check_method(spec: str) -> None:
     """Raise a `ConfigurationError` for a specification `build_method` would refuse (an unknown
     method, strategy or parameter, a value of the wrong type), without loading any model."""
-    base = _unlabelled(spec)
+    base, _ = _sampling_mode(_unlabelled(spec))
     if base == "target-only":
         return
     if base.startswith("hf-"):
@@ -61,6 +65,11 @@ def build_method(spec: str, target, draft_loader) -> Any:
         method = build_method(base, target, draft_loader)
         method.name = spec
         return method
+    base, coupled = _sampling_mode(spec)
+    if coupled:
+        method = build_method(base, target, draft_loader)
+        method.name, method.coupled = spec, True
+        return method
     if spec == "target-only":
         return SpecdecMethod(spec, Decoder(target))
     if spec.startswith("hf-"):
@@ -75,6 +84,19 @@ def build_method(spec: str, target, draft_loader) -> Any:
     proposer = build_strategy(reg, "proposer", proposer_name, proposer_params, **resources)
     policy = build_strategy(reg, "policy", policy_name, policy_params, **resources)  # pacer checks the draft it gets
     return SpecdecMethod(spec, Decoder(target, proposer=proposer, policy=policy))
+
+
+COUPLED = "@coupled"
+
+
+def _sampling_mode(spec: str) -> tuple[str, bool]:
+    """(the method without its `@coupled` suffix, whether it had one); refused on transformers' methods."""
+    if not spec.endswith(COUPLED):
+        return spec, False
+    base = spec[: -len(COUPLED)].strip()
+    if base.startswith("hf-"):
+        raise ConfigurationError(f"{COUPLED} is a specdec sampling mode; transformers' method {base!r} cannot use it")
+    return base, True
 
 
 def _unlabelled(spec: str) -> str:
