@@ -1,10 +1,13 @@
 """specdec's strategies inside the real vLLM engine (CPU build): greedy output identical to vLLM's
-own target-only output, drafts proposed and accepted, and the verdicts specdec reads back from
-vLLM's emitted tokens equal to vLLM's own acceptance counters.
+own target-only output, drafts proposed and accepted, the verdicts specdec reads back from vLLM's
+emitted tokens equal to vLLM's own acceptance counters, and no request state left behind by
+requests that end, arrive while others run, or are aborted.
 
 One engine per configuration, shared by the module's tests (an engine start costs 30-90 s on two
 cores); each engine serves one batch of concurrent requests of different prompt and output
-lengths, one of which ends on the end-of-sequence token.
+lengths, one of which ends on the end-of-sequence token, then the arrival-and-abort scenario.
+The engine core runs in the test process (VLLM_ENABLE_V1_MULTIPROCESSING=0), so that one
+`LLMEngine.step()` is one scheduler step and what the worker holds between steps is observable.
 """
 
 from __future__ import annotations
@@ -46,13 +49,18 @@ CONFIGURATIONS = {
     "prompt-lookup+svip": dict(proposer="prompt-lookup", policy="svip"),
     "draft+fixed": dict(proposer="draft", policy="fixed", policy_params={"k": 3}),
     "draft+svip": dict(proposer="draft", policy="svip"),
+    "draft+auto": dict(proposer="draft", policy="auto"),
+    "ouroboros+fixed": dict(proposer="ouroboros", policy="fixed", policy_params={"k": 4}),
+    "ouroboros+auto": dict(proposer="ouroboros", policy="auto"),
 }
+USES_DRAFT = ("draft", "ouroboros")
 
 
 def _engine(speculative: dict[str, Any] | None):
     from vllm import LLM
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # steps run in this process, one per step() (module docstring)
     return LLM(
         str(vllm_model_dir(default_target())),
         speculative_config=speculative,
@@ -106,20 +114,59 @@ def reference() -> list[tuple[tuple[int, ...], str]]:
     return out
 
 
+def _lifecycle(llm: Any) -> dict[str, Any]:
+    """Four requests run; one arrives while they run and one long one is aborted mid-way. Returns
+    the finished outputs by request id and specdec's counts when the last request finished and
+    after one more engine step (the one that tells the worker which requests ended)."""
+    from vllm import SamplingParams
+
+    engine = llm.llm_engine
+    texts, params = _prompts(llm)
+    outputs: dict[str, Any] = {}
+
+    def step() -> None:
+        for output in engine.step():
+            if output.finished:
+                outputs[output.request_id] = output
+
+    before = engine_stats(llm)["requests_started"]
+    for i in RUNNING:
+        engine.add_request(f"running-{i}", texts[i], params[i])
+    for _ in range(3):
+        step()
+    engine.add_request("arrived", texts[ARRIVING], params[ARRIVING])
+    engine.add_request("aborted", texts[ABORTED], SamplingParams(temperature=0.0, max_tokens=200, ignore_eos=True))
+    for _ in range(3):
+        step()
+    begun = engine_stats(llm)["requests_started"] - before
+    engine.abort_request(["aborted"])
+    while engine.has_unfinished_requests():
+        step()
+    at_end = engine_stats(llm)
+    engine.step()  # carries the ids of the requests that finished in the last step
+    return {"outputs": outputs, "begun_before_abort": begun, "at_end": at_end, "after_step": engine_stats(llm)}
+
+
+RUNNING = (0, 1, 2, 3)  # request indices the scenario starts with
+ARRIVING = 6  # the one that arrives while they run
+ABORTED = 1  # prompt of the aborted request (asked for 200 tokens, ignoring the end of sequence)
+
+
 @pytest.fixture(scope="module", params=sorted(CONFIGURATIONS))
 def speculative(request) -> dict[str, Any]:
-    """One batch through an engine running a specdec configuration: outputs, specdec's counts,
-    vLLM's counters."""
+    """One engine running a specdec configuration: the batch's outputs, specdec's counts and
+    vLLM's counters after it, then the arrival-and-abort scenario on the same engine."""
     options = dict(CONFIGURATIONS[request.param])
-    if options["proposer"] == "draft":
+    if options["proposer"] in USES_DRAFT:
         options["draft"] = default_draft()
     llm = _engine(speculative_config(num_speculative_tokens=K, **options))
     try:
         out = _run(llm)
         stats, counters = engine_stats(llm), _counters(llm)
+        lifecycle = _lifecycle(llm)
     finally:
         _close(llm)
-    return {"name": request.param, "out": out, "stats": stats, "counters": counters}
+    return {"name": request.param, "out": out, "stats": stats, "counters": counters, "lifecycle": lifecycle}
 
 
 def test_greedy_output_is_vllm_target_only_output(reference, speculative):
@@ -139,3 +186,23 @@ def test_the_verdicts_read_back_are_vllms(speculative):
     (a verdict read off by one position, or attributed to the wrong request, does not)."""
     stats, counters = speculative["stats"], speculative["counters"]
     assert (stats["drafted"], stats["accepted"]) == (counters["drafted"], counters["accepted"]), speculative["name"]
+
+
+def test_requests_that_end_leave_no_state_at_once(speculative):
+    """The requests ended on the end-of-sequence token or max_tokens in the last step; the worker
+    has not yet been told, so only the proposer's own reading of their tokens can have dropped them."""
+    stats = speculative["stats"]
+    assert (stats["live_requests"], stats["requests_finished"]) == (0, len(REQUESTS)), f"{speculative['name']}: {stats}"
+
+
+def test_arrival_and_abort_leave_no_state_behind(reference, speculative):
+    name, run = speculative["name"], speculative["lifecycle"]
+    outputs = run["outputs"]
+    assert run["begun_before_abort"] == len(RUNNING) + 2, f"{name}: the arriving and the aborted request were not both drafted for"
+    for request_id, index in [*((f"running-{i}", i) for i in RUNNING), ("arrived", ARRIVING)]:
+        assert tuple(outputs[request_id].outputs[0].token_ids) == reference[index][0], f"{name}: {request_id} differs from target-only"
+    assert "aborted" not in outputs or outputs["aborted"].outputs[0].finish_reason == "abort"
+    started = len(REQUESTS) + len(RUNNING) + 2
+    assert run["at_end"]["live_requests"] == 0, f"{name}: state held when the last request finished: {run['at_end']}"
+    after = run["after_step"]
+    assert (after["live_requests"], after["requests_started"], after["requests_finished"]) == (0, started, started), f"{name}: {after}"

@@ -52,6 +52,14 @@ class BatchRows:
         params = getattr(self.requests.get(req_id), "sampling_params", None)
         return getattr(params, "max_tokens", None)
 
+    def stop_token_ids(self, req_id: str) -> frozenset[int]:
+        """The tokens that end the request whenever it emits one, as vLLM's scheduler checks them
+        (`check_stop`): its end-of-sequence token (none with `ignore_eos`) and its `stop_token_ids`."""
+        params = getattr(self.requests.get(req_id), "sampling_params", None)
+        eos = getattr(params, "eos_token_id", None)
+        stops = set(getattr(params, "stop_token_ids", None) or ())
+        return frozenset(stops | ({eos} if eos is not None else set()))
+
 
 class VllmVersionError(ConfigurationError):
     """The installed vLLM is not one the request-id patch fits."""

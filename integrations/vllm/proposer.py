@@ -2,8 +2,7 @@
 
 vLLM calls `propose` once per engine step with one row per running request. Each request gets its
 own specdec policy and proposer (built through the registry when the request first appears, with
-its own draft-model cache; dropped when vLLM reports it finished), so they run exactly as in
-specdec's own loop, one round per step:
+its own draft-model cache), so they run exactly as in specdec's own loop, one round per step:
 
 1. the tokens vLLM just emitted for the row are the verdict on the draft sent last step: the
    leading ones that equal the draft were accepted, the last is the correction or bonus token
@@ -11,6 +10,16 @@ specdec's own loop, one round per step:
    to the request's policy and proposer;
 2. the policy caps the next draft (0 is allowed: the row is then a plain target step) and the
    proposer drafts through a `ProposalRequest`, as in `specdec.Decoder`.
+
+A request's state is dropped as soon as its tokens end it for certain (a stop token, its
+`max_tokens`, the model's length: the rules of vLLM's scheduler), in the step that emitted them;
+an end vLLM decides elsewhere (a stop string, an abort) arrives through `finish` one engine step
+later. Dropping early frees the draft's cache at once, and an idle engine holds nothing. A wrong
+guess would cost only the request's learned state: a request seen again starts afresh from its
+tokens, and vLLM verifies every draft whatever the proposer knows.
+
+Ouroboros runs without branches (`tree_depth=0`): vLLM verifies one chain per request, so it
+drafts and copies as usual and attaches none.
 
 Drafts are always greedy (argmax or deterministic copies): vLLM verifies custom drafts as
 deterministic proposals (one-hot q), which is exact at every temperature only for tokens that were
@@ -129,11 +138,21 @@ class SpecdecProposer:
         return state
 
     def finish(self, req_ids: Sequence[str]) -> None:
-        """Drop the state of requests vLLM finished or aborted (called by `patch`)."""
+        """Drop the state of requests vLLM finished or aborted (called by `patch`; a request
+        `_ended` already dropped is not counted twice)."""
         for req_id in req_ids:
             if self.requests.pop(req_id, None) is not None:
                 self.totals.requests_finished += 1
         self.totals.live_requests = len(self.requests)
+
+    def _ended(self, state: RequestState, sampled: Sequence[int], stop_tokens: frozenset[int], max_tokens: int | None) -> bool:
+        """Whether the tokens vLLM just emitted end the request for certain (see the module docstring)."""
+        generated = len(state.context) - state.prompt_length
+        return (
+            any(t in stop_tokens for t in sampled)
+            or (max_tokens is not None and generated >= max_tokens)
+            or len(state.context) >= self.max_model_len
+        )
 
     def _feed_back(self, state: RequestState, sampled: Sequence[int], verify_seconds: float) -> None:
         """The verdict on the last draft, read from the tokens vLLM emitted for it."""
@@ -171,7 +190,7 @@ class SpecdecProposer:
         tokens: tuple[int, ...] = ()
         forwards = 0
         if budget > 0:
-            request = ProposalRequest(context, budget, state.policy, GREEDY, TorchSampler(0), self.eos_token_ids)
+            request = ProposalRequest(context, budget, state.policy, GREEDY, TorchSampler(0), self.eos_token_ids, tree_depth=0)
             draft = state.proposer.propose(request)
             if len(draft) > budget or draft.branches or any(not 0 <= t < self.vocab_size for t in draft.tokens):
                 raise ConfigurationError(
@@ -218,7 +237,12 @@ class SpecdecProposer:
                     state.context[:] = token_ids_cpu[i, :length].tolist()
                 if state.draft is not None:
                     self._feed_back(state, sampled, step_seconds)
-            drafts.append(self._draft(state, rows.max_tokens(req_id)))
+            max_tokens = rows.max_tokens(req_id)
+            if self._ended(state, sampled, rows.stop_token_ids(req_id), max_tokens):
+                self.finish([req_id])
+                drafts.append([])
+                continue
+            drafts.append(self._draft(state, max_tokens))
         self.batch_rows = None
         self._step_end = time.perf_counter()
         return drafts
