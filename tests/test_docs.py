@@ -6,7 +6,9 @@ How a page is run, top to bottom, in a temporary working directory:
 - a ```console block holds `$ ` commands: `specdec ...` runs the CLI in a fresh interpreter,
   `pip install DIR` installs with pip into the page's private site directory (see
   tests/plugin_tools.py); the lines after a command are output that must appear in what it printed
-  (`...` stands for anything). `$SPECDEC_MODELS` is the models directory.
+  (`...` stands for anything). `$SPECDEC_MODELS` is the models directory. `specdec serve`
+  runs with `--print-command` added: its options are checked and its `vllm serve` command built,
+  but no server starts (the vLLM tests start real ones).
 Any other block fails the test: a block nobody runs is a block that can rot.
 The newcomer path is the policy-plugin page run this way, with checks of what it taught.
 """
@@ -127,6 +129,10 @@ def run_command(run: PageRun, argv: list[str], expected: list[str], where: str) 
         broken = [f for f in reg.failures if f.distribution in ours]
         assert not broken, f"{where}: the package installed by `{' '.join(argv)}` failed to load: {broken}"
         output = ""
+    elif argv[:2] == ["specdec", "serve"]:
+        args = argv[1:]
+        cut = args.index("--") if "--" in args else len(args)
+        output = run_in_process(args[:cut] + ["--print-command"] * ("--print-command" not in args) + args[cut:], where)
     elif argv[0] == "specdec":
         output = run_in_process(argv[1:], where)
     else:

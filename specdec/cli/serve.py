@@ -38,8 +38,12 @@ def add_parser(subparsers) -> None:
         "Options after `--` go to vLLM's server unchanged (those of `vllm serve`).",
     )
     add_model_options(parser)
-    threads = next(a for a in parser._actions if a.dest == "threads")
-    threads.help = "CPU cores vLLM's worker runs on, 0 to N-1 (VLLM_CPU_OMP_THREADS_BIND; default: vLLM's choice)"
+    served = {  # what the shared model options mean when vLLM loads and runs the target
+        "target": "target model directory, safetensors or GGUF (default: the embedded SmolLM2-135M-Instruct)",
+        "threads": "CPU cores vLLM's worker runs on, 0 to N-1 (VLLM_CPU_OMP_THREADS_BIND; default: vLLM's choice)",
+    }
+    for action in parser._actions:
+        action.help = served.get(action.dest, action.help)
     add_strategy_options(parser)
     group = parser.add_argument_group("server")
     group.add_argument("--num-speculative-tokens", type=positive_int, default=8,
