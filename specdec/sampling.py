@@ -12,6 +12,7 @@ import attrs
 import torch
 
 from specdec.errors import ConfigurationError
+from specdec.policy import boolean
 
 
 def _check_temperature(_: object, __: attrs.Attribute, value: float) -> None:
@@ -29,11 +30,6 @@ def _check_top_p(_: object, __: attrs.Attribute, value: float | None) -> None:
         raise ConfigurationError(f"top_p must be in (0, 1] or None, got {value!r}")
 
 
-def _check_coupled(_: object, __: attrs.Attribute, value: bool) -> None:
-    if not isinstance(value, bool):
-        raise ConfigurationError(f"coupled must be True or False, got {value!r}")
-
-
 @attrs.frozen
 class SamplingConfig:
     """How tokens are chosen: temperature 0 means greedy (argmax), otherwise sampling.
@@ -49,7 +45,7 @@ class SamplingConfig:
     temperature: float = attrs.field(default=0.0, converter=float, validator=_check_temperature)
     top_k: int | None = attrs.field(default=None, validator=_check_top_k)
     top_p: float | None = attrs.field(default=None, validator=_check_top_p)
-    coupled: bool = attrs.field(default=False, validator=_check_coupled)
+    coupled: bool = attrs.field(default=False, validator=boolean)
 
     @property
     def greedy(self) -> bool:
