@@ -109,6 +109,16 @@ class ReducibleModel(LanguageModel, Protocol):
         ...
 
 
+@runtime_checkable
+class ForkableModel(LanguageModel, Protocol):
+    """Optional: a model that hands out more handles on its weights, each with its own empty
+    cache, so that several sequences can draft with one loaded model (a vLLM batch)."""
+
+    def sibling(self) -> "LanguageModel":
+        """Another handle on the same weights (and head) with an empty cache."""
+        ...
+
+
 def supports_tree(model: object) -> bool:
     """Whether `model` can verify token trees (see `TreeLanguageModel`)."""
     return isinstance(model, TreeLanguageModel)

@@ -19,7 +19,7 @@ import attrs
 from specdec.assembly import build_strategies
 from specdec.draft import Draft
 from specdec.errors import ConfigurationError, InputError, VocabularyMismatchError
-from specdec.exclusive import claimed, models_of
+from specdec.exclusive import claimed
 from specdec.generation_options import checked_seed, resolve_options
 from specdec.integrations.base import (
     GenerationDefaults,
@@ -78,7 +78,8 @@ class Decoder:
                     f"the proposer {self.proposer.name!r} drafts over {vocab} tokens but the target "
                     f"{self.target.name!r} has {self.target.vocab_size}; a draft model must share the target's tokenizer"
                 )
-            check_same_tokenizer(self.target, getattr(self.proposer, "model", None), self.target.vocab_size)
+            for model in self.proposer.models:
+                check_same_tokenizer(self.target, model, self.target.vocab_size)
         self._cache = SequenceCache(self.target)
 
     # ------------------------------------------------------------------ public API
@@ -189,7 +190,7 @@ class _Run:
 
     def __iter__(self) -> Iterator[list[int]]:
         d = self.d
-        with claimed(d, [d.target, *models_of(d.proposer, d.policy)]):  # one generation at a time on each
+        with claimed(d, [d.target, *(d.proposer.models if d.proposer else ())]):  # one generation at a time on each
             yield from self._rounds()
 
     def _rounds(self) -> Iterator[list[int]]:

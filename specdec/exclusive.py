@@ -14,28 +14,11 @@ import contextlib
 import threading
 from typing import Any, Iterable, Iterator
 
-import attrs
-
 from specdec.errors import ConcurrentUseError
 from specdec.integrations.base import LanguageModel
 
 _guard = threading.Lock()
 _claimed: set[int] = set()  # ids of the decoders and models generating now (each alive while claimed)
-
-
-def models_of(*owners: Any) -> list[LanguageModel]:
-    """The models that `owners` (a proposer, a policy) hold as attributes: each runs forwards on
-    its own cache, so it is claimed with the decoder."""
-    found: list[LanguageModel] = []
-    for owner in owners:
-        if owner is None:
-            continue
-        names = [f.name for f in attrs.fields(type(owner))] if attrs.has(type(owner)) else list(getattr(owner, "__dict__", {}))
-        for name in names:
-            value = getattr(owner, name, None)
-            if isinstance(value, LanguageModel) and all(value is not m for m in found):
-                found.append(value)
-    return found
 
 
 @contextlib.contextmanager

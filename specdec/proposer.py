@@ -209,6 +209,13 @@ class Proposer(Protocol):
     name: str
 
     @property
+    def models(self) -> tuple[LanguageModel, ...]:
+        """The models the proposer runs forwards on: a generation claims each of them (each holds
+        one sequence's cache, `specdec.exclusive`) and checks that each shares the target's
+        tokenizer. Empty for model-free proposers."""
+        ...
+
+    @property
     def vocab_size(self) -> int | None:
         """Vocabulary of the draft tokens (None: any token of the target's vocabulary)."""
         ...
@@ -251,6 +258,10 @@ class ModelCounters:
     model: LanguageModel
 
     @property
+    def models(self) -> tuple[LanguageModel, ...]:
+        return (self.model,)
+
+    @property
     def vocab_size(self) -> int | None:
         return self.model.vocab_size
 
@@ -269,6 +280,10 @@ class ModelCounters:
 
 class ModelFree:
     """Mixin for proposers without a model (lookups, rules): no vocabulary limit, no forwards."""
+
+    @property
+    def models(self) -> tuple[LanguageModel, ...]:
+        return ()
 
     @property
     def vocab_size(self) -> int | None:

@@ -5,18 +5,17 @@ decoded text of a spread of token ids can, cheaply."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from specdec.errors import VocabularyMismatchError
+from specdec.integrations.base import LanguageModel
 
 SAMPLE = 512  # token ids compared, spread over the vocabulary
 TOLERATED = 0.01  # share of them that may differ (special tokens spelled differently)
 
 
-def check_same_tokenizer(target: Any, draft: Any, vocab_size: int) -> None:
+def check_same_tokenizer(target: LanguageModel, draft: LanguageModel, vocab_size: int) -> None:
     """Raise `VocabularyMismatchError` when the two models' tokenizers decode more than
     `TOLERATED` of `SAMPLE` token ids differently (models without a tokenizer are not compared)."""
-    ours, theirs = getattr(target, "codec", None), getattr(draft, "codec", None)
+    ours, theirs = target.codec, draft.codec
     if ours is None or theirs is None or ours is theirs or vocab_size < 1:
         return
     ids = range(0, vocab_size, max(1, vocab_size // SAMPLE))

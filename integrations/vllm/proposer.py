@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Sequence
 import attrs
 
 from specdec.errors import ConfigurationError, VocabularyMismatchError
-from specdec.integrations.base import LanguageModel, as_model
+from specdec.integrations.base import ForkableModel, LanguageModel, as_model
 from specdec.policy import LengthPolicy, RoundState
 from specdec.proposer import ProposalRequest, Proposer
 from specdec.samplers import TorchSampler
@@ -78,8 +78,7 @@ class Totals:
 def fork(model: LanguageModel) -> LanguageModel:
     """A handle on `model`'s weights with its own cache (one per request); a model that cannot
     make one is shared, which stays exact (`SequenceCache` re-reads a context it lost) but slow."""
-    sibling = getattr(model, "sibling", None)
-    return sibling() if callable(sibling) else model
+    return model.sibling() if isinstance(model, ForkableModel) else model
 
 
 class SpecdecProposer:
