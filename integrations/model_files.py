@@ -21,6 +21,10 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 GGUF_MAGIC = b"GGUF"
 MAX_HEADER = 100 << 20  # a safetensors header larger than this is damaged, not big
 AGAIN = "copy or download the model again"
+# how to turn a transformers model's pickle weights into safetensors (the default advice)
+TRANSFORMERS_CONVERSION = (
+    "load the model with transformers' from_pretrained and save_pretrained it, which writes model.safetensors"
+)
 
 
 def check_model_directory(path: Path, *, tokenizer: bool) -> None:
@@ -53,8 +57,9 @@ def check_config(config: Path) -> None:
         raise ModelFileError(f"{config} names no model_type, so it is not a transformers model config; {AGAIN}")
 
 
-def weight_files(path: Path) -> list[Path]:
-    """The safetensors files holding the model's weights (an error if there are none)."""
+def weight_files(path: Path, convert: str = TRANSFORMERS_CONVERSION) -> list[Path]:
+    """The safetensors files holding the model's weights (an error if there are none; `convert`
+    says how to turn pickle weights into safetensors)."""
     index = path / SAFETENSORS_INDEX
     if index.is_file():
         try:
@@ -72,8 +77,7 @@ def weight_files(path: Path) -> list[Path]:
     if pickles:
         raise ModelFileError(
             f"{path} holds PyTorch pickle weights ({', '.join(pickles[:3])}), which specdec does not read (loading a "
-            "pickle can run code); convert them once, where you trust the file: load the model with transformers' "
-            "from_pretrained and save_pretrained it, which writes model.safetensors"
+            f"pickle can run code); convert them once, where you trust the file: {convert}"
         )
     raise ModelFileError(f"{path} holds no weights (model.safetensors); {AGAIN}")
 
