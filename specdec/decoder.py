@@ -89,7 +89,8 @@ class Decoder:
         `prompt` is text, chat messages or token ids (or `input_ids=`/`attention_mask=` as a
         tokenizer returns them). specdec's keywords: `temperature` (0, the default, is greedy),
         `top_k`, `top_p`, `seed` (None: drawn from torch's generator), `coupled` (the output is
-        then token for token target-only sampling's with the same seed, `SamplingConfig`), `stop`,
+        then token for token target-only sampling's with the same seed, `SamplingConfig`; None, the
+        default, samples coupled exactly when a seed is given, so that a seed fixes the text), `stop`,
         `chat`, `sampler`.
         transformers' `generation_config=`, `do_sample`, `eos_token_id`, `stop_strings`, ... mean
         what they mean to `model.generate` (`specdec.generation_options`); `streamer=` receives
@@ -130,7 +131,7 @@ class Decoder:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
-        coupled: bool = False,
+        coupled: bool | None = None,
         stop: Sequence[str] = (),
         chat: bool = False,
         sampler: Sampler | None = None,
@@ -141,6 +142,7 @@ class Decoder:
         **options: Any,
     ) -> "_Run":
         defaults = self.target.generation_config if isinstance(self.target, GenerationDefaults) else None
+        coupled = seed is not None if coupled is None else coupled  # a seed fixes the text
         settings = resolve_options(
             max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, coupled=coupled, stop=stop,
             generation_config=generation_config, model_defaults=defaults, options=options,

@@ -31,6 +31,7 @@ from specdec.sampling import warp
 from specdec.strategies.policies import FixedPolicy
 from specdec.strategies.proposers import DraftModelProposer
 from tests.models import model_path, real_model
+from tests.test_real_greedy_identity import spec_bench_prompts
 
 TOKENS = 24
 PROMPTS = ["Once upon a time", "The little dog"]
@@ -158,6 +159,21 @@ def test_auto_with_random_timings_gives_the_same_coupled_output(monkeypatch):
     assert outputs == [target_only(prompt, sampling, seed, 32)] * 3
 
 
+def test_a_seed_alone_samples_coupled_and_no_seed_samples_standard(monkeypatch):
+    """`generate(seed=...)` without `coupled` fixes the text: auto under a random clock gives
+    target-only's output; without a seed the standard rule runs (its output differs from it)."""
+    t, k, p = SAMPLINGS[0]
+    outputs = []
+    for clock_seed in range(2):
+        monkeypatch.setattr(time, "perf_counter", fake_clock(clock_seed))
+        outputs.append(decoder_for("auto", "draft").generate(PROMPTS[0], 32, temperature=t, top_k=k, top_p=p, seed=5).ids)
+    assert outputs == [target_only(PROMPTS[0], SAMPLINGS[0], 5, 32)] * 2
+    decoder = decoder_for("fixed", "draft")
+    sampler = TorchSampler(5)  # a sampler without a seed argument: the standard rule
+    standard = decoder.generate(PROMPTS[0], 32, temperature=t, top_k=k, top_p=p, sampler=sampler).ids
+    assert standard != target_only(PROMPTS[0], SAMPLINGS[0], 5, 32)
+
+
 class KeyRecorder(TorchSampler):
     """Records every standard draw's key (sequence, start, position, purpose)."""
 
@@ -215,18 +231,35 @@ def test_the_same_seed_gives_the_same_output_in_another_process():
     assert len({tuple(ids) for ids in outputs[0].values()}) > 1
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("policy", ["fixed", "auto", "pacer", "svip"])
-def test_coupled_sampling_is_target_only_sampling_on_the_default_pair(policy):
-    """A few Spec-Bench prompts, chat template, T = 0.7 with top-p 0.9 and T = 1.0."""
-    from tests.test_real_greedy_identity import spec_bench_prompts
+REAL_TOKENS = 32
 
+
+@functools.lru_cache(maxsize=None)
+def real_target_only(i: int, sampling: tuple) -> tuple[int, ...]:
+    """Target-only coupled sampling of Spec-Bench prompt `i` (seed i), shared by every configuration."""
+    decoder = Decoder(real_model("smollm2-135m-instruct"))
+    t, k, p = sampling
+    ids = decoder.encode(spec_bench_prompts(10)[i], chat=True)
+    return decoder.generate(ids, REAL_TOKENS, temperature=t, top_k=k, top_p=p, seed=i, coupled=True).ids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("proposer", ["draft", "prompt-lookup", "ouroboros"])
+def test_coupled_sampling_is_target_only_sampling_on_the_default_pair(proposer):
+    """10 Spec-Bench prompts (chat template) per policy, at T = 0.7 with top-p 0.9 and at T = 1.0:
+    every registered policy but the analysis-only oracle, with each proposer."""
     target, draft = real_model("smollm2-135m-instruct"), real_model("smollm2-draft")
-    for proposer in ("draft", "ouroboros"):
+    prompts = spec_bench_prompts(10)
+    for policy in registry().names("policy"):
+        if policy == "oracle":
+            continue
         decoder = Decoder(target, proposer=proposer, policy=policy, draft=draft)
-        for i, prompt in enumerate(spec_bench_prompts(3)):
+        drafted = 0
+        for i, prompt in enumerate(prompts):
             ids = decoder.encode(prompt, chat=True)
-            t, k, p = SAMPLINGS[3] if i % 2 else SAMPLINGS[1]
-            got = decoder.generate(ids, 48, temperature=t, top_k=k, top_p=p, seed=i, coupled=True).ids
-            plain = Decoder(target).generate(ids, 48, temperature=t, top_k=k, top_p=p, seed=i, coupled=True).ids
-            assert got == plain, f"{proposer} prompt {i}"
+            for sampling in ((0.7, None, 0.9), (1.0, None, None)):
+                t, k, p = sampling
+                result = decoder.generate(ids, REAL_TOKENS, temperature=t, top_k=k, top_p=p, seed=i, coupled=True)
+                assert result.ids == real_target_only(i, sampling), f"{policy}+{proposer} prompt {i} at {sampling}"
+                drafted += result.stats.drafted
+        assert drafted > 0, f"{policy}+{proposer} never drafted"

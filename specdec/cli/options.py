@@ -77,8 +77,9 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, max_new_tokens: int
     group.add_argument("--top-k", type=positive_int, default=None, help="keep the k most likely tokens (sampling)")
     group.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1] (sampling)")
     group.add_argument("--seed", type=seed, default=0, help="seed of the sampler (default 0)")
-    group.add_argument("--coupled", action="store_true",
-                       help="coupled sampling: the output is target-only sampling's with the same seed, token for token")
+    group.add_argument("--coupled", action=argparse.BooleanOptionalAction, default=True,
+                       help="coupled sampling (default): the output is target-only sampling's with the same seed, token "
+                       "for token; --no-coupled samples with the standard rule, which accepts more where the draft is close")
     group.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
     group.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop when this text appears (repeatable)")
 
