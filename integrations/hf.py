@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from specdec.errors import ConfigurationError
 
 from .base import ModelOutput, check_keep
 from .codec import HFCodec
+from .placement import model_device
 from .projection import projection
 from .tree_attention import full_mask, leading_chain, tree_mask
 
@@ -30,6 +32,7 @@ class TransformersStack:
     def __init__(self, model: Any) -> None:
         self.model = model
         self.base = getattr(model, model.base_model_prefix)
+        self.device = model_device(model)
         self.cache = self._new_cache()
 
     def _new_cache(self):
@@ -66,10 +69,12 @@ class TransformersStack:
             allowed = full_mask(allowed, causal_rows, start)
             # transformers 5.x passes a 4D additive mask through unchanged (masking_utils)
             dtype = self.model.dtype
-            extra["attention_mask"] = torch.zeros(1, 1, *allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+            extra["attention_mask"] = torch.zeros(1, 1, *allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
+                ~allowed, torch.finfo(dtype).min
+            )
         if positions is not None:
             extra["position_ids"] = positions.unsqueeze(0)
-        input_ids = torch.tensor([list(tokens)], dtype=torch.long)
+        input_ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.device)
         out = self.base(input_ids=input_ids, past_key_values=self.cache, use_cache=True, **extra)
         return out.last_hidden_state[0, -keep:]
 
@@ -103,6 +108,7 @@ class HFModel:
         if threads is not None:
             torch.set_num_threads(threads)
         self.model = model.eval()
+        self.device = model_device(model)  # every tensor of a forward, and its logits, live here
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.vocab_size = int(_head_weight(model).shape[0])
         self.hidden_size = int(model.config.hidden_size)
@@ -150,7 +156,7 @@ class HFModel:
         draft then proposes from that subset, and q is 0 elsewhere, which the verifier handles.
         The view shares the weights but has its own cache.
         """
-        ids = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
+        ids = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long, device=self.device)
         if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size:
             raise ValueError(f"head subset must be non-empty token ids below {self.vocab_size}")
         view = self._view(self.model, f"{self.name}[head {len(ids)}]", self.stack.sibling())
@@ -164,8 +170,11 @@ class HFModel:
         A small draft's forward on a CPU is bound by reading its weights, so int8 weights make each
         step cheaper. Its logits move slightly, which changes what the draft proposes but never
         what is emitted: the verifier alone decides, on the target's exact logits. Do not quantize
-        a target: that changes the model being decoded.
+        a target: that changes the model being decoded. PyTorch's dynamic quantization runs on
+        a CPU only.
         """
+        if self.device.type != "cpu":
+            raise ConfigurationError(f"an int8 draft runs on the CPU only; {self.name} is on {self.device}")
         with warnings.catch_warnings():  # torch.ao's dynamic quantization is deprecated in favour of torchao
             warnings.simplefilter("ignore")
             from torch.ao.quantization import quantize_dynamic
@@ -222,8 +231,8 @@ class HFModel:
         # on an empty cache the tree's leading chain (the prompt) attends causally: only the
         # nodes after it are masked (tree_attention)
         chain = leading_chain(parents) if cached == 0 else 0
-        allowed = tree_mask(parents, cached, chain)
-        positions = torch.tensor([cached + d - 1 for d in depth], dtype=torch.long)
+        allowed = tree_mask(parents, cached, chain).to(self.device)
+        positions = torch.tensor([cached + d - 1 for d in depth], dtype=torch.long, device=self.device)
         return self._run(tokens, keep, hidden, positions=positions, allowed=allowed, causal_rows=chain)
 
     def _run(self, tokens: Sequence[int], keep: int, hidden: bool, **tree: Any) -> ModelOutput:
@@ -235,7 +244,7 @@ class HFModel:
             if self._head_ids is None:
                 logits = scores
             else:  # a head-subset view: score only its tokens
-                logits = torch.full((keep, self.vocab_size), -math.inf)
+                logits = torch.full((keep, self.vocab_size), -math.inf, device=self.device)
                 logits[:, self._head_ids] = scores
             states = last.float() if hidden else None
         self.forward_seconds += time.perf_counter() - start

@@ -58,7 +58,7 @@ class GrowingLayer(DynamicLayer):
         if not self.is_initialized or self._key_buffer is None:
             return
         if positions:
-            index = torch.tensor(list(positions), dtype=torch.long)
+            index = torch.tensor(list(positions), dtype=torch.long, device=self._key_buffer.device)
             end = length + len(positions)
             with torch.inference_mode():  # the buffers were made by forwards in inference mode
                 self._key_buffer[..., length:end, :] = self._key_buffer.index_select(-2, index)
@@ -111,6 +111,6 @@ def keep_entries(cache: DynamicCache, length: int, positions: Sequence[int]) -> 
             layer.keep(length, positions)
         elif getattr(layer, "keys", None) is not None and layer.keys.numel():
             if index is None:
-                index = torch.tensor(list(range(length)) + [int(p) for p in positions], dtype=torch.long)
+                index = torch.tensor(list(range(length)) + [int(p) for p in positions], dtype=torch.long, device=layer.keys.device)
             layer.keys = layer.keys.index_select(-2, index)
             layer.values = layer.values.index_select(-2, index)

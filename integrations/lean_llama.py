@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .projection import projection
 
 MIN_CAPACITY = 256
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # weights it runs (the device's own support: `placement`)
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -39,8 +40,8 @@ def unsupported_reason(model: Any) -> str | None:
         return "biases in attention or MLP"
     if getattr(config, "pretraining_tp", 1) != 1:
         return "pretraining_tp > 1"
-    if next(model.parameters()).dtype != torch.float32:
-        return "weights not in float32"
+    if next(model.parameters()).dtype not in DTYPES:
+        return f"weights in {next(model.parameters()).dtype}, not float32, bfloat16 or float16"
     base = getattr(model, "model", None)
     if base is None or not hasattr(base, "layers") or not hasattr(base, "embed_tokens"):
         return "not a LlamaForCausalLM layout"
@@ -71,14 +72,19 @@ class LeanLlama:
         self.layers = [_Layer(layer) for layer in model.model.layers]
         self.embed = model.model.embed_tokens.weight.detach()
         self.final_norm = model.model.norm.weight.detach()
+        self.device = self.embed.device  # every tensor of a forward lives with the weights
         self.eps = float(config.rms_norm_eps)
         self.heads = int(config.num_attention_heads)
         self.kv_heads = int(config.num_key_value_heads)
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
         self.intermediate = int(config.intermediate_size)
+        # float32: torch's fused norm and rotation; half precision: transformers' order of roundings
+        full = self.embed.dtype == torch.float32
+        self._norm, self._rotate = (F.rms_norm, torch.addcmul) if full else (_rms_norm_upcast, _rotate_rounded)
         theta = float((getattr(config, "rope_parameters", None) or {}).get("rope_theta", getattr(config, "rope_theta", 10000.0)))
-        self.inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.int64).float() / self.head_dim))
-        self._cos = self._sin = torch.empty(0, self.head_dim)
+        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=self.device).float() / self.head_dim
+        self.inv_freq = 1.0 / (theta**exponents)
+        self._cos = self._sin = self.embed.new_empty(0, self.head_dim)
         self._keys: torch.Tensor | None = None  # [layers, kv_heads, capacity, head_dim]
         self._values: torch.Tensor | None = None
 
@@ -99,7 +105,7 @@ class LeanLlama:
         """Move the entries at `positions` to follow the first `length` ones."""
         if self._keys is None or not positions:
             return
-        index = torch.tensor(list(positions), dtype=torch.long)
+        index = torch.tensor(list(positions), dtype=torch.long, device=self.device)
         end = length + len(positions)
         with torch.inference_mode():  # the buffers were made by forwards in inference mode
             self._keys[:, :, length:end] = self._keys.index_select(2, index)
@@ -120,12 +126,13 @@ class LeanLlama:
     def _rotary(self, positions: torch.Tensor, needed: int) -> tuple[torch.Tensor, torch.Tensor]:
         if needed > self._cos.shape[0]:
             size = max(needed, 2 * self._cos.shape[0], MIN_CAPACITY)
-            freqs = torch.outer(torch.arange(size, dtype=torch.float32), self.inv_freq)
+            freqs = torch.outer(torch.arange(size, dtype=torch.float32, device=self.device), self.inv_freq)
             angles = torch.cat((freqs, freqs), dim=-1)
             # rotate_half(x) = cat(-x2, x1) = roll(x, half) * (-1 on the first half): fold the sign in
-            sign = torch.ones(self.head_dim)
+            sign = torch.ones(self.head_dim, device=self.device)
             sign[: self.head_dim // 2] = -1.0
-            self._cos, self._sin = angles.cos(), angles.sin() * sign
+            # computed in float32 and rounded to the weights' dtype, as transformers' rotary embedding
+            self._cos, self._sin = angles.cos().to(self.embed.dtype), (angles.sin() * sign).to(self.embed.dtype)
         return self._cos[positions], self._sin[positions]
 
     # --------------------------------------------------------------------------- forward
@@ -152,24 +159,25 @@ class LeanLlama:
         if causal_rows == n:  # the whole tree is a chain
             allowed, causal_rows = None, 0
         if positions is None:
-            positions = torch.arange(start, end)
+            positions = torch.arange(start, end, device=self.device)
             if n > 1 and allowed is None and start > 0:
-                allowed = torch.ones(n, end, dtype=torch.bool).tril(start)
+                allowed = torch.ones(n, end, dtype=torch.bool, device=self.device).tril(start)
         self._reserve(end)
-        cos, sin = self._rotary(positions, int(positions.max()) + 1)
+        cos, sin = self._rotary(positions, end)  # a tree's positions stay below `end` (depth <= n): no device read
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [n, 1, dim]: broadcast over heads
         causal = n > 1 and allowed is None  # a fresh prompt: plain causal attention
-        x = self.embed[torch.tensor(list(tokens), dtype=torch.long)]
+        x = self.embed[torch.tensor(list(tokens), dtype=torch.long, device=self.device)]
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         q_width, k_width = heads * dim, kv_heads * dim
         half, hidden_shape, eps = dim // 2, x.shape[-1:], self.eps
         grouped = heads != kv_heads
+        norm, rotate = self._norm, self._rotate
         for index, layer in enumerate(self.layers):
-            qkv = layer.qkv(F.rms_norm(x, hidden_shape, layer.input_norm, eps))
+            qkv = layer.qkv(norm(x, hidden_shape, layer.input_norm, eps))
             # q and k rotated together: x * cos + rotate_half(x) * sin, rotate_half as a roll
             # with the sign folded into the sine table
             qk = qkv[:, : q_width + k_width].view(n, heads + kv_heads, dim)
-            qk = torch.addcmul(qk * cos, qk.roll(half, dims=-1), sin)
+            qk = rotate(qk * cos, qk.roll(half, dims=-1), sin)
             keys, values = self._keys[index], self._values[index]
             keys[:, start:end] = qk[:, heads:].transpose(0, 1)
             values[:, start:end] = qkv[:, q_width + k_width :].view(n, kv_heads, dim).transpose(0, 1)
@@ -182,6 +190,20 @@ class LeanLlama:
             else:
                 attended = F.scaled_dot_product_attention(queries, *seen, attn_mask=allowed, is_causal=causal, enable_gqa=grouped)
             x = x + layer.out(attended[0].transpose(0, 1).reshape(n, q_width))
-            gate, up = layer.gate_up(F.rms_norm(x, hidden_shape, layer.post_norm, eps)).split(self.intermediate, dim=-1)
+            gate, up = layer.gate_up(norm(x, hidden_shape, layer.post_norm, eps)).split(self.intermediate, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
-        return F.rms_norm(x[-keep:], hidden_shape, self.final_norm, eps)
+        return norm(x[-keep:], hidden_shape, self.final_norm, eps)
+
+
+def _rms_norm_upcast(x: torch.Tensor, shape: Sequence[int], weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' `LlamaRMSNorm` in half precision: normalised in float32, rounded, then scaled
+    (`F.rms_norm` scales before rounding: a bit off in bfloat16)."""
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def _rotate_rounded(rotated_cos: torch.Tensor, rolled: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """q * cos + rotate_half(q) * sin with each product rounded, as transformers computes it
+    (`torch.addcmul` rounds once, which in half precision is another result)."""
+    return rotated_cos + rolled * sin

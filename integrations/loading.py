@@ -5,7 +5,10 @@ already cached here, or a loaded `PreTrainedModel` (its tokenizer is then the on
 the one its `name_or_path` names, if that loads without a download). A directory holding only a
 `.gguf` file is read through transformers' GGUF reader (which dequantises to float32,
 slowly) once, and a safetensors copy is cached under `SPECDEC_CACHE` so later loads are fast
-(`gguf_cache`). A directory's files are checked first (`model_files`), so that a damaged model
+(`gguf_cache`). `device` and `dtype` place the weights (`placement`: cpu in float32 or bfloat16,
+cuda in float32, bfloat16 or float16); a `ModelSource` carries a path with those options wherever
+a model is accepted (`Decoder(target=...)`, `draft=`, a proposer's `model`), since those load
+what they are given through `load_model`. A directory's files are checked first (`model_files`), so that a damaged model
 is one error naming the file instead of a reader's traceback. Kept apart from `hf.py`, which
 holds the loaded model and its forward.
 """
@@ -16,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from specdec.errors import ConfigurationError, ModelFileError, ModelNotFoundError
@@ -23,10 +27,30 @@ from specdec.errors import ConfigurationError, ModelFileError, ModelNotFoundErro
 from .gguf_cache import InMemory, converted_gguf
 from .hf import HFModel
 from .model_files import AGAIN, check_model_directory, has_tokenizer
+from .placement import as_device, as_dtype, dtype_name, model_device, placement
 from .remote_code import NO_REMOTE_CODE, refuse_custom_code
 
 # what transformers raises on files it cannot make sense of (after `check_model_directory`)
 _LOAD_ERRORS = (ValueError, KeyError, IndexError, TypeError, RuntimeError)
+
+
+@attrs.frozen
+class ModelSource:
+    """A model to load, with how to load it: `Decoder(ModelSource(path, device="cuda",
+    dtype="bfloat16"), draft=ModelSource(draft_path, device="cuda", dtype="bfloat16"))`.
+
+    Accepted wherever a path is (it goes to `load_model` with these options). The target and a
+    draft run on one device: give both the same `device`.
+    """
+
+    path: str | os.PathLike = attrs.field(validator=attrs.validators.instance_of((str, os.PathLike)))
+    device: str | torch.device | None = None
+    dtype: str | torch.dtype | None = None
+    threads: int | None = None
+    lean: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        placement(self.device, self.dtype)  # a bad device or dtype is refused when it is written
 
 
 def load_model(
@@ -34,32 +58,42 @@ def load_model(
     *,
     tokenizer: Any = None,
     require_tokenizer: bool = True,
-    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
     threads: int | None = None,
     attn_implementation: str | None = None,
     lean: bool = True,
 ) -> HFModel:
     """Load a local directory (safetensors or GGUF) or a locally cached hub id.
 
-    `source` may also be a loaded transformers `PreTrainedModel` (`dtype` is then its own); a
-    `tokenizer` given is used instead of the one found beside the model. A transformers model
-    whose tokenizer cannot be found is an error unless `require_tokenizer=False` (a draft needs
-    none: the model then decodes token ids only).
+    `device` (`"cpu"`, the default, `"cuda"`, `"cuda:N"`) and `dtype` (float32, the default,
+    bfloat16, float16 on CUDA; a `torch.dtype` or its name) place the weights; every tensor of
+    the forward, its KV cache and its logits then live on that device. `source` may also be a
+    `ModelSource` (a path with these options) or a loaded transformers `PreTrainedModel`, which
+    runs where it is, in its own dtype; a `tokenizer` given is used instead of the one found
+    beside the model. A transformers model whose tokenizer cannot be found is an error unless
+    `require_tokenizer=False` (a draft needs none: the model then decodes token ids only).
     `lean=False` keeps transformers' own forward for llama models too (see `decoder_stack`), as
     does asking for a transformers attention implementation.
     """
     from transformers import AutoModelForCausalLM, PreTrainedModel
 
+    if isinstance(source, ModelSource):
+        if (device, dtype, threads) != (None, None, None) or not lean:
+            raise ConfigurationError("a ModelSource carries its own device, dtype, threads and lean: give them there")
+        device, dtype, threads, lean, source = source.device, source.dtype, source.threads, source.lean, source.path
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigurationError(f"threads must be an integer >= 1 (or None: torch's choice), got {threads!r}")
     if isinstance(source, PreTrainedModel):
+        _check_in_place(source, device, dtype)
         if tokenizer is None:
             tokenizer = _local_tokenizer(source.name_or_path, require_tokenizer)
         return HFModel(source, tokenizer, threads=threads, lean=lean and not attn_implementation)
     if not isinstance(source, (str, os.PathLike)):
         raise ConfigurationError(
-            f"cannot load a model from {type(source).__name__}: give a path, a cached hub id or a transformers model"
+            f"cannot load a model from {type(source).__name__}: give a path, a cached hub id, a ModelSource or a transformers model"
         )
+    device, dtype = placement(device, dtype)
     path = Path(source).expanduser()
     kwargs: dict[str, Any] = {"dtype": dtype, **NO_REMOTE_CODE}
     if attn_implementation:
@@ -71,7 +105,8 @@ def load_model(
             copy = converted_gguf(path, ggufs[0])
             if isinstance(copy, InMemory):
                 tokenizer = copy.tokenizer if tokenizer is None else tokenizer
-                return HFModel(copy.model.to(dtype), tokenizer, name=path.name, threads=threads, lean=lean and not attn_implementation)
+                model = copy.model.to(device=device, dtype=dtype)
+                return HFModel(model, tokenizer, name=path.name, threads=threads, lean=lean and not attn_implementation)
             path = copy
         else:
             check_model_directory(path, tokenizer=tokenizer is None and require_tokenizer)
@@ -94,7 +129,25 @@ def load_model(
         raise ModelFileError(f"cannot load the model in {location} ({type(error).__name__}: {error}); {AGAIN}") from None
     if wants_tokenizer:
         tokenizer = _tokenizer(location)
+    model = model.to(device)
     return HFModel(model, tokenizer, name=name, threads=threads, lean=lean and not attn_implementation)
+
+
+def _check_in_place(model: Any, device: Any, dtype: Any) -> None:
+    """A loaded transformers model runs where it is: a `device` or `dtype` asked for must be its own."""
+    own_device, own_dtype = model_device(model), next(model.parameters()).dtype
+    wrong = []
+    if device is not None:
+        asked = as_device(device)
+        if asked.type != own_device.type or asked.index not in (None, own_device.index):
+            wrong.append(f"device {asked} (it is on {own_device})")
+    if dtype is not None and as_dtype(dtype) != own_dtype:
+        wrong.append(f"dtype {dtype_name(as_dtype(dtype))} (it is in {dtype_name(own_dtype)})")
+    if wrong:
+        raise ConfigurationError(
+            f"a loaded transformers model runs where it is, in its own dtype; asked for {' and '.join(wrong)}: "
+            "move it with model.to(...) first, or pass its path"
+        )
 
 
 def _tokenizer(location: str) -> Any:

@@ -22,7 +22,8 @@ once per sweep, over several sweeps, and keeps its fastest time: a slow moment o
 touches all rungs alike instead of deciding a padding.
 
 Several matrices applied to the same input (q, k and v; gate and up) are fused into one product,
-which saves a weight pass's fixed costs per layer. Only the kernel changes, never the weights: the
+which saves a weight pass's fixed costs per layer. Weights on another device than the CPU (CUDA)
+always run torch's own `F.linear`: the plans, the timing and the packed kernels are CPU matters. Only the kernel changes, never the weights: the
 products agree with `torch.nn.functional.linear` to float rounding (tested for every kernel).
 """
 
@@ -231,7 +232,10 @@ class FloatProjection:
         if biases is not None and any(b is not None for b in biases):
             self.bias = torch.cat([b.detach() if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
         self.out_features = int(self.weight.shape[0])
-        self.plan = kernel_plan(self.out_features, int(self.weight.shape[1]), self.weight.dtype)
+        if self.weight.device.type == "cpu":
+            self.plan = kernel_plan(self.out_features, int(self.weight.shape[1]), self.weight.dtype)
+        else:  # the measured kernels are CPU kernels: elsewhere torch's own matmul, nothing timed
+            self.plan = (Rung(ROW_LADDER[-1], "linear"),)
         prepared = {name: KERNELS[name].prepare(self.weight) for name in {rung.kernel for rung in self.plan}}
         # (up to rows, apply, its prepared weights, pad to) per rung, looked up on every call
         self._dispatch = [(rung.rows, KERNELS[rung.kernel].apply, prepared[rung.kernel], rung.pad) for rung in self.plan]

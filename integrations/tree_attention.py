@@ -24,13 +24,14 @@ def leading_chain(parents: Sequence[int]) -> int:
 
 
 def tree_mask(parents: Sequence[int], cached: int, causal_rows: int = 0) -> torch.Tensor:
-    """[n - causal_rows, cached + n] booleans: what each node after the first `causal_rows`
-    attends to (the cache, its ancestors, itself). The first `causal_rows` nodes must be a
+    """[n - causal_rows, cached + n] booleans, on the CPU (the caller moves the mask to its device
+    in one copy): what each node after the first `causal_rows` attends to (the cache, its
+    ancestors, itself). The first `causal_rows` nodes must be a
     leading chain (`leading_chain`); nodes after it may hang anywhere on it."""
     n = len(parents)
     if not 0 <= causal_rows <= leading_chain(parents):
         raise ValueError(f"the first {causal_rows} nodes are not a chain")
-    allowed = torch.zeros(n - causal_rows, cached + n, dtype=torch.bool)
+    allowed = torch.zeros(n - causal_rows, cached + n, dtype=torch.bool, device="cpu")  # built row by row: on the host
     allowed[:, :cached] = True
     for i in range(causal_rows, n):
         row, parent = allowed[i - causal_rows], parents[i]
@@ -47,5 +48,5 @@ def full_mask(allowed: torch.Tensor, causal_rows: int, start: int) -> torch.Tens
     one mask for all rows)."""
     if not causal_rows:
         return allowed
-    chain = torch.ones(causal_rows, allowed.shape[1], dtype=torch.bool).tril(start)
+    chain = torch.ones(causal_rows, allowed.shape[1], dtype=torch.bool, device=allowed.device).tril(start)
     return torch.cat((chain, allowed))

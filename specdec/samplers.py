@@ -109,20 +109,33 @@ class TorchSampler:
         return self.seed & noise.MASK  # any integer seeds, a negative one too
 
     def categorical(self, weights: torch.Tensor, site: Site) -> int:
+        """A draw on the weights' device, read back in one transfer (the index and the total together)."""
         if site.purpose is Purpose.COUPLED:
-            _check_total(float(weights.double().sum()))
-            return noise.race(weights, self._coupled_noise(site.position, weights.shape[0]))
+            return self._race(weights, self._coupled_noise(site.position, weights.shape[0], weights.device))
         # Inverse-CDF with one uniform: index i is drawn iff cum[i-1] <= u < cum[i], i.e. with
         # probability weights[i] / sum (zero weights have empty intervals). torch.multinomial
         # draws one exponential per vocabulary entry for a single sample, several times slower
         # over a 49k vocabulary, and this runs up to k + 2 times a round.
         cumulative = cumulative_weights(weights)
-        total = cumulative[-1]
-        _check_total(float(total))  # else searchsorted would return len(weights), not a token
-        index = int(torch.searchsorted(cumulative, self._uniform(site) * total, right=True))
-        if index >= weights.shape[0]:  # u rounded up to the total: the last index with weight
-            index = int(torch.searchsorted(cumulative, total))
-        return index
+        total = cumulative[-1:]
+        index = torch.searchsorted(cumulative, self._uniform(site) * total, right=True)
+        drawn, total_value = torch.cat((index.double(), total)).tolist()
+        _check_total(total_value)  # else searchsorted would return len(weights), not a token
+        if drawn >= weights.shape[0]:  # u rounded up to the total: the last index with weight
+            return int(torch.searchsorted(cumulative, total))
+        return int(drawn)
+
+    @staticmethod
+    def _race(weights: torch.Tensor, exponentials: torch.Tensor) -> int:
+        """Gumbel-max in its exponential form (`specdec.noise.race`, here on the weights' device):
+        argmin_i E_i / w_i, zero weights never drawn; the weights' total comes back with the
+        index, so an all-zero, NaN or infinite total is refused in the same transfer."""
+        w = weights.detach().double()
+        ratios = exponentials[: w.shape[0]] / w
+        index = torch.argmin(ratios)
+        drawn, total = torch.stack((index.double(), w.sum())).tolist()
+        _check_total(total)
+        return int(drawn)
 
     def accept(self, probability: float, site: Site) -> bool:
         if probability >= 1.0:
@@ -133,16 +146,17 @@ class TorchSampler:
         """One uniform in [0, 1) with float64's 53 bits (float32's 24 would quantize every draw)."""
         return noise.uniform(self._seed(), self.sequence, site.start, site.position, int(site.purpose))
 
-    def _coupled_noise(self, position: int, size: int) -> torch.Tensor:
-        """The exponentials of `position`, shared by every coupled draw there (kept for a few
-        positions: the draft draws a position, then the verifier)."""
-        cached = self._noise.get((self.sequence, position))
-        if cached is None or cached.shape[0] < size:
-            cached = noise.exponentials(self._seed(), self.sequence, position, int(Purpose.COUPLED), size=size)
-            self._noise[(self.sequence, position)] = cached
+    def _coupled_noise(self, position: int, size: int, device: torch.device) -> torch.Tensor:
+        """The exponentials of `position`, shared by every coupled draw there, on `device` (kept for
+        a few positions: the draft draws a position, then the verifier)."""
+        key = (self.sequence, position)
+        cached = self._noise.get(key)
+        if cached is None or cached.shape[0] < size or cached.device != device:
+            cached = noise.exponentials(self._seed(), self.sequence, position, int(Purpose.COUPLED), size=size).to(device)
+            self._noise[key] = cached
             while len(self._noise) > self.NOISE_CACHE:
                 self._noise.popitem(last=False)
-        self._noise.move_to_end((self.sequence, position))
+        self._noise.move_to_end(key)
         return cached
 
     def __repr__(self) -> str:

@@ -6,23 +6,29 @@ import argparse
 import sys
 from typing import Any
 
-import torch
-
 from specdec.bench.prompts import BenchPrompt, load_spec_bench
 from specdec.cli.parser import non_negative_float, positive_int, seed
 from specdec.cli.values import parse_params, typed_params
 from specdec.decoder import Decoder
 from specdec.defaults import default_draft, default_target
 from specdec.errors import ConfigurationError, InputError
+from specdec.integrations.placement import DTYPES, placement
 from specdec.plugins import registry
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
+    """--target, --draft, --threads, --dtype and (unless the command's engine picks its own
+    device, as vLLM does) --device."""
     group = parser.add_argument_group("models")
     group.add_argument("--target", help="target model: directory (safetensors or GGUF) or cached hub id (default: the embedded SmolLM2-135M-Instruct)")
     group.add_argument("--draft", help="draft model for model-based proposers (default: the embedded 4-layer SmolLM2 draft)")
     group.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
-    group.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="weights dtype (default float32)")
+    if device:
+        group.add_argument("--device", default="cpu", metavar="{cpu,cuda,cuda:N}",
+                           help="where the models run (default cpu); target and draft run on the same device")
+    group.add_argument("--dtype", choices=list(DTYPES), default="float32",
+                       help="weights dtype (default float32): float32 or bfloat16 on cpu, also float16 on cuda; greedy output "
+                       "equals target-only token for token in float32 only (see the limits page)")
 
 
 def add_prompt_set_options(parser: argparse.ArgumentParser, *, name: str, max_new_tokens: int) -> None:
@@ -99,8 +105,13 @@ def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def load(path: str, args: argparse.Namespace):
     from specdec.integrations.loading import load_model
 
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
-    return load_model(path, dtype=dtype, threads=args.threads)
+    return load_model(path, device=args.device, dtype=args.dtype, threads=args.threads)
+
+
+def check_placement(args: argparse.Namespace) -> None:
+    """--device and --dtype, checked before any model is loaded (a CUDA device that is not
+    there, float16 on a CPU: one line)."""
+    placement(args.device, args.dtype)
 
 
 def build_decoders(args: argparse.Namespace, *, with_baseline: bool = False) -> tuple[Decoder, Decoder | None]:
@@ -119,6 +130,7 @@ def build_decoders(args: argparse.Namespace, *, with_baseline: bool = False) -> 
     policy = reg.get("policy", args.policy)
     if target_only and not policy.uses_draft_model:
         policy.build(policy_params)  # its values' ranges, which only building checks
+    check_placement(args)
     target = load(args.target or default_target(), args)
     baseline = Decoder(target) if with_baseline else None
     if target_only:

@@ -37,10 +37,11 @@ def add_parser(subparsers) -> None:
         "until interrupted (Ctrl-C or SIGTERM stop vLLM and every process it started). Needs the vllm extra. "
         "Options after `--` go to vLLM's server unchanged (those of `vllm serve`).",
     )
-    add_model_options(parser)
+    add_model_options(parser, device=False)  # vLLM runs on the device its build is for
     served = {  # what the shared model options mean when vLLM loads and runs the target
         "target": "target model directory, safetensors or GGUF (default: the embedded SmolLM2-135M-Instruct)",
         "threads": "CPU cores vLLM's worker runs on, 0 to N-1 (VLLM_CPU_OMP_THREADS_BIND; default: vLLM's choice)",
+        "dtype": "weights dtype vLLM runs the target in (its --dtype; default float32)",
     }
     for action in parser._actions:
         action.help = served.get(action.dest, action.help)
