@@ -18,10 +18,12 @@ from specdec.errors import ConfigurationError
 
 @attrs.frozen
 class ModelOutput:
-    """Logits (and optionally final hidden states) for the last `keep` positions fed."""
+    """Logits (and optionally final hidden states) for the last `keep` positions fed; with
+    `forward(..., features=layers)` (`FeatureModel`), those layers' hidden states at every position fed."""
 
     logits: torch.Tensor  # [keep, vocab]
     hidden: torch.Tensor | None = None  # [keep, hidden_size]
+    features: tuple[torch.Tensor, ...] = attrs.field(default=(), eq=False, repr=False)  # [fed, hidden_size] per layer
 
 
 @runtime_checkable
@@ -119,6 +121,30 @@ class ForkableModel(LanguageModel, Protocol):
         ...
 
 
+@runtime_checkable
+class FeatureModel(LanguageModel, Protocol):
+    """Optional: a backend that also returns hidden states of chosen layers, and lends its token
+    embedding and LM head: what a proposer drafting from the target's own features needs
+    (EAGLE-style heads, arXiv 2401.15077, 2503.01840).
+
+    `forward(tokens, ..., features=layers)` and `forward_tree(..., features=layers)` then fill
+    `ModelOutput.features` with one [fed tokens, hidden_size] tensor per layer, in the order asked,
+    for every token fed (not only the kept ones). Layer L is the residual stream after L decoder
+    layers (transformers' `hidden_states[L]`); L = `num_layers` is the final normed output.
+    """
+
+    num_layers: int  # decoder layers
+    hidden_size: int
+
+    def input_embedding(self) -> torch.Tensor:
+        """The token embedding matrix [vocab_size, hidden_size]."""
+        ...
+
+    def output_embedding(self) -> torch.Tensor:
+        """The LM head's weight [vocab_size, hidden_size]."""
+        ...
+
+
 def supports_tree(model: object) -> bool:
     """Whether `model` can verify token trees (see `TreeLanguageModel`)."""
     return isinstance(model, TreeLanguageModel)
@@ -142,6 +168,12 @@ def as_model(value: Any, tokenizer: Any = None, *, require_tokenizer: bool = Fal
     if tokenizer is not None:
         raise ConfigurationError("tokenizer= applies to a model given as a path or a transformers model; pass codec= with a loaded model")
     return value
+
+
+def check_features(features: Sequence[int], num_layers: int) -> None:
+    """Shared argument check of `FeatureModel` forwards: layers 0..num_layers."""
+    if any(isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= num_layers for layer in features):
+        raise ValueError(f"feature layers must be integers in 0..{num_layers}, got {list(features)}")
 
 
 def check_keep(tokens: Sequence[Any], keep: int) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from specdec.errors import ConfigurationError
 
-from .base import ModelOutput, check_keep
+from .base import ModelOutput, check_features, check_keep
 from .codec import HFCodec
 from .placement import model_device
 from .projection import projection
@@ -62,8 +62,10 @@ class TransformersStack:
         positions: torch.Tensor | None = None,
         allowed: torch.Tensor | None = None,
         causal_rows: int = 0,
-    ) -> torch.Tensor:
-        """Same contract as `LeanLlama.run`: the final normed hidden states of the last `keep` tokens."""
+        features: Sequence[int] = (),
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Same contract as `LeanLlama.run`: the final normed hidden states of the last `keep` tokens
+        and those of the `features` layers at every token fed."""
         extra: dict[str, torch.Tensor] = {}
         if allowed is not None:
             allowed = full_mask(allowed, causal_rows, start)
@@ -75,8 +77,8 @@ class TransformersStack:
         if positions is not None:
             extra["position_ids"] = positions.unsqueeze(0)
         input_ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.device)
-        out = self.base(input_ids=input_ids, past_key_values=self.cache, use_cache=True, **extra)
-        return out.last_hidden_state[0, -keep:]
+        out = self.base(input_ids=input_ids, past_key_values=self.cache, use_cache=True, output_hidden_states=bool(features), **extra)
+        return out.last_hidden_state[0, -keep:], tuple(out.hidden_states[layer][0] for layer in features)
 
 
 def decoder_stack(model: Any, lean: bool = True) -> "LeanLlama | TransformersStack":
@@ -112,6 +114,7 @@ class HFModel:
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.vocab_size = int(_head_weight(model).shape[0])
         self.hidden_size = int(model.config.hidden_size)
+        self.num_layers = int(model.config.num_hidden_layers)  # FeatureModel
         self.max_length = getattr(model.config, "max_position_embeddings", None)
         self.codec = HFCodec(tokenizer) if tokenizer is not None else None
         self.eos_token_ids = frozenset(_eos_ids(model, tokenizer))
@@ -191,11 +194,19 @@ class HFModel:
     def cached_length(self) -> int:
         return self._length
 
-    def forward(self, tokens: Sequence[int], *, keep: int = 1, hidden: bool = False) -> ModelOutput:
+    def forward(self, tokens: Sequence[int], *, keep: int = 1, hidden: bool = False, features: Sequence[int] = ()) -> ModelOutput:
         check_keep(tokens, keep)
         if self.max_length is not None and self._length + len(tokens) > self.max_length:
             raise ValueError(f"{self.name}: {self._length + len(tokens)} tokens exceed the context of {self.max_length}")
-        return self._run(tokens, keep, hidden)
+        return self._run(tokens, keep, hidden, features)
+
+    def input_embedding(self) -> torch.Tensor:
+        """The token embedding matrix (`FeatureModel`)."""
+        return self.model.get_input_embeddings().weight.detach()
+
+    def output_embedding(self) -> torch.Tensor:
+        """The LM head's weight, all rows (`FeatureModel`)."""
+        return _head_weight(self.model)
 
     def crop(self, length: int) -> None:
         if not 0 <= length <= self._length:
@@ -211,7 +222,9 @@ class HFModel:
             self._stack.reset()
         self._length = 0
 
-    def forward_tree(self, tokens: Sequence[int], parents: Sequence[int], *, keep: int = 1, hidden: bool = False) -> ModelOutput:
+    def forward_tree(
+        self, tokens: Sequence[int], parents: Sequence[int], *, keep: int = 1, hidden: bool = False, features: Sequence[int] = ()
+    ) -> ModelOutput:
         """Append a token tree in one forward (see `TreeLanguageModel`).
 
         Each token gets an attention row that admits the whole cache and its own ancestors, and
@@ -233,13 +246,14 @@ class HFModel:
         chain = leading_chain(parents) if cached == 0 else 0
         allowed = tree_mask(parents, cached, chain).to(self.device)
         positions = torch.tensor([cached + d - 1 for d in depth], dtype=torch.long, device=self.device)
-        return self._run(tokens, keep, hidden, positions=positions, allowed=allowed, causal_rows=chain)
+        return self._run(tokens, keep, hidden, features, positions=positions, allowed=allowed, causal_rows=chain)
 
-    def _run(self, tokens: Sequence[int], keep: int, hidden: bool, **tree: Any) -> ModelOutput:
+    def _run(self, tokens: Sequence[int], keep: int, hidden: bool, features: Sequence[int], **tree: Any) -> ModelOutput:
         """One forward appending `tokens` (plain, or a tree given by its positions and mask)."""
+        check_features(features, self.num_layers)
         start = time.perf_counter()
         with torch.inference_mode():
-            last = self.stack.run(tokens, self._length, keep, **tree)
+            last, layers = self.stack.run(tokens, self._length, keep, features=features, **tree)
             scores = self.head(last).float()
             if self._head_ids is None:
                 logits = scores
@@ -251,7 +265,7 @@ class HFModel:
         self._length += len(tokens)
         self.forwards += 1
         self.tokens_processed += len(tokens)
-        return ModelOutput(logits=logits, hidden=states)
+        return ModelOutput(logits=logits, hidden=states, features=layers)
 
     def compact(self, length: int, positions: Sequence[int]) -> None:
         """Keep cache entries [0, length) and then those at `positions`, in that order.

@@ -144,8 +144,11 @@ class LeanLlama:
         positions: torch.Tensor | None = None,
         allowed: torch.Tensor | None = None,
         causal_rows: int = 0,
-    ) -> torch.Tensor:
-        """Feed `tokens` after `start` cached entries; normed hidden states of the last `keep`.
+        features: Sequence[int] = (),
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Feed `tokens` after `start` cached entries; normed hidden states of the last `keep`, and
+        the hidden states of the `features` layers at every token fed (`FeatureModel`; the
+        forward's own tensors, not copies).
 
         `positions` (default start, start+1, ...) and `allowed` ([n, start+n] booleans, default
         causal) describe a token tree; entries are written at slots start..start+n-1 either way.
@@ -172,7 +175,10 @@ class LeanLlama:
         half, hidden_shape, eps = dim // 2, x.shape[-1:], self.eps
         grouped = heads != kv_heads
         norm, rotate = self._norm, self._rotate
+        wanted, states = set(features), {}
         for index, layer in enumerate(self.layers):
+            if index in wanted:
+                states[index] = x  # the residual stream after `index` layers (x is rebound, never written)
             qkv = layer.qkv(norm(x, hidden_shape, layer.input_norm, eps))
             # q and k rotated together: x * cos + rotate_half(x) * sin, rotate_half as a roll
             # with the sign folded into the sine table
@@ -192,7 +198,10 @@ class LeanLlama:
             x = x + layer.out(attended[0].transpose(0, 1).reshape(n, q_width))
             gate, up = layer.gate_up(norm(x, hidden_shape, layer.post_norm, eps)).split(self.intermediate, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
-        return norm(x[-keep:], hidden_shape, self.final_norm, eps)
+        if len(self.layers) in wanted:  # the final output at every position
+            states[len(self.layers)] = norm(x, hidden_shape, self.final_norm, eps)
+            return states[len(self.layers)][-keep:], tuple(states[layer] for layer in features)
+        return norm(x[-keep:], hidden_shape, self.final_norm, eps), tuple(states[layer] for layer in features)
 
 
 def _rms_norm_upcast(x: torch.Tensor, shape: Sequence[int], weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .base import ModelOutput, check_keep
+from .base import ModelOutput, check_features, check_keep
 
 
 class LetterCodec:
@@ -51,6 +51,7 @@ class ToyModel:
         self.name = name
         self.codec = LetterCodec()
         self.hidden_size = vocab_size
+        self.num_layers = 1  # FeatureModel: every layer's state is the one-hot of the token fed
         self.ids: list[int] = []
         self._links: list[int] = []  # position of each cached token's predecessor (trees branch)
         self.forwards = 0
@@ -74,17 +75,25 @@ class ToyModel:
     def cached_length(self) -> int:
         return len(self.ids)
 
-    def forward(self, tokens: Sequence[int], *, keep: int = 1, hidden: bool = False) -> ModelOutput:
-        return self.forward_tree(tokens, [i - 1 for i in range(len(tokens))], keep=keep, hidden=hidden)
+    def forward(self, tokens: Sequence[int], *, keep: int = 1, hidden: bool = False, features: Sequence[int] = ()) -> ModelOutput:
+        return self.forward_tree(tokens, [i - 1 for i in range(len(tokens))], keep=keep, hidden=hidden, features=features)
+
+    def input_embedding(self) -> torch.Tensor:
+        """An identity embedding (`FeatureModel`), so a head over the toy sees the token itself."""
+        return torch.eye(self.vocab_size, dtype=torch.float64)
+
+    def output_embedding(self) -> torch.Tensor:
+        return torch.eye(self.vocab_size, dtype=torch.float64)
 
     def forward_tree(
-        self, tokens: Sequence[int], parents: Sequence[int], *, keep: int = 1, hidden: bool = False
+        self, tokens: Sequence[int], parents: Sequence[int], *, keep: int = 1, hidden: bool = False, features: Sequence[int] = ()
     ) -> ModelOutput:
         """Append a token tree: `parents[i]` indexes `tokens` (-1: the last cached token).
 
         Each position's row depends on its own ancestors only, as tree attention would give.
         """
         check_keep(tokens, keep)
+        check_features(features, self.num_layers)
         if len(parents) != len(tokens) or any(not -1 <= p < i for i, p in enumerate(parents)):
             raise ValueError("each parent must be -1 or the index of an earlier token")
         start = len(self.ids)
@@ -104,7 +113,8 @@ class ToyModel:
         if hidden:
             last = torch.tensor(self.ids[end - keep:end])
             states = torch.nn.functional.one_hot(last, self.vocab_size).to(torch.float64)
-        return ModelOutput(logits=logits, hidden=states)
+        fed = torch.nn.functional.one_hot(torch.tensor([int(t) for t in tokens]), self.vocab_size).to(torch.float64)
+        return ModelOutput(logits=logits, hidden=states, features=tuple(fed for _ in features))
 
     def _history(self, position: int) -> list[int]:
         """The last `order` tokens on the path ending at `position`."""

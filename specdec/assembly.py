@@ -3,7 +3,8 @@
 The registry path the command line takes: the registry finds the class (an unknown name is its
 one-line error listing the valid ones), `StrategyEntry.build` sets the typed parameters, and the
 draft model goes as a resource to whichever strategy has a `model` field (the proposer, and a
-policy such as PACER), as the command line's `--draft` does.
+policy such as PACER), as the command line's `--draft` does; the target goes likewise to a
+strategy with a `target` field (a head that drafts from the target's own states, EAGLE).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def build_strategies(
     proposer: Proposer | str | None,
     *,
     draft: Any = None,
+    target: Any = None,
     policy_params: Mapping[str, Any] | None = None,
     proposer_params: Mapping[str, Any] | None = None,
 ) -> tuple[LengthPolicy, Proposer | None]:
@@ -33,7 +35,7 @@ def build_strategies(
     reg = registry()
     if proposer is None and draft is not None:
         proposer = DRAFT_PROPOSER
-    resources: dict[str, Any] = {}
+    resources: dict[str, Any] = {} if target is None else {"target": target}
     if isinstance(proposer, str):
         if reg.get("proposer", proposer).uses_draft_model:
             if draft is None:

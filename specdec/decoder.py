@@ -15,6 +15,7 @@ import time
 from typing import Any, Iterator, Mapping, Sequence
 
 import attrs
+import torch
 
 from specdec.assembly import build_strategies
 from specdec.draft import Draft
@@ -22,8 +23,10 @@ from specdec.errors import ConfigurationError, InputError, VocabularyMismatchErr
 from specdec.exclusive import claimed
 from specdec.generation_options import checked_seed, resolve_options
 from specdec.integrations.base import (
+    FeatureModel,
     GenerationDefaults,
     LanguageModel,
+    ModelOutput,
     TextCodec,
     as_model,
     supports_tree,
@@ -35,6 +38,7 @@ from specdec.samplers import Sampler, TorchSampler
 from specdec.sequence_cache import SequenceCache
 from specdec.stats import GenerationResult, StatsRecorder
 from specdec.streaming import StreamerFeed, checked_streamer
+from specdec.verification import TargetFeatures, Verification
 from specdec.verifier import Verifier
 from specdec.vocabulary import check_same_tokenizer
 
@@ -67,7 +71,8 @@ class Decoder:
     def __attrs_post_init__(self) -> None:
         self.target = as_model(self.target, self.tokenizer, require_tokenizer=True)
         self.policy, self.proposer = build_strategies(
-            self.policy, self.proposer, draft=self.draft, policy_params=self.policy_params, proposer_params=self.proposer_params
+            self.policy, self.proposer, draft=self.draft, target=self.target, policy_params=self.policy_params,
+            proposer_params=self.proposer_params,
         )
         if self.codec is None:
             self.codec = self.target.codec
@@ -80,6 +85,11 @@ class Decoder:
                 )
             for model in self.proposer.models:
                 check_same_tokenizer(self.target, model, self.target.vocab_size)
+            if self.proposer.target_layers and not isinstance(self.target, FeatureModel):
+                raise ConfigurationError(
+                    f"the proposer {self.proposer.name!r} drafts from the target's hidden states, which the target "
+                    f"{self.target.name!r} does not return (it is not a FeatureModel)"
+                )
         self._cache = SequenceCache(self.target)
 
     # ------------------------------------------------------------------ public API
@@ -170,6 +180,20 @@ class Decoder:
         return limit - prompt_length
 
 
+def committed_features(out: ModelOutput, draft: Draft, verdict: Verification, context_length: int) -> TargetFeatures:
+    """The rows of the target's hidden states at the positions the round fed and kept: the
+    context it had not read, then the accepted path through the draft (and its branches)."""
+    fed = int(out.features[0].shape[0])
+    tail = fed - len(draft.tree)  # context tokens fed before the draft
+    path = verdict.tree_path
+    if path == tuple(range(len(path))):  # a leading run of draft nodes: a view, no copy
+        layers = tuple(f[: tail + len(path)] for f in out.features)
+    else:
+        rows = torch.tensor(list(range(tail)) + [tail + node for node in path], dtype=torch.long)
+        layers = tuple(f.index_select(0, rows.to(f.device)) for f in out.features)
+    return TargetFeatures(context_length - tail, layers)
+
+
 def _draft_seconds(proposer: Proposer | None) -> float:
     return proposer.forward_seconds if proposer is not None else 0.0
 
@@ -200,7 +224,11 @@ class _Run:
         target, proposer, policy = d.target, d.proposer, d.policy
         eos = self.eos  # the target's end tokens, or this call's eos_token_id
         trees = supports_tree(target)
-        d._cache.restart()
+        layers = proposer.target_layers if proposer is not None else ()
+        if layers:  # the proposer needs the target's states at every position: the prompt is read afresh
+            d._cache.reset()
+        else:
+            d._cache.restart()
         sampler.begin()
         policy.start()
         if proposer is not None:
@@ -230,13 +258,14 @@ class _Run:
             t1 = time.perf_counter()
             if draft.branches:  # the draft and its branches as one token tree, in the same forward
                 tree = draft.tree
-                out = d._cache.sync(context, tree=(tree.tokens, tree.parents), keep=len(tree) + 1)
+                out = d._cache.sync(context, tree=(tree.tokens, tree.parents), keep=len(tree) + 1, features=layers)
             else:
-                out = d._cache.sync(context, draft.tokens, keep=len(draft) + 1)
+                out = d._cache.sync(context, draft.tokens, keep=len(draft) + 1, features=layers)
             verdict = d.verifier.verify(draft, out.logits, sampling, sampler, eos)
             t2 = time.perf_counter()
             verdict = attrs.evolve(
-                verdict, draft_seconds=t1 - t0, verify_seconds=t2 - t1, context_length=len(context), draft_forwards=draft.forwards
+                verdict, draft_seconds=t1 - t0, verify_seconds=t2 - t1, context_length=len(context), draft_forwards=draft.forwards,
+                target_features=committed_features(out, draft, verdict, len(context)) if layers else None,
             )
             if proposer is not None:
                 policy.observe(verdict)

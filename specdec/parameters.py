@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import attrs
 
-# the draft model a proposer (or a policy tied to it, such as pacer) receives from --draft,
-# not a user-set parameter
-RESOURCE_FIELDS = ("model",)
+# the draft model a proposer (or a policy tied to it, such as pacer) receives from --draft, and
+# the target a proposer drafting from its hidden states receives: not user-set parameters
+RESOURCE_FIELDS = ("model", "target")
 
 
 @attrs.frozen

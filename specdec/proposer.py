@@ -216,6 +216,15 @@ class Proposer(Protocol):
         ...
 
     @property
+    def target_layers(self) -> tuple[int, ...]:
+        """The target layers whose hidden states the proposer drafts from (a feature-level head,
+        EAGLE): the decoder asks the target's verify forward for them and hands those of the
+        positions each round commits to `observe` (`Verification.target_features`). Layer L is the
+        residual stream after L decoder layers, the target's layer count its final normed output
+        (`FeatureModel`). Empty for proposers that read none (their own model, or the context)."""
+        ...
+
+    @property
     def vocab_size(self) -> int | None:
         """Vocabulary of the draft tokens (None: any token of the target's vocabulary)."""
         ...
@@ -262,6 +271,10 @@ class ModelCounters:
         return (self.model,)
 
     @property
+    def target_layers(self) -> tuple[int, ...]:
+        return ()
+
+    @property
     def vocab_size(self) -> int | None:
         return self.model.vocab_size
 
@@ -283,6 +296,10 @@ class ModelFree:
 
     @property
     def models(self) -> tuple[LanguageModel, ...]:
+        return ()
+
+    @property
+    def target_layers(self) -> tuple[int, ...]:
         return ()
 
     @property

@@ -48,11 +48,13 @@ class SequenceCache:
         keep: int = 1,
         hidden: bool = False,
         tree: tuple[Sequence[int], Sequence[int]] | None = None,
+        features: Sequence[int] = (),
     ) -> ModelOutput:
         """Feed whatever of `context + extra` the cache lacks (at least the last context token).
 
         Returns the outputs for the last `keep` positions of `context + extra`, or, with `tree`
-        (tokens, parents) appended after them as in `extend_tree`, of everything fed.
+        (tokens, parents) appended after them as in `extend_tree`, of everything fed; `features`
+        asks a `FeatureModel` for those layers' hidden states at every token fed.
         """
         if not self._owns_model():
             self.reset()
@@ -67,8 +69,8 @@ class SequenceCache:
         self._crop(n)
         fed = list(context[n:]) + list(extra)
         if tree is None:
-            return self.extend(fed, keep=keep, hidden=hidden)
-        return self.extend_tree(fed, tree[0], tree[1], keep=keep, hidden=hidden)
+            return self.extend(fed, keep=keep, hidden=hidden, features=features)
+        return self.extend_tree(fed, tree[0], tree[1], keep=keep, hidden=hidden, features=features)
 
     def unread(self, context: Sequence[int]) -> int:
         """Tokens of `context` the next `sync` would feed (at least its last token)."""
@@ -90,17 +92,18 @@ class SequenceCache:
             n += 1
         return n
 
-    def extend(self, tokens: Sequence[int], *, keep: int = 1, hidden: bool = False) -> ModelOutput:
+    def extend(self, tokens: Sequence[int], *, keep: int = 1, hidden: bool = False, features: Sequence[int] = ()) -> ModelOutput:
         """Feed `tokens` after what the cache holds (call `sync` first in a round)."""
         if self._tree is not None:
             self._settle(())
-        out = self.model.forward(tokens, keep=keep, hidden=hidden)
+        out = self.model.forward(tokens, keep=keep, hidden=hidden, **_asked(features))
         self._seen_forwards = self.model.forwards
         self.ids.extend(tokens)
         return out
 
     def extend_tree(
-        self, prefix: Sequence[int], tokens: Sequence[int], parents: Sequence[int], *, keep: int = 1, hidden: bool = False
+        self, prefix: Sequence[int], tokens: Sequence[int], parents: Sequence[int], *, keep: int = 1, hidden: bool = False,
+        features: Sequence[int] = (),
     ) -> ModelOutput:
         """Feed the chain `prefix`, then a token tree hanging after it, in one forward.
 
@@ -113,7 +116,7 @@ class SequenceCache:
             self._settle(())
         base = len(prefix)
         links = [i - 1 for i in range(base)] + [base - 1 if p < 0 else base + p for p in parents]
-        out = self.model.forward_tree(list(prefix) + list(tokens), links, keep=keep, hidden=hidden)
+        out = self.model.forward_tree(list(prefix) + list(tokens), links, keep=keep, hidden=hidden, **_asked(features))
         self._seen_forwards = self.model.forwards
         self.ids.extend(prefix)
         self._tree = (list(tokens), list(parents))
@@ -166,3 +169,9 @@ class SequenceCache:
         if length < len(self.ids):
             self.model.crop(length)
             del self.ids[length:]
+
+
+def _asked(features: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    """The `features=` argument, passed only when layers are asked for (a model that is not a
+    `FeatureModel` takes no such argument)."""
+    return {"features": tuple(features)} if features else {}

@@ -3,6 +3,22 @@
 from __future__ import annotations
 
 import attrs
+import torch
+
+
+@attrs.frozen
+class TargetFeatures:
+    """The target's hidden states of the layers a proposer reads (`Proposer.target_layers`) at the
+    positions a round's verify forward fed and kept: the context it had not read yet and the
+    accepted draft (and branch) tokens. The token the round emitted last has none yet (the target
+    reads it next round), so after every round they cover the whole context but its last token.
+    """
+
+    start: int  # absolute position of the first row
+    layers: tuple[torch.Tensor, ...] = attrs.field(eq=False, repr=False)  # [rows, hidden] per layer, in target_layers order
+
+    def __len__(self) -> int:
+        return int(self.layers[0].shape[0]) if self.layers else 0
 
 
 @attrs.frozen
@@ -35,6 +51,8 @@ class Verification:
     verify_seconds: float = 0.0
     context_length: int = 0  # committed tokens before this round
     draft_forwards: int = 0  # draft-model forwards the round made (`Draft.forwards`)
+    # the target's hidden states the proposer reads, at the positions this round committed (None: it reads none)
+    target_features: TargetFeatures | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def width(self) -> int:

@@ -49,7 +49,7 @@ def test_bad_values_from_the_command_line(args, says):
 
 # in this process: every command's options, checked the same way (a traceback fails the test)
 SWEEP = [
-    (["generate", "Once", *PAIR, "--proposer", "nosuch"], ("unknown proposer 'nosuch'", "available: draft, ouroboros")),
+    (["generate", "Once", *PAIR, "--proposer", "nosuch"], ("unknown proposer 'nosuch'", "available: draft, eagle, ouroboros")),
     (["generate", "Once", *PAIR, "--policy-param", "k=abc"], ("parameter 'k' expects int, got 'abc'",)),
     (["generate", "Once", *PAIR, "--policy-param", "kk=3"], ("has no parameter 'kk'; parameters: k",)),
     (["generate", "Once", *PAIR, "--policy-param", "k"], ("parameters are KEY=VALUE, got 'k'",)),

@@ -30,6 +30,7 @@ from specdec.samplers import Purpose, Site
 from specdec.sampling import warp
 from specdec.strategies.policies import FixedPolicy
 from specdec.strategies.proposers import DraftModelProposer
+from tests.eagle_strategies import proposer_params
 from tests.models import model_path, real_model
 from tests.test_real_greedy_identity import spec_bench_prompts
 
@@ -48,7 +49,8 @@ def pairs() -> list[tuple[str, str]]:
 def decoder_for(policy: str, proposer: str, target=None, draft=None) -> Decoder:
     target = target or real_model("stories260K")
     uses_draft = registry().get("proposer", proposer).uses_draft_model
-    return Decoder(target, proposer=proposer, policy=policy, draft=(draft or real_model("stories260K-draft")) if uses_draft else None)
+    return Decoder(target, proposer=proposer, policy=policy, draft=(draft or real_model("stories260K-draft")) if uses_draft else None,
+                   proposer_params=proposer_params(proposer))
 
 
 @functools.lru_cache(maxsize=None)

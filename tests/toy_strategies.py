@@ -26,6 +26,7 @@ from specdec.strategies.policies.pacer.network import PacerConfig, PreVerifier
 from specdec.strategies.proposers import DraftModelProposer, PromptLookupProposer
 from specdec.testing import LosslessCase, ToyPair
 from specdec.testing import lossless_cases as generic_lossless_cases
+from tests.eagle_strategies import eagle_factories
 from tests.pool_strategies import ouroboros_factories
 
 _caps = st.integers(1, 4)
@@ -89,6 +90,7 @@ PROPOSER_STRATEGIES: dict[str, Callable[[ToyPair], st.SearchStrategy]] = {
         st.sampled_from(["recent", "leftmost"]),
     ),
     "ouroboros": ouroboros_factories,
+    "eagle": eagle_factories,
 }
 
 

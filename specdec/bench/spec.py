@@ -81,7 +81,7 @@ def build_method(spec: str, target, draft_loader) -> Any:
     (policy_name, policy_params), (proposer_name, proposer_params) = _strategies(spec)
     reg = registry()
     resources = {"model": draft_loader()} if reg.get("proposer", proposer_name).uses_draft_model else {}
-    proposer = build_strategy(reg, "proposer", proposer_name, proposer_params, **resources)
+    proposer = build_strategy(reg, "proposer", proposer_name, proposer_params, **resources, target=target)
     policy = build_strategy(reg, "policy", policy_name, policy_params, **resources)  # pacer checks the draft it gets
     return SpecdecMethod(spec, Decoder(target, proposer=proposer, policy=policy))
 

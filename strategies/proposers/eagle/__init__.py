@@ -4,5 +4,6 @@ states (arXiv 2401.15077, 2406.16858, 2503.01840)."""
 from .checkpoint import LoadedHead, load_head, save_head
 from .config import HeadConfig
 from .network import EagleHead, HeadCache
+from .proposer import EagleProposer
 
-__all__ = ["EagleHead", "HeadCache", "HeadConfig", "LoadedHead", "load_head", "save_head"]
+__all__ = ["EagleHead", "EagleProposer", "HeadCache", "HeadConfig", "LoadedHead", "load_head", "save_head"]

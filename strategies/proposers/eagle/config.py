@@ -85,7 +85,7 @@ class HeadConfig:
 
     def bound(self, num_layers: int) -> "HeadConfig":
         """This config with the target layers it reads made explicit, for a target of `num_layers`."""
-        layers = self.layers or ((num_layers,) if self.style == "eagle1" else default_eagle3_layers(num_layers, self.fused))
+        layers = self.layers or default_layers(self.style, num_layers, self.fused)
         if any(not 0 <= layer <= num_layers for layer in layers):
             raise ConfigurationError(f"the head reads target layers {list(layers)} but the target has {num_layers}")
         return attrs.evolve(self, layers=layers)
@@ -107,8 +107,11 @@ class HeadConfig:
             raise ConfigurationError(f"head config: {error}") from None
 
 
-def default_eagle3_layers(num_layers: int, fused: int = 3) -> tuple[int, ...]:
-    """The low, middle and high layers EAGLE-3 reads by default (as published)."""
+def default_layers(style: str, num_layers: int, fused: int = 3) -> tuple[int, ...]:
+    """The target layers a head of `style` reads by default: EAGLE-1 the final output, EAGLE-3 the
+    low, middle and high layers (as published)."""
+    if style == "eagle1":
+        return (num_layers,)
     if fused != 3 or num_layers < 4:
         raise ConfigurationError(
             f"name the target layers this EAGLE-3 head reads (it fuses {fused}; the published default picks 3 of at least "

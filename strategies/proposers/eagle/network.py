@@ -234,8 +234,10 @@ class EagleHead(nn.Module):
         return F.linear(states, self._rows)
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:
-        """Logits over the target's vocabulary (-inf outside a trimmed vocabulary), as float."""
-        scores = self.scores(states).float()
+        """Logits over the target's vocabulary (-inf outside a trimmed vocabulary), at least float32."""
+        scores = self.scores(states)
+        if scores.dtype in (torch.float16, torch.bfloat16):
+            scores = scores.float()
         if not self.config.trimmed:
             return scores
         full = scores.new_full((*scores.shape[:-1], self.config.vocab_size), float("-inf"))
