@@ -11,7 +11,7 @@ import pytest
 
 from specdec.errors import ConfigurationError, ModelNotFoundError, PluginError
 from specdec.integrations.vllm import VllmOptions, speculative_config, vllm_model_dir
-from specdec.integrations.vllm.patch import VllmVersionError, check
+from specdec.integrations.vllm.patch import EXPECTED, VllmVersionError, check, expand_batch_to_tokens
 
 
 def test_the_config_is_a_custom_class_whose_name_carries_the_options(tmp_path):
@@ -55,27 +55,53 @@ def test_a_class_name_specdec_did_not_make_is_refused():
         getattr(configured, "Specdec_NOTBASE32!")
 
 
-class _Runner:
-    """The two methods the patch wraps, with vLLM 0.32's leading parameters."""
+def _fitting() -> dict:
+    """Functions with the leading parameters of vLLM 0.32's, by the names the patches use."""
 
     def propose_draft_token_ids(self, scheduler_output, sampled_token_ids, *rest): ...
 
     def _update_states(self, scheduler_output): ...
 
+    def expand_batch_to_tokens(x, cu_num_tokens, num_tokens, replace_from=0, replace_to=0): ...
 
-def test_the_patch_fits_the_runner_it_was_written_for():
-    check("0.32.0", _Runner)
+    found = {
+        "GPUModelRunner.propose_draft_token_ids": propose_draft_token_ids,
+        "GPUModelRunner._update_states": _update_states,
+        "rejection_sampler.expand_batch_to_tokens": expand_batch_to_tokens,
+    }
+    assert found.keys() == EXPECTED.keys()
+    return found
+
+
+def test_the_patch_fits_the_vllm_it_was_written_for():
+    check("0.32.0", _fitting())
 
 
 def test_another_vllm_is_a_clear_error():
     with pytest.raises(VllmVersionError, match="0.31.2 is not one of 0.32.x"):
-        check("0.31.2", _Runner)
+        check("0.31.2", _fitting())
 
-    class Moved(_Runner):
-        def propose_draft_token_ids(self, sampled_token_ids, scheduler_output): ...
+    def moved(sampled_token_ids, scheduler_output): ...
 
-    with pytest.raises(VllmVersionError, match="propose_draft_token_ids takes"):
-        check("0.32.0", Moved)
+    for name in EXPECTED:
+        with pytest.raises(VllmVersionError, match=f"{name} takes") as caught:
+            check("0.32.0", {**_fitting(), name: moved})
+        assert "\n" not in str(caught.value)
+        with pytest.raises(VllmVersionError, match=f"{name} is gone"):
+            check("0.32.0", {**_fitting(), name: None})
+
+
+def test_each_request_value_is_repeated_for_its_draft_tokens():
+    """What vLLM's rejection sampler reads per draft position: its request's temperature (greedy's
+    -1 read as 1), top-k and top-p, at their own dtype; a request with no draft token gets none."""
+    import torch
+
+    temperature = torch.tensor([0.8, -1.0, 0.5, 0.7])
+    cumulative = torch.tensor([2, 3, 3, 6], dtype=torch.int32)
+    got = expand_batch_to_tokens(temperature, cumulative, 6, replace_from=-1.0, replace_to=1.0)
+    assert got.dtype == torch.float32 and got.tolist() == pytest.approx([0.8, 0.8, 1.0, 0.7, 0.7, 0.7])
+    top_k = expand_batch_to_tokens(torch.tensor([5, 0, 9], dtype=torch.int32), torch.tensor([1, 1, 3]), 3)
+    assert top_k.dtype == torch.int32 and top_k.tolist() == [5, 9, 9]
 
 
 def test_a_converted_config_naming_gguf_is_served_clean(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""The one patch to vLLM: tell a custom proposer which request each row is, and which finished.
+"""specdec's patches to vLLM, in one place: tell a custom proposer which request each row is and
+which finished, and give vLLM's rejection sampler the temperatures it was meant to read.
 
 vLLM calls a custom proposer with rows (sampled tokens, token ids) but not the request ids beside
 them (`input_batch.req_ids` in the model runner), and never says when a request finished. specdec
@@ -6,33 +7,45 @@ keeps a policy and a proposer per request, so it needs both. The patch wraps two
 vLLM's `GPUModelRunner` (which the CPU runner subclasses), only for a drafter that asks for it
 (`wants_batch_rows`):
 
-- `propose_draft_token_ids`: first hands the drafter the row order (`BatchRows`);
-- `_update_states`: then hands it `scheduler_output.finished_req_ids` (finished and aborted
-  requests, every step, even steps that draft nothing).
+- `GPUModelRunner.propose_draft_token_ids`: first hands the drafter the row order (`BatchRows`);
+- `GPUModelRunner._update_states`: then hands it `scheduler_output.finished_req_ids` (finished
+  and aborted requests, every step, even steps that draft nothing).
 
 It also gives vLLM's worker a `specdec_stats` method, so that `LLM.collective_rpc("specdec_stats")`
 (`engine_stats`) reads the proposer's counts without vLLM's insecure pickled-function calls.
 
-It is checked against the installed vLLM: another version, or a method whose signature moved, is
-a one-line error naming what does not fit instead of a wrong answer later.
+And it replaces vLLM's `rejection_sampler.expand_batch_to_tokens` (each request's temperature,
+top-k and top-p repeated for each of its draft tokens) by `expand_batch_to_tokens` here. In the
+CPU build of vLLM 0.32 the kernel behind it writes into a temporary int64 copy of its output
+and leaves the output itself unwritten, so at a temperature > 0 the target's logits at every
+draft position are divided by uninitialized memory (and top-k and top-p read from it): the
+output is not the target's distribution, whatever the proposer (vLLM's own `ngram` included).
+Greedy requests never read it.
+
+Everything it wraps or replaces is checked against the installed vLLM first: another version, or
+a function whose signature moved, is a one-line error naming what does not fit instead of a wrong
+answer later.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import attrs
+import torch
 
 from specdec.errors import ConfigurationError
 
-SUPPORTED_VERSIONS = ("0.32.",)  # vLLM releases whose model runner this patch was written against
-_EXPECTED = {
-    "propose_draft_token_ids": ("self", "scheduler_output", "sampled_token_ids"),
-    "_update_states": ("self", "scheduler_output"),
+SUPPORTED_VERSIONS = ("0.32.",)  # vLLM releases these patches were written against
+EXPECTED = {  # what the patches wrap or replace, with the leading parameters they were written for
+    "GPUModelRunner.propose_draft_token_ids": ("self", "scheduler_output", "sampled_token_ids"),
+    "GPUModelRunner._update_states": ("self", "scheduler_output"),
+    "rejection_sampler.expand_batch_to_tokens": ("x", "cu_num_tokens", "num_tokens", "replace_from", "replace_to"),
 }
 _MARK = "_specdec_rows_patch"
+REPLACED: dict[str, Any] = {}  # vLLM's functions `apply` replaced, by name (kept to show what a replacement fixes)
 
 
 @attrs.frozen
@@ -62,22 +75,34 @@ class BatchRows:
 
 
 class VllmVersionError(ConfigurationError):
-    """The installed vLLM is not one the request-id patch fits."""
+    """The installed vLLM is not one specdec's patches fit."""
 
 
-def check(version: str, runner: type) -> None:
-    """Raise `VllmVersionError` unless `runner` (vLLM `version`'s GPUModelRunner) fits the patch."""
+def expand_batch_to_tokens(
+    x: torch.Tensor, cu_num_tokens: torch.Tensor, num_tokens: int, replace_from: Any = 0, replace_to: Any = 0
+) -> torch.Tensor:
+    """`x[i]` (one value per request) repeated for each of request i's tokens, `cu_num_tokens`
+    their cumulative counts, `replace_from` read as `replace_to`: what vLLM's function of that
+    name computes, in plain torch at `x`'s dtype (see the module docstring)."""
+    counts = torch.diff(cu_num_tokens.to(torch.int64), prepend=cu_num_tokens.new_zeros(1, dtype=torch.int64))
+    values = torch.where(x == replace_from, torch.full_like(x, replace_to), x)
+    return torch.repeat_interleave(values, counts, output_size=num_tokens)
+
+
+def check(version: str, found: Mapping[str, Callable[..., Any] | None]) -> None:
+    """Raise `VllmVersionError` unless vLLM `version` and its functions `found` (by their names in
+    `EXPECTED`, None for one that is gone) fit the patches."""
     problems = []
     if not version.startswith(SUPPORTED_VERSIONS):
         problems.append(f"version {version} is not one of {', '.join(v + 'x' for v in SUPPORTED_VERSIONS)}")
-    for name, leading in _EXPECTED.items():
-        method = getattr(runner, name, None)
-        if method is None:
-            problems.append(f"GPUModelRunner.{name} is gone")
+    for name, leading in EXPECTED.items():
+        function = found.get(name)
+        if function is None:
+            problems.append(f"{name} is gone")
             continue
-        found = tuple(inspect.signature(method).parameters)[: len(leading)]
-        if found != leading:
-            problems.append(f"GPUModelRunner.{name} takes {found}, not {leading}")
+        parameters = tuple(inspect.signature(function).parameters)[: len(leading)]
+        if parameters != leading:
+            problems.append(f"{name} takes {parameters}, not {leading}")
     if problems:
         raise VllmVersionError(
             "specdec's vLLM integration does not fit the installed vLLM (" + "; ".join(problems)
@@ -85,15 +110,25 @@ def check(version: str, runner: type) -> None:
         )
 
 
+def installed() -> dict[str, Callable[..., Any] | None]:
+    """The functions `EXPECTED` names, as the installed vLLM has them (None: gone)."""
+    from vllm.v1.sample import rejection_sampler
+    from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+
+    owners = {"GPUModelRunner": GPUModelRunner, "rejection_sampler": rejection_sampler}
+    return {name: getattr(owners[name.split(".")[0]], name.split(".")[1], None) for name in EXPECTED}
+
+
 def apply() -> None:
-    """Patch vLLM's model runner once per process (idempotent); see the module docstring."""
+    """Patch vLLM once per process (idempotent); see the module docstring."""
     import vllm
+    from vllm.v1.sample import rejection_sampler
     from vllm.v1.worker.gpu_model_runner import GPUModelRunner
     from vllm.v1.worker.worker_base import WorkerBase
 
     if getattr(GPUModelRunner, _MARK, False):
         return
-    check(vllm.__version__, GPUModelRunner)
+    check(vllm.__version__, installed())
     propose = GPUModelRunner.propose_draft_token_ids
     update = GPUModelRunner._update_states
 
@@ -121,4 +156,6 @@ def apply() -> None:
     GPUModelRunner.propose_draft_token_ids = propose_draft_token_ids
     GPUModelRunner._update_states = _update_states
     WorkerBase.specdec_stats = specdec_stats
+    REPLACED["expand_batch_to_tokens"] = rejection_sampler.expand_batch_to_tokens
+    rejection_sampler.expand_batch_to_tokens = expand_batch_to_tokens  # read as a global by apply_sampling_constraints
     setattr(GPUModelRunner, _MARK, True)

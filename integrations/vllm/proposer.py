@@ -21,10 +21,13 @@ tokens, and vLLM verifies every draft whatever the proposer knows.
 Ouroboros runs without branches (`tree_depth=0`): vLLM verifies one chain per request, so it
 drafts and copies as usual and attaches none.
 
-Drafts are always greedy (argmax or deterministic copies): vLLM verifies custom drafts as
-deterministic proposals (one-hot q), which is exact at every temperature only for tokens that were
-not drawn at random. vLLM does not show a custom proposer the target's logits, so
-`Verification.target_argmax` stays empty.
+Drafts are always greedy (argmax or deterministic copies). vLLM verifies custom drafts as
+deterministic proposals (one-hot q): it accepts token x with the target's p(x) and otherwise draws
+from p without x, a draw from p whatever x is, so the output is exact at every temperature for
+any draft (a sampled one too). The draft decides only how often it is accepted: where draft and
+target agree, the draft's most likely token is accepted more often than a sample of its
+distribution would be (vLLM never sees that q). vLLM does not show a custom proposer the target's
+logits, so `Verification.target_argmax` stays empty.
 """
 
 from __future__ import annotations
