@@ -3,18 +3,18 @@ own target-only output, drafts proposed and accepted, the verdicts specdec reads
 emitted tokens equal to vLLM's own acceptance counters, and no request state left behind by
 requests that end, arrive while others run, or are aborted.
 
-One engine per configuration, shared by the module's tests (an engine start costs 30-90 s on two
-cores); each engine serves one batch of concurrent requests of different prompt and output
-lengths, one of which ends on the end-of-sequence token, then the arrival-and-abort scenario.
-The engine core runs in the test process (VLLM_ENABLE_V1_MULTIPROCESSING=0), so that one
-`LLMEngine.step()` is one scheduler step and what the worker holds between steps is observable.
+Every proposer (prompt lookup, the draft model, Ouroboros) under fixed, svip and auto: one engine
+per configuration, shared by the module's tests (its start and its requests take 15-25 s on two
+cores, so separate engines cost little and keep each configuration's counts its own). Each engine
+serves one batch of concurrent requests of different prompt and output lengths, one of which ends
+on the end-of-sequence token, then the arrival-and-abort scenario.
+The engine core runs in the test process (`tests.vllm_tools`), so that one `LLMEngine.step()` is
+one scheduler step and what the worker holds between steps is observable.
 """
 
 from __future__ import annotations
 
-import gc
 import importlib.util
-import os
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ if importlib.util.find_spec("vllm") is None:  # installed but broken is a failur
 
 from specdec.defaults import default_draft, default_target  # noqa: E402
 from specdec.integrations.vllm import engine_stats, speculative_config, vllm_model_dir  # noqa: E402
+from tests.vllm_tools import vllm_engine  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
@@ -47,36 +48,20 @@ REQUESTS = [
 CONFIGURATIONS = {
     "prompt-lookup+fixed": dict(proposer="prompt-lookup", policy="fixed", policy_params={"k": 3}),
     "prompt-lookup+svip": dict(proposer="prompt-lookup", policy="svip"),
+    "prompt-lookup+auto": dict(proposer="prompt-lookup", policy="auto"),
     "draft+fixed": dict(proposer="draft", policy="fixed", policy_params={"k": 3}),
     "draft+svip": dict(proposer="draft", policy="svip"),
     "draft+auto": dict(proposer="draft", policy="auto"),
     "ouroboros+fixed": dict(proposer="ouroboros", policy="fixed", policy_params={"k": 4}),
+    "ouroboros+svip": dict(proposer="ouroboros", policy="svip"),
     "ouroboros+auto": dict(proposer="ouroboros", policy="auto"),
 }
 USES_DRAFT = ("draft", "ouroboros")
 
 
 def _engine(speculative: dict[str, Any] | None):
-    from vllm import LLM
-
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # steps run in this process, one per step() (module docstring)
-    return LLM(
-        str(vllm_model_dir(default_target())),
-        speculative_config=speculative,
-        enforce_eager=True,
-        dtype="float32",
-        max_model_len=1024,
-        max_num_seqs=16,
-        disable_log_stats=False,
-        seed=0,
-    )
-
-
-def _close(llm: Any) -> None:
-    llm.llm_engine.engine_core.shutdown()
-    del llm
-    gc.collect()
+    """The default target, with `speculative` (None: target-only)."""
+    return vllm_engine(vllm_model_dir(default_target()), speculative, max_model_len=1024, max_num_seqs=16, disable_log_stats=False)
 
 
 def _prompts(llm: Any) -> tuple[list[str], list[Any]]:
@@ -104,11 +89,8 @@ def _counters(llm: Any) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def reference() -> list[tuple[tuple[int, ...], str]]:
     """vLLM's own target-only greedy output of the batch."""
-    llm = _engine(None)
-    try:
+    with _engine(None) as llm:
         out = _run(llm)
-    finally:
-        _close(llm)
     assert [reason for _, reason in out].count("stop") >= 1, "no request of the batch ends on end-of-sequence"
     assert "length" in [reason for _, reason in out]
     return out
@@ -159,13 +141,10 @@ def speculative(request) -> dict[str, Any]:
     options = dict(CONFIGURATIONS[request.param])
     if options["proposer"] in USES_DRAFT:
         options["draft"] = default_draft()
-    llm = _engine(speculative_config(num_speculative_tokens=K, **options))
-    try:
+    with _engine(speculative_config(num_speculative_tokens=K, **options)) as llm:
         out = _run(llm)
         stats, counters = engine_stats(llm), _counters(llm)
         lifecycle = _lifecycle(llm)
-    finally:
-        _close(llm)
     return {"name": request.param, "out": out, "stats": stats, "counters": counters, "lifecycle": lifecycle}
 
 
