@@ -1,13 +1,14 @@
 """specdec's strategies inside the real vLLM engine (CPU build): greedy output identical to vLLM's
 own target-only output, drafts proposed and accepted, the verdicts specdec reads back from vLLM's
 emitted tokens equal to vLLM's own acceptance counters, and no request state left behind by
-requests that end, arrive while others run, or are aborted.
+requests that end (on their own tokens or a stop string), arrive while others run, or are aborted:
+not for one step.
 
 Every proposer (prompt lookup, the draft model, Ouroboros) under fixed, svip and auto: one engine
 per configuration, shared by the module's tests (its start and its requests take 15-25 s on two
 cores, so separate engines cost little and keep each configuration's counts its own). Each engine
 serves one batch of concurrent requests of different prompt and output lengths, one of which ends
-on the end-of-sequence token, then the arrival-and-abort scenario.
+on the end-of-sequence token, then the arrival, stop-string and abort scenario.
 The engine core runs in the test process (`tests.vllm_tools`), so that one `LLMEngine.step()` is
 one scheduler step and what the worker holds between steps is observable.
 """
@@ -96,55 +97,68 @@ def reference() -> list[tuple[tuple[int, ...], str]]:
     return out
 
 
-def _lifecycle(llm: Any) -> dict[str, Any]:
-    """Four requests run; one arrives while they run and one long one is aborted mid-way. Returns
-    the finished outputs by request id and specdec's counts when the last request finished and
-    after one more engine step (the one that tells the worker which requests ended)."""
+def _lifecycle(llm: Any, reference: list[tuple[tuple[int, ...], str]]) -> dict[str, Any]:
+    """Four requests run; one arrives while they run, one long one is aborted mid-way and one
+    stops at a stop string (a piece of its target-only text). After every step and right after the
+    abort, the worker must hold state for exactly the requests still unfinished (each has had its
+    first step by then): an ended request's state goes at once. Returns the finished outputs by
+    request id, the moments that broke that rule, and specdec's counts at the end."""
     from vllm import SamplingParams
 
     engine = llm.llm_engine
     texts, params = _prompts(llm)
+    tokenizer = llm.get_tokenizer()
     outputs: dict[str, Any] = {}
+    held_wrong: list[str] = []
 
-    def step() -> None:
+    def check(moment: str) -> None:
+        live, unfinished = engine_stats(llm)["live_requests"], engine.get_num_unfinished_requests()
+        if live != unfinished:
+            held_wrong.append(f"{moment}: state for {live} requests, {unfinished} unfinished")
+
+    def step(moment: str) -> None:
         for output in engine.step():
             if output.finished:
                 outputs[output.request_id] = output
+        check(moment)
 
+    stop = tokenizer.decode(reference[STOPPED][0][8:10])  # reached well before the request's end
     before = engine_stats(llm)["requests_started"]
     for i in RUNNING:
         engine.add_request(f"running-{i}", texts[i], params[i])
-    for _ in range(3):
-        step()
+    engine.add_request("stopped", texts[STOPPED], SamplingParams(temperature=0.0, max_tokens=len(reference[STOPPED][0]), stop=[stop]))
+    for n in range(3):
+        step(f"step {n}")
     engine.add_request("arrived", texts[ARRIVING], params[ARRIVING])
     engine.add_request("aborted", texts[ABORTED], SamplingParams(temperature=0.0, max_tokens=200, ignore_eos=True))
-    for _ in range(3):
-        step()
+    for n in range(3):
+        step(f"step {n + 3}")
     begun = engine_stats(llm)["requests_started"] - before
     engine.abort_request(["aborted"])
+    check("right after the abort")
     while engine.has_unfinished_requests():
-        step()
-    at_end = engine_stats(llm)
-    engine.step()  # carries the ids of the requests that finished in the last step
-    return {"outputs": outputs, "begun_before_abort": begun, "at_end": at_end, "after_step": engine_stats(llm)}
+        step("a later step")
+    return {"outputs": outputs, "begun_before_abort": begun, "held_wrong": held_wrong, "stop": stop, "at_end": engine_stats(llm)}
 
 
 RUNNING = (0, 1, 2, 3)  # request indices the scenario starts with
-ARRIVING = 6  # the one that arrives while they run
+STOPPED = 6  # started with them, ends at a stop string
+ARRIVING = 5  # arrives while they run
 ABORTED = 1  # prompt of the aborted request (asked for 200 tokens, ignoring the end of sequence)
+LIFECYCLE_REQUESTS = len(RUNNING) + 3
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGURATIONS))
-def speculative(request) -> dict[str, Any]:
+def speculative(request, reference) -> dict[str, Any]:
     """One engine running a specdec configuration: the batch's outputs, specdec's counts and
-    vLLM's counters after it, then the arrival-and-abort scenario on the same engine."""
+    vLLM's counters after it, then the arrival, stop-string and abort scenario on the same engine."""
     options = dict(CONFIGURATIONS[request.param])
     if options["proposer"] in USES_DRAFT:
         options["draft"] = default_draft()
     with _engine(speculative_config(num_speculative_tokens=K, **options)) as llm:
         out = _run(llm)
         stats, counters = engine_stats(llm), _counters(llm)
-        lifecycle = _lifecycle(llm)
+        lifecycle = _lifecycle(llm, reference)
     return {"name": request.param, "out": out, "stats": stats, "counters": counters, "lifecycle": lifecycle}
 
 
@@ -174,14 +188,17 @@ def test_requests_that_end_leave_no_state_at_once(speculative):
     assert (stats["live_requests"], stats["requests_finished"]) == (0, len(REQUESTS)), f"{speculative['name']}: {stats}"
 
 
-def test_arrival_and_abort_leave_no_state_behind(reference, speculative):
+def test_arrival_stop_string_and_abort_leave_no_state_behind(reference, speculative):
     name, run = speculative["name"], speculative["lifecycle"]
     outputs = run["outputs"]
-    assert run["begun_before_abort"] == len(RUNNING) + 2, f"{name}: the arriving and the aborted request were not both drafted for"
+    assert run["begun_before_abort"] == LIFECYCLE_REQUESTS, f"{name}: the arriving and the aborted request were not both drafted for"
     for request_id, index in [*((f"running-{i}", i) for i in RUNNING), ("arrived", ARRIVING)]:
         assert tuple(outputs[request_id].outputs[0].token_ids) == reference[index][0], f"{name}: {request_id} differs from target-only"
+    stopped = outputs["stopped"].outputs[0]
+    assert (stopped.finish_reason, stopped.stop_reason) == ("stop", run["stop"]), f"{name}: {stopped}"
+    assert len(stopped.token_ids) < len(reference[STOPPED][0]), f"{name}: the stop string {run['stop']!r} did not stop it early"
     assert "aborted" not in outputs or outputs["aborted"].outputs[0].finish_reason == "abort"
-    started = len(REQUESTS) + len(RUNNING) + 2
-    assert run["at_end"]["live_requests"] == 0, f"{name}: state held when the last request finished: {run['at_end']}"
-    after = run["after_step"]
-    assert (after["live_requests"], after["requests_started"], after["requests_finished"]) == (0, started, started), f"{name}: {after}"
+    assert not run["held_wrong"], f"{name}: an ended request's state outlived it: {run['held_wrong']}"
+    started = len(REQUESTS) + LIFECYCLE_REQUESTS
+    at_end = run["at_end"]
+    assert (at_end["live_requests"], at_end["requests_started"], at_end["requests_finished"]) == (0, started, started), f"{name}: {at_end}"

@@ -62,11 +62,14 @@ def _fitting() -> dict:
 
     def _update_states(self, scheduler_output): ...
 
+    def abort_requests(self, request_ids): ...
+
     def expand_batch_to_tokens(x, cu_num_tokens, num_tokens, replace_from=0, replace_to=0): ...
 
     found = {
         "GPUModelRunner.propose_draft_token_ids": propose_draft_token_ids,
         "GPUModelRunner._update_states": _update_states,
+        "EngineCore.abort_requests": abort_requests,
         "rejection_sampler.expand_batch_to_tokens": expand_batch_to_tokens,
     }
     assert found.keys() == EXPECTED.keys()

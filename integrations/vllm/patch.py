@@ -1,15 +1,20 @@
 """specdec's patches to vLLM, in one place: tell a custom proposer which request each row is and
-which finished, and give vLLM's rejection sampler the temperatures it was meant to read.
+which requests ended, and give vLLM's rejection sampler the temperatures it was meant to read.
 
 vLLM calls a custom proposer with rows (sampled tokens, token ids) but not the request ids beside
 them (`input_batch.req_ids` in the model runner), and never says when a request finished. specdec
-keeps a policy and a proposer per request, so it needs both. The patch wraps two methods of
-vLLM's `GPUModelRunner` (which the CPU runner subclasses), only for a drafter that asks for it
-(`wants_batch_rows`):
+keeps a policy and a proposer per request, so it needs both. The patch wraps methods of vLLM's
+`GPUModelRunner` (which the CPU runner subclasses) and `EngineCore`, acting only for a drafter
+that asks for it (`wants_batch_rows`):
 
 - `GPUModelRunner.propose_draft_token_ids`: first hands the drafter the row order (`BatchRows`);
 - `GPUModelRunner._update_states`: then hands it `scheduler_output.finished_req_ids` (finished
-  and aborted requests, every step, even steps that draft nothing).
+  and aborted requests, every step, even steps that draft nothing);
+- `EngineCore.abort_requests`: then tells the worker at once (`specdec_finish`) which requests
+  were aborted, by a client or because their text reached a stop string (both end there), so
+  their state goes before the next step, which an idle engine may never take. This reaches the
+  worker where it runs in the engine core's process (one worker, vLLM's default on a CPU); with
+  several worker processes the core is not patched and `_update_states` drops them one step later.
 
 It also gives vLLM's worker a `specdec_stats` method, so that `LLM.collective_rpc("specdec_stats")`
 (`engine_stats`) reads the proposer's counts without vLLM's insecure pickled-function calls.
@@ -42,6 +47,7 @@ SUPPORTED_VERSIONS = ("0.32.",)  # vLLM releases these patches were written agai
 EXPECTED = {  # what the patches wrap or replace, with the leading parameters they were written for
     "GPUModelRunner.propose_draft_token_ids": ("self", "scheduler_output", "sampled_token_ids"),
     "GPUModelRunner._update_states": ("self", "scheduler_output"),
+    "EngineCore.abort_requests": ("self", "request_ids"),
     "rejection_sampler.expand_batch_to_tokens": ("x", "cu_num_tokens", "num_tokens", "replace_from", "replace_to"),
 }
 _MARK = "_specdec_rows_patch"
@@ -110,18 +116,28 @@ def check(version: str, found: Mapping[str, Callable[..., Any] | None]) -> None:
         )
 
 
+def _runs_specdec(vllm_config: Any) -> bool:
+    """Whether an engine with `vllm_config` drafts with specdec's proposer."""
+    from .options import CONFIGURED_MODULE
+
+    spec = vllm_config.speculative_config
+    return spec is not None and spec.method == "custom_class" and str(spec.model).startswith(CONFIGURED_MODULE + ".")
+
+
 def installed() -> dict[str, Callable[..., Any] | None]:
     """The functions `EXPECTED` names, as the installed vLLM has them (None: gone)."""
+    from vllm.v1.engine.core import EngineCore
     from vllm.v1.sample import rejection_sampler
     from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 
-    owners = {"GPUModelRunner": GPUModelRunner, "rejection_sampler": rejection_sampler}
+    owners = {"GPUModelRunner": GPUModelRunner, "EngineCore": EngineCore, "rejection_sampler": rejection_sampler}
     return {name: getattr(owners[name.split(".")[0]], name.split(".")[1], None) for name in EXPECTED}
 
 
 def apply() -> None:
     """Patch vLLM once per process (idempotent); see the module docstring."""
     import vllm
+    from vllm.v1.engine.core import EngineCore
     from vllm.v1.sample import rejection_sampler
     from vllm.v1.worker.gpu_model_runner import GPUModelRunner
     from vllm.v1.worker.worker_base import WorkerBase
@@ -148,14 +164,31 @@ def apply() -> None:
             drafter.finish(finished)
         return result
 
+    abort = EngineCore.abort_requests
+
+    @functools.wraps(abort)
+    def abort_requests(self: Any, request_ids: Sequence[str], *args: Any, **kwargs: Any) -> Any:
+        result = abort(self, request_ids, *args, **kwargs)
+        if request_ids and _runs_specdec(self.vllm_config):
+            self.model_executor.collective_rpc("specdec_finish", args=(list(request_ids),))
+        return result
+
     def specdec_stats(self: Any) -> dict[str, Any] | None:
         """The specdec proposer's counts in this worker (None when it runs none)."""
         drafter = getattr(getattr(self, "model_runner", None), "drafter", None)
         return drafter.stats() if getattr(drafter, "wants_batch_rows", False) else None
 
+    def specdec_finish(self: Any, request_ids: Sequence[str]) -> None:
+        """Drop the specdec proposer's state of `request_ids` in this worker."""
+        drafter = getattr(getattr(self, "model_runner", None), "drafter", None)
+        if getattr(drafter, "wants_batch_rows", False):
+            drafter.finish(request_ids)
+
     GPUModelRunner.propose_draft_token_ids = propose_draft_token_ids
     GPUModelRunner._update_states = _update_states
+    EngineCore.abort_requests = abort_requests
     WorkerBase.specdec_stats = specdec_stats
+    WorkerBase.specdec_finish = specdec_finish
     REPLACED["expand_batch_to_tokens"] = rejection_sampler.expand_batch_to_tokens
     rejection_sampler.expand_batch_to_tokens = expand_batch_to_tokens  # read as a global by apply_sampling_constraints
     setattr(GPUModelRunner, _MARK, True)

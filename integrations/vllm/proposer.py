@@ -13,10 +13,11 @@ its own draft-model cache), so they run exactly as in specdec's own loop, one ro
 
 A request's state is dropped as soon as its tokens end it for certain (a stop token, its
 `max_tokens`, the model's length: the rules of vLLM's scheduler), in the step that emitted them;
-an end vLLM decides elsewhere (a stop string, an abort) arrives through `finish` one engine step
-later. Dropping early frees the draft's cache at once, and an idle engine holds nothing. A wrong
-guess would cost only the request's learned state: a request seen again starts afresh from its
-tokens, and vLLM verifies every draft whatever the proposer knows.
+an end vLLM decides elsewhere (a stop string, an abort) reaches `finish` from the engine core as
+soon as vLLM aborts the request, before its next step (see `patch`). So the draft's cache is freed
+at once, and an idle engine holds nothing. A wrong guess would cost only the request's learned
+state: a request seen again starts afresh from its tokens, and vLLM verifies every draft whatever
+the proposer knows.
 
 Ouroboros runs without branches (`tree_depth=0`): vLLM verifies one chain per request, so it
 drafts and copies as usual and attaches none.
