@@ -171,7 +171,7 @@ def test_the_cookbook_has_its_pages():
 
 
 # pages that train a network: slow
-SLOW_PAGES = {"training-pacer.md"}
+SLOW_PAGES = {"training-pacer.md", "eagle.md"}
 
 
 @pytest.mark.parametrize(

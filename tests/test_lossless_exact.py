@@ -112,10 +112,11 @@ class MissingDraftProbabilities(ProposalRequest):
         return token, None
 
 
-def drafting_through(request_class: type[ProposalRequest]) -> type[DraftModelProposer]:
-    """The draft-model proposer, drafting through a planted `request_class` instead of the real loop."""
+def drafting_through(request_class: type[ProposalRequest], proposer_class: type = DraftModelProposer) -> type:
+    """The draft-model proposer (or `proposer_class`), drafting through a planted `request_class`
+    instead of the real loop."""
 
-    class Planted(DraftModelProposer):
+    class Planted(proposer_class):
         def propose(self, request):
             fields = {f.name: getattr(request, f.name) for f in attrs.fields(ProposalRequest) if f.init}
             return super().propose(request_class(**fields))

@@ -30,7 +30,7 @@ from specdec.strategies.proposers.eagle import EagleHead, EagleProposer, HeadCon
 from specdec.testing import LosslessCase, assert_case_lossless
 from tests.eagle_strategies import toy_head
 from tests.models import model_path, real_model
-from tests.test_lossless_exact import GreedyDrawWithSoftQ, RawQBeforeTopKTopP
+from tests.test_lossless_exact import GreedyDrawWithSoftQ, RawQBeforeTopKTopP, drafting_through
 from tests.toy_strategies import lossless_cases
 
 PROMPTS = ["Once upon a time", "The little dog", "Lily wanted to"]
@@ -187,15 +187,6 @@ def test_the_head_drafts_from_what_a_forward_over_the_whole_sequence_gives(style
 
 
 # ----------------------------------------------------------------------------- exactness
-def drafting_through(request_class: type[ProposalRequest]) -> type[EagleProposer]:
-    class Planted(EagleProposer):
-        def propose(self, request):
-            fields = {f.alias: getattr(request, f.name) for f in attrs.fields(ProposalRequest) if f.init}
-            return super().propose(request_class(**fields))
-
-    return Planted
-
-
 @pytest.mark.exhaustive
 @pytest.mark.parametrize("mutant", [GreedyDrawWithSoftQ, RawQBeforeTopKTopP])
 def test_the_exact_test_catches_a_broken_draw_through_the_head(mutant):
@@ -208,7 +199,7 @@ def test_the_exact_test_catches_a_broken_draw_through_the_head(mutant):
         case = data.draw(lossless_cases("fixed", "eagle"))
         head = case.make_proposer().head
         planted = LosslessCase(case.pair, case.prompt, case.max_new_tokens, case.sampling, case.policy,
-                               lambda: drafting_through(mutant).from_head(case.pair.target, head))
+                               lambda: drafting_through(mutant, EagleProposer).from_head(case.pair.target, head))
         assert_case_lossless(planted)
 
     with pytest.raises(AssertionError):
@@ -245,10 +236,10 @@ def test_default_pair_greedy_output_is_the_targets_with_an_untrained_head():
 
     target = real_model("smollm2-135m-instruct")
     prompts = [Decoder(target).encode(prompt, chat=True) for prompt in spec_bench_prompts(2)]
-    for (style, policy), ids in zip((("eagle1", "fixed"), ("eagle3", "auto")), prompts):
-        decoder = Decoder(target, proposer=EagleProposer.from_head(target, random_head(target, style, draft_tokens=4096)), policy=policy)
-        result = decoder.generate(ids, 48)
-        assert result.ids == Decoder(target).generate(ids, 48).ids, (style, policy)
+    for style, ids in zip(("eagle1", "eagle3"), prompts):
+        decoder = Decoder(target, proposer=EagleProposer.from_head(target, random_head(target, style, draft_tokens=4096)), policy="fixed")
+        result = decoder.generate(ids, 32)
+        assert result.ids == Decoder(target).generate(ids, 32).ids, style
         assert result.stats.drafted > 0
 
 

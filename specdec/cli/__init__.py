@@ -19,6 +19,7 @@ COMMANDS = {
     "serve": "specdec.cli.serve",
     "plugins": "specdec.cli.plugins",
     "train-pacer": "specdec.cli.train_pacer",
+    "train-eagle": "specdec.cli.train_eagle",
 }
 
 EPILOG = """environment:

@@ -105,9 +105,10 @@ def _batches(order: list[int], size: int) -> list[list[int]]:
 
 def generate_continuations(
     model: Any, prompts: list[list[int]], max_new_tokens: int, *, batch_size: int = 16,
-    dtype: torch.dtype = torch.bfloat16, progress: bool = True,
+    dtype: torch.dtype = torch.bfloat16, progress: bool = True, temperature: float = 0.0, top_p: float | None = None,
 ) -> list[list[int]]:
-    """The target's greedy continuation of every prompt (cut after the first end-of-sequence token)."""
+    """The target's greedy continuation of every prompt (cut after the first end-of-sequence token);
+    with `temperature` > 0 a sample instead (from torch's generator: seed it for a repeatable run)."""
     from tqdm.auto import tqdm
 
     hf = model.model
@@ -126,8 +127,8 @@ def generate_continuations(
             mask[row, width - len(prompts[i]):] = 1
         with torch.inference_mode():
             generated = generator.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                pad_token_id=pad, eos_token_id=eos or None, temperature=None, top_p=None, top_k=None,
+                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                pad_token_id=pad, eos_token_id=eos or None, temperature=temperature or None, top_p=top_p, top_k=None,
             )
         for row, i in enumerate(batch):
             tokens = generated[row, width:].tolist()
