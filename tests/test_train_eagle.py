@@ -111,6 +111,54 @@ def test_an_interrupted_run_resumes_where_it_stopped(trained, tmp_path, monkeypa
     assert made["chunks"] == 3
 
 
+def test_fewer_prompts_read_the_cache_and_more_extend_it(trained, tmp_path, monkeypatch):
+    """The counts are not part of a cache's key: 40 self-written prompts are the first 40 of the
+    cached 56 (nothing is generated), 60 add four prompts and their two answers each."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(trained / "out" / "cache", cache)
+    made = []
+    generate = collect.generate_continuations
+
+    def counting_generate(model, prompts, *args, **kwargs):
+        made.append(len(prompts))
+        return generate(model, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(collect, "generate_continuations", counting_generate)
+    for count, expected in ((40, 0), (60, 4 + 2 * 4)):
+        made.clear()
+        args = tiny_args(tmp_path / f"out{count}", trained / "prompts.txt", "--cache", str(cache), "--epochs", "1")
+        args[args.index("--self-prompts") + 1] = str(count)
+        assert main(args) == 0
+        assert sum(made) == expected, (count, made)
+        assert json.loads((tmp_path / f"out{count}" / "report.json").read_text())["data"]["self_prompts"] == count
+
+
+def test_answers_to_a_changed_prompt_are_made_again(trained, tmp_path, monkeypatch):
+    """Self-written prompt 10 edited in its cache: the answers from its own on are made again."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(trained / "out" / "cache", cache)
+    prompts = cache / "self-prompts.jsonl"
+    lines = prompts.read_text().splitlines()
+    record = json.loads(lines[1 + 10])
+    record["written"] = [(t + 1) % 512 for t in record["written"]]
+    lines[1 + 10] = json.dumps(record)
+    prompts.write_text("\n".join(lines) + "\n")
+    made = []
+    generate = collect.generate_continuations
+
+    def counting_generate(model, prompts, *args, **kwargs):
+        made.append(len(prompts))
+        return generate(model, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(collect, "generate_continuations", counting_generate)
+    assert main(tiny_args(tmp_path / "out", trained / "prompts.txt", "--cache", str(cache), "--epochs", "1")) == 0
+    assert sum(made) == 2 * 56 - 2 * 10
+
+
 def test_the_evaluation_set_is_refused(tmp_path):
     spec_bench = tmp_path / "spec_bench.jsonl"
     spec_bench.write_text('{"turns": ["hi"]}\n')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -87,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
     out = output_directory(args.out, "--out")
     cache = output_directory(args.cache or out / "cache", "--cache")
     target_path = args.target or default_target()
-    texts = []
+    texts, prompt_file = [], args.prompts or str(models_dir().parent / "data" / "gsm8k_train.jsonl")
     if args.num_prompts:
-        texts = read_prompts(args.prompts or str(models_dir().parent / "data" / "gsm8k_train.jsonl"), args.num_prompts, args.seed)
+        texts = read_prompts(prompt_file, args.num_prompts, args.seed)
     if len(texts) + args.self_prompts < 2:
         raise ConfigurationError("need at least 2 training prompts (--num-prompts and --self-prompts)")
     target = load_model(target_path)
@@ -101,9 +102,11 @@ def run(args: argparse.Namespace) -> int:
     settings = TrainSettings(style=args.style, draft_vocab=args.draft_vocab, intermediate_size=args.intermediate_size,
                              epochs=args.epochs, lr=args.lr, batch_tokens=args.batch_tokens, held_out=args.held_out,
                              depth=args.depth, seed=args.seed)
-    # what the cached text was made from (batch size and chunking do not change it)
-    made = digest(fingerprint, texts, not args.no_chat, args.self_prompts, args.samples, args.seed,
-                  attrs.asdict(generation, filter=lambda field, _: field.name not in ("batch_size", "chunk")))
+    # what the cached text was made from; not the counts: prompts and answers come in an order that a
+    # larger count extends, so a run with more or fewer of them reuses what is cached
+    made = digest(fingerprint, not args.no_chat, args.seed, attrs.asdict(generation, filter=lambda field, _: field.name != "batch_size"))
+    made_file = digest(made, args.samples, hashlib.sha256(Path(prompt_file).read_bytes()).hexdigest() if texts else "")
+    made_self = digest(made, args.samples, "self")
     stages: dict[str, float] = {}
     generator = None
     if args.self_prompts:
@@ -120,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
                    unit="answer") as bar:
         generator = generator or generator_of(target, generation.dtype)
         examples = answer(target, file_prompts, "file", args.samples, generation, seed=args.seed, advance=bar.advance,
-                          cache=JsonlCache(cache / "answers-file.jsonl", made), generator=generator)
+                          cache=JsonlCache(cache / "answers-file.jsonl", made_file), generator=generator)
         examples += answer(target, self_prompts, "self", args.samples, generation, seed=args.seed + 1, advance=bar.advance,
-                           cache=JsonlCache(cache / "answers-self.jsonl", made), generator=generator)
+                           cache=JsonlCache(cache / "answers-self.jsonl", made_self), generator=generator)
     del generator
     stages["generation_seconds"] = round(time.perf_counter() - mark, 1)
     if len({(e.origin, e.prompt) for e in examples}) < 2:

@@ -11,7 +11,10 @@ text from its beginning-of-sequence token instead, and its first tokens are the 
 
 Everything generated is appended to a JSONL cache as it is made, so an interrupted run resumes
 where it stopped; the cache's first line records what it was made for, and a cache made for other
-settings is started again.
+settings is started again. The counts are not part of what a cache was made for: prompts and
+answers are made in order, so a run with more prompts extends a smaller run's cache and one with
+fewer reads a prefix of it; every cached answer names the prompt it answers, and answers from the
+first one to another prompt on are made again.
 """
 
 from __future__ import annotations
@@ -188,10 +191,15 @@ def answer(target: Any, prompts: Sequence[Sequence[int]], origin: str, samples: 
     from specdec.strategies.policies.pacer.collect import generate_continuations
 
     jobs = [(i, kind) for i in range(len(prompts)) for kind in ["greedy"] + ["sampled"] * samples]
+    named = [digest(list(prompts[i])) for i in range(len(prompts))]
     records = cache.load()
+    for k, record in enumerate(records[: len(jobs)]):  # keep the answers up to the first to another prompt
+        if (record["prompt"], record["kind"]) != jobs[k] or record["of"] != named[record["prompt"]]:
+            records = records[:k]
+            break
     cache.start(records)
-    advance(len(records))
-    done = len(records)
+    done = min(len(records), len(jobs))
+    advance(done)
     while done < len(jobs):
         chunk = jobs[done : done + generation.chunk]
         answers: list[list[int]] = [[] for _ in chunk]
@@ -208,7 +216,7 @@ def answer(target: Any, prompts: Sequence[Sequence[int]], origin: str, samples: 
             )
             for j, tokens in zip(rows, made):
                 answers[j] = tokens
-        fresh = [{"prompt": i, "kind": kind, "answer": a} for (i, kind), a in zip(chunk, answers)]
+        fresh = [{"prompt": i, "of": named[i], "kind": kind, "answer": a} for (i, kind), a in zip(chunk, answers)]
         cache.append(fresh)
         records += fresh
         done += len(fresh)
