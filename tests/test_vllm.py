@@ -202,3 +202,41 @@ def test_arrival_stop_string_and_abort_leave_no_state_behind(reference, speculat
     started = len(REQUESTS) + LIFECYCLE_REQUESTS
     at_end = run["at_end"]
     assert (at_end["live_requests"], at_end["requests_started"], at_end["requests_finished"]) == (0, started, started), f"{name}: {at_end}"
+
+
+VARIANTS = {  # selected per request on one engine whose own strategies are prompt lookup under fixed
+    "draft-svip": {"policy": "svip", "proposer": "draft"},
+    "ouroboros-auto": {"policy": "auto", "proposer": "ouroboros"},
+}
+SELECTED = [None, "draft-svip", "ouroboros-auto", "no-such-variant"]  # request i selects SELECTED[i % 4]
+
+
+@pytest.fixture(scope="module")
+def variants() -> dict[str, Any]:
+    """One engine, the batch with each request selecting a variant (or none, or an unknown one)."""
+    from vllm import SamplingParams
+
+    config = speculative_config(
+        policy="fixed", proposer="prompt-lookup", policy_params={"k": 3}, draft=default_draft(), num_speculative_tokens=K, variants=VARIANTS
+    )
+    with _engine(config) as llm:
+        texts, _ = _prompts(llm)
+        chosen = [SELECTED[i % len(SELECTED)] for i in range(len(REQUESTS))]
+        params = [
+            SamplingParams(temperature=0.0, max_tokens=n, extra_args={"specdec": name} if name else None)
+            for (_, n), name in zip(REQUESTS, chosen)
+        ]
+        outputs = llm.generate(texts, params, use_tqdm=False)
+        return {"out": [(tuple(o.outputs[0].token_ids), o.outputs[0].finish_reason) for o in outputs], "chosen": chosen, "stats": engine_stats(llm)}
+
+
+def test_requests_of_one_batch_run_the_variants_they_select(reference, variants):
+    """Each variant drafts for the requests that select it, beside the engine's own strategies,
+    in the same batch; an unknown name runs the engine's own; every output is target-only's."""
+    assert variants["out"] == reference
+    wanted: dict[str, int] = {}
+    for name in variants["chosen"]:
+        key = name if name in VARIANTS else ""
+        wanted[key] = wanted.get(key, 0) + 1
+    stats = variants["stats"]
+    assert stats["started_by_variant"] == wanted and stats["drafted"] > 0 and stats["accepted"] > 0, stats

@@ -47,6 +47,39 @@ def test_bad_options_are_one_line_errors_before_any_engine(kwargs, error, words)
     assert words in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_variants_ride_in_the_class_name_and_are_checked_like_the_engines_own(tmp_path):
+    from specdec.integrations.vllm.options import Strategies
+
+    draft = tmp_path / "draft"
+    draft.mkdir()
+    variants = {"lookup": {"policy": "auto", "proposer": "prompt-lookup"}, "svip": {"policy": "svip", "proposer": "draft", "proposer_params": {"context_window": 64}}}
+    config = speculative_config(policy="fixed", proposer="prompt-lookup", policy_params={"k": 3}, draft=draft, variants=variants)
+    module_path, name = config["model"].rsplit(".", 1)
+    options = getattr(importlib.import_module(module_path), name).options
+    assert options.strategies() == Strategies("fixed", "prompt-lookup", {"k": 3})
+    assert options.strategies("svip") == Strategies("svip", "draft", {}, {"context_window": 64})
+    assert options.strategies("lookup") == Strategies("auto", "prompt-lookup")
+
+
+@pytest.mark.parametrize(
+    "variants, error, words",
+    [
+        ({"v": {"policy": "nope", "proposer": "prompt-lookup"}}, PluginError, "unknown policy 'nope'"),
+        ({"v": {"policy": "fixed", "proposer": "prompt-lookup", "policy_params": {"k": 0}}}, ConfigurationError, "k must be"),
+        ({"v": {"policy": "fixed", "proposer": "prompt-lookup", "proposer_params": {"kk": 1}}}, ConfigurationError, "no parameter 'kk'"),
+        ({"v": {"policy": "svip", "proposer": "draft"}}, ConfigurationError, "(variant 'v') drafts with a model: pass draft="),
+        ({"v": {"policy": "svip"}}, ConfigurationError, "must be a dict with policy and proposer"),
+        ({"v": {"policy": "svip", "proposer": "draft", "draft": "/tmp"}}, ConfigurationError, "must be a dict with policy and proposer"),
+        ({"": {"policy": "svip", "proposer": "prompt-lookup"}}, ConfigurationError, "non-empty string"),
+        (["svip"], ConfigurationError, "variants must be a dict"),
+    ],
+)
+def test_a_bad_variant_is_a_one_line_error(variants, error, words):
+    with pytest.raises(error) as caught:
+        speculative_config(proposer="prompt-lookup", variants=variants)
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_a_class_name_specdec_did_not_make_is_refused():
     configured = importlib.import_module("specdec.integrations.vllm.configured")
     with pytest.raises(AttributeError):

@@ -43,6 +43,8 @@ import torch
 
 from specdec.errors import ConfigurationError
 
+from .options import CONFIGURED_MODULE, VARIANT_KEY
+
 SUPPORTED_VERSIONS = ("0.32.",)  # vLLM releases these patches were written against
 EXPECTED = {  # what the patches wrap or replace, with the leading parameters they were written for
     "GPUModelRunner.propose_draft_token_ids": ("self", "scheduler_output", "sampled_token_ids"),
@@ -70,6 +72,12 @@ class BatchRows:
     def max_tokens(self, req_id: str) -> int | None:
         params = getattr(self.requests.get(req_id), "sampling_params", None)
         return getattr(params, "max_tokens", None)
+
+    def variant(self, req_id: str) -> str | None:
+        """The specdec variant the request selects (`SamplingParams.extra_args["specdec"]`), if any."""
+        params = getattr(self.requests.get(req_id), "sampling_params", None)
+        name = (getattr(params, "extra_args", None) or {}).get(VARIANT_KEY)
+        return name if isinstance(name, str) else None
 
     def stop_token_ids(self, req_id: str) -> frozenset[int]:
         """The tokens that end the request whenever it emits one, as vLLM's scheduler checks them
@@ -118,8 +126,6 @@ def check(version: str, found: Mapping[str, Callable[..., Any] | None]) -> None:
 
 def _runs_specdec(vllm_config: Any) -> bool:
     """Whether an engine with `vllm_config` drafts with specdec's proposer."""
-    from .options import CONFIGURED_MODULE
-
     spec = vllm_config.speculative_config
     return spec is not None and spec.method == "custom_class" and str(spec.model).startswith(CONFIGURED_MODULE + ".")
 
@@ -134,11 +140,21 @@ def installed() -> dict[str, Callable[..., Any] | None]:
     return {name: getattr(owners[name.split(".")[0]], name.split(".")[1], None) for name in EXPECTED}
 
 
+def fix_sampler() -> None:
+    """Give vLLM's rejection sampler `expand_batch_to_tokens` here (see the module docstring), in
+    this process, once; for engines that run no specdec proposer too (`specdec bench` fixes vLLM's
+    built-in methods with it)."""
+    from vllm.v1.sample import rejection_sampler
+
+    if rejection_sampler.expand_batch_to_tokens is not expand_batch_to_tokens:
+        REPLACED["expand_batch_to_tokens"] = rejection_sampler.expand_batch_to_tokens
+        rejection_sampler.expand_batch_to_tokens = expand_batch_to_tokens  # read as a global by apply_sampling_constraints
+
+
 def apply() -> None:
     """Patch vLLM once per process (idempotent); see the module docstring."""
     import vllm
     from vllm.v1.engine.core import EngineCore
-    from vllm.v1.sample import rejection_sampler
     from vllm.v1.worker.gpu_model_runner import GPUModelRunner
     from vllm.v1.worker.worker_base import WorkerBase
 
@@ -189,6 +205,5 @@ def apply() -> None:
     EngineCore.abort_requests = abort_requests
     WorkerBase.specdec_stats = specdec_stats
     WorkerBase.specdec_finish = specdec_finish
-    REPLACED["expand_batch_to_tokens"] = rejection_sampler.expand_batch_to_tokens
-    rejection_sampler.expand_batch_to_tokens = expand_batch_to_tokens  # read as a global by apply_sampling_constraints
+    fix_sampler()
     setattr(GPUModelRunner, _MARK, True)

@@ -33,6 +33,7 @@ logits, so `Verification.target_argmax` stays empty.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, ClassVar, Sequence
 
@@ -68,7 +69,8 @@ class RequestState:
 @attrs.define
 class Totals:
     """What the proposer did since the engine started, as specdec counted it (read them with
-    `engine_stats`): rounds fed back, tokens drafted and accepted, requests begun and finished."""
+    `engine_stats`): rounds fed back, tokens drafted and accepted, requests begun and finished
+    (and begun per variant)."""
 
     rounds: int = 0
     drafted: int = 0
@@ -77,6 +79,7 @@ class Totals:
     requests_finished: int = 0
     live_requests: int = 0
     draft_seconds: float = 0.0
+    started_by_variant: dict[str, int] = attrs.field(factory=dict)  # "" for the engine's own strategies
 
 
 def fork(model: LanguageModel) -> LanguageModel:
@@ -112,8 +115,11 @@ class SpecdecProposer:
         from specdec.plugins import registry
 
         reg = registry()
-        self._policy_entry = reg.get("policy", self.options.policy)
-        self._proposer_entry = reg.get("proposer", self.options.proposer)
+        self._strategies = {  # None: the engine's own; else the variants requests may select
+            name: (strategies, reg.get("policy", strategies.policy), reg.get("proposer", strategies.proposer))
+            for name, strategies in [(None, self.options.strategies()), *self.options.variants.items()]
+        }
+        self._unknown_variants: set[str] = set()
 
     def load_model(self, target_model: Any = None) -> None:
         """Load the draft model once (per-request handles share its weights)."""
@@ -128,15 +134,29 @@ class SpecdecProposer:
         self._draft_model = draft
 
     # ------------------------------------------------------------------ per request
-    def _begin(self, req_id: str, context: list[int], prompt_length: int) -> RequestState:
+    def _variant(self, name: str | None) -> str | None:
+        """The variant a request named (None: the engine's own); an unknown name runs the engine's
+        own strategies, with one warning per name (a request cannot be refused from here)."""
+        if name is None or name in self._strategies:
+            return name
+        if name not in self._unknown_variants:
+            self._unknown_variants.add(name)
+            known = ", ".join(repr(n) for n in self._strategies if n is not None) or "none"
+            logging.getLogger("specdec").warning("a request selects specdec variant %r, which this engine lacks (it has %s): it runs the engine's own strategies", name, known)
+        return None
+
+    def _begin(self, req_id: str, context: list[int], prompt_length: int, variant: str | None = None) -> RequestState:
         resources = {} if self._draft_model is None else {"model": fork(self._draft_model)}
-        policy = self._policy_entry.build(self.options.policy_params, **resources)
-        proposer = self._proposer_entry.build(self.options.proposer_params, **resources)
+        variant = self._variant(variant)
+        strategies, policy_entry, proposer_entry = self._strategies[variant]
+        policy = policy_entry.build(strategies.policy_params, **resources)
+        proposer = proposer_entry.build(strategies.proposer_params, **resources)
         policy.start()
         proposer.start(context[:prompt_length], GREEDY)
         state = RequestState(policy, proposer, prompt_length, context)
         self.requests[req_id] = state
         self.totals.requests_started += 1
+        self.totals.started_by_variant[variant or ""] = self.totals.started_by_variant.get(variant or "", 0) + 1
         self.totals.live_requests = len(self.requests)
         return state
 
@@ -233,7 +253,7 @@ class SpecdecProposer:
             if state is None:
                 context = token_ids_cpu[i, :length].tolist()
                 prompt_length = rows.prompt_length(req_id) or length - len(sampled)
-                state = self._begin(req_id, context, prompt_length)
+                state = self._begin(req_id, context, prompt_length, rows.variant(req_id))
             else:
                 state.context.extend(sampled)
                 if len(state.context) != length:  # resumed after preemption, or out of step: re-read the row
