@@ -5,8 +5,9 @@ on a small model on a CPU their per-call cost is a sizeable part of every step, 
 method (measured: docs/design-notes.md). `LeanLlama` runs the same computation as `LlamaModel` with
 plain torch calls over the module's own weights: fused q/k/v and gate/up projections with the GEMM
 kernel chosen per row count (`projection.py`), rotary tables computed once, and one preallocated
-key/value buffer for all layers that forwards write into at their positions. Cropping is free (the
-owner just moves its length); keeping a token tree's path moves only those entries.
+key/value buffer for all layers that forwards write into at their positions, with a row per
+sequence: several sequences of different lengths can be fed in one forward (`run_rows`). Cropping
+is free (the owner just moves its length); keeping a token tree's path moves only those entries.
 
 It takes the models it can run exactly (`unsupported_reason` says why not otherwise); others keep
 the transformers forward. Tests check its hidden states and logits against transformers' own.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Sequence
 
+import attrs
 import torch
 import torch.nn.functional as F
 
@@ -61,8 +63,31 @@ class _Layer:
         self.down = projection(mlp.down_proj)
 
 
+@attrs.frozen
+class RowFeed:
+    """One sequence's tokens in a batched forward (`LeanLlama.run_rows`).
+
+    `row` is the sequence's slot in the cache, `start` how many of its cached entries stay (the
+    rest are overwritten: cropping a row is feeding it from a smaller `start`). `positions` and
+    `allowed` ([n, start + n] booleans) describe a token tree, as in `LeanLlama.run`.
+    """
+
+    row: int
+    tokens: Sequence[int]
+    start: int
+    keep: int = 1
+    positions: torch.Tensor | None = None
+    allowed: torch.Tensor | None = None
+
+
 class LeanLlama:
-    """The decoder stack of a `LlamaForCausalLM`, returning final (normed) hidden states."""
+    """The decoder stack of a `LlamaForCausalLM`, returning final (normed) hidden states.
+
+    Its cache holds rows: one per sequence. `run` feeds one sequence (row 0, the decoder's);
+    `run_rows` feeds several in one forward, each with its own length, positions and mask (ragged).
+    Both go through the same layer loop; only how new keys are stored and attended differs
+    (`_Chain`, `_Ragged`).
+    """
 
     def __init__(self, model: Any) -> None:
         reason = unsupported_reason(model)
@@ -85,7 +110,7 @@ class LeanLlama:
         exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=self.device).float() / self.head_dim
         self.inv_freq = 1.0 / (theta**exponents)
         self._cos = self._sin = self.embed.new_empty(0, self.head_dim)
-        self._keys: torch.Tensor | None = None  # [layers, kv_heads, capacity, head_dim]
+        self._keys: torch.Tensor | None = None  # [layers, rows, kv_heads, capacity, head_dim]
         self._values: torch.Tensor | None = None
 
     # --------------------------------------------------------------------------- state
@@ -101,26 +126,29 @@ class LeanLlama:
     def crop(self, length: int) -> None:
         """Nothing to do: the next forward writes over entries past `length`."""
 
-    def keep(self, length: int, positions: Sequence[int]) -> None:
-        """Move the entries at `positions` to follow the first `length` ones."""
+    def keep(self, length: int, positions: Sequence[int], row: int = 0) -> None:
+        """Move a row's entries at `positions` to follow its first `length` ones."""
         if self._keys is None or not positions:
             return
         index = torch.tensor(list(positions), dtype=torch.long, device=self.device)
         end = length + len(positions)
+        keys, values = self._keys[:, row], self._values[:, row]
         with torch.inference_mode():  # the buffers were made by forwards in inference mode
-            self._keys[:, :, length:end] = self._keys.index_select(2, index)
-            self._values[:, :, length:end] = self._values.index_select(2, index)
+            keys[:, :, length:end] = keys.index_select(2, index)
+            values[:, :, length:end] = values.index_select(2, index)
 
-    def _reserve(self, needed: int) -> None:
-        capacity = 0 if self._keys is None else self._keys.shape[2]
-        if needed <= capacity:
+    def _reserve(self, needed: int, rows: int = 1) -> None:
+        """Room for `rows` rows of `needed` entries each (grown by doubling; entries kept)."""
+        capacity, held = (0, 0) if self._keys is None else (self._keys.shape[3], self._keys.shape[1])
+        if needed <= capacity and rows <= held:
             return
-        capacity = max(needed, 2 * capacity, MIN_CAPACITY)
-        shape = (len(self.layers), self.kv_heads, capacity, self.head_dim)
+        if needed > capacity:
+            capacity = max(needed, 2 * capacity, MIN_CAPACITY)
+        shape = (len(self.layers), max(rows, held), self.kv_heads, capacity, self.head_dim)
         keys, values = self.embed.new_empty(shape), self.embed.new_empty(shape)
         if self._keys is not None:
-            old = self._keys.shape[2]
-            keys[:, :, :old], values[:, :, :old] = self._keys, self._values
+            old = self._keys.shape[3]
+            keys[:, :held, :, :old], values[:, :held, :, :old] = self._keys, self._values
         self._keys, self._values = keys, values
 
     def _rotary(self, positions: torch.Tensor, needed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,9 +174,9 @@ class LeanLlama:
         causal_rows: int = 0,
         features: Sequence[int] = (),
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """Feed `tokens` after `start` cached entries; normed hidden states of the last `keep`, and
-        the hidden states of the `features` layers at every token fed (`FeatureModel`; the
-        forward's own tensors, not copies).
+        """Feed `tokens` after `start` cached entries of row 0; normed hidden states of the last
+        `keep`, and the hidden states of the `features` layers at every token fed
+        (`FeatureModel`; the forward's own tensors, not copies).
 
         `positions` (default start, start+1, ...) and `allowed` ([n, start+n] booleans, default
         causal) describe a token tree; entries are written at slots start..start+n-1 either way.
@@ -166,14 +194,57 @@ class LeanLlama:
             if n > 1 and allowed is None and start > 0:
                 allowed = torch.ones(n, end, dtype=torch.bool, device=self.device).tril(start)
         self._reserve(end)
-        cos, sin = self._rotary(positions, end)  # a tree's positions stay below `end` (depth <= n): no device read
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [n, 1, dim]: broadcast over heads
-        causal = n > 1 and allowed is None  # a fresh prompt: plain causal attention
-        x = self.embed[torch.tensor(list(tokens), dtype=torch.long, device=self.device)]
+        ids = torch.tensor(list(tokens), dtype=torch.long, device=self.device)
+        # a tree's positions stay below `end` (depth <= n): no device read
+        x, states = self._layers(ids, positions, end, _Chain(self, start, end, allowed, causal_rows), features)
+        norm, shape, eps = self._norm, x.shape[-1:], self.eps
+        if len(self.layers) in states:  # the final output at every position
+            states[len(self.layers)] = norm(x, shape, self.final_norm, eps)
+            return states[len(self.layers)][-keep:], tuple(states[layer] for layer in features)
+        return norm(x[-keep:], shape, self.final_norm, eps), tuple(states[layer] for layer in features)
+
+    def run_rows(
+        self, feeds: Sequence[RowFeed], features: Sequence[int] = ()
+    ) -> list[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]:
+        """Feed several sequences in one forward: per feed, in order, the normed hidden states of its
+        last `keep` tokens and its `features` layers' states at every token it fed (as `run`).
+
+        The feeds' tokens are padded to the longest; a padding token attends to one cached entry
+        and writes past its row's end, where the row's next forward writes again, so a row's
+        output depends on its own tokens and cache only (bit for bit in float32: its products are
+        row by row, its attention batch entry by batch entry).
+        """
+        if len({feed.row for feed in feeds}) != len(feeds):
+            raise ValueError("each row can be fed once per forward")
+        width = max(len(feed.tokens) for feed in feeds)
+        needed = max(feed.start for feed in feeds) + width
+        self._reserve(needed, max(feed.row for feed in feeds) + 1)
+        padded = [list(feed.tokens) + [0] * (width - len(feed.tokens)) for feed in feeds]
+        ids = torch.tensor(padded, dtype=torch.long, device=self.device).flatten()
+        positions = torch.cat([_feed_positions(feed, width, self.device) for feed in feeds])
+        x, states = self._layers(ids, positions, needed, _Ragged(self, feeds, width), features)
+        rows = x.view(len(feeds), width, -1)
+        last = torch.cat([rows[b, len(feed.tokens) - feed.keep : len(feed.tokens)] for b, feed in enumerate(feeds)])
+        last = self._norm(last, last.shape[-1:], self.final_norm, self.eps).split([feed.keep for feed in feeds])
+        if len(self.layers) in states:
+            states[len(self.layers)] = self._norm(x, x.shape[-1:], self.final_norm, self.eps)
+        per_row = {layer: state.view(len(feeds), width, -1) for layer, state in states.items()}
+        return [
+            (last[b], tuple(per_row[layer][b, : len(feed.tokens)] for layer in features)) for b, feed in enumerate(feeds)
+        ]
+
+    def _layers(
+        self, ids: torch.Tensor, positions: torch.Tensor, needed: int, layout: "_Chain | _Ragged", features: Sequence[int]
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """The decoder layers over the fed tokens (one row per token, all sequences stacked): the
+        residual stream before the final norm, and the `features` layers' states."""
+        cos, sin = self._rotary(positions, needed)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [m, 1, dim]: broadcast over heads
+        x = self.embed[ids]
+        m = x.shape[0]
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         q_width, k_width = heads * dim, kv_heads * dim
         half, hidden_shape, eps = dim // 2, x.shape[-1:], self.eps
-        grouped = heads != kv_heads
         norm, rotate = self._norm, self._rotate
         wanted, states = set(features), {}
         for index, layer in enumerate(self.layers):
@@ -182,26 +253,84 @@ class LeanLlama:
             qkv = layer.qkv(norm(x, hidden_shape, layer.input_norm, eps))
             # q and k rotated together: x * cos + rotate_half(x) * sin, rotate_half as a roll
             # with the sign folded into the sine table
-            qk = qkv[:, : q_width + k_width].view(n, heads + kv_heads, dim)
+            qk = qkv[:, : q_width + k_width].view(m, heads + kv_heads, dim)
             qk = rotate(qk * cos, qk.roll(half, dims=-1), sin)
-            keys, values = self._keys[index], self._values[index]
-            keys[:, start:end] = qk[:, heads:].transpose(0, 1)
-            values[:, start:end] = qkv[:, q_width + k_width :].view(n, kv_heads, dim).transpose(0, 1)
-            queries, seen = qk[:, :heads].transpose(0, 1).unsqueeze(0), (keys[:, :end].unsqueeze(0), values[:, :end].unsqueeze(0))
-            if causal_rows:  # the chain causally (SDPA's fused kernel), the nodes after it masked
-                chain = (keys[:, :causal_rows].unsqueeze(0), values[:, :causal_rows].unsqueeze(0))
-                head = F.scaled_dot_product_attention(queries[:, :, :causal_rows], *chain, is_causal=True, enable_gqa=grouped)
-                tail = F.scaled_dot_product_attention(queries[:, :, causal_rows:], *seen, attn_mask=allowed, enable_gqa=grouped)
-                attended = torch.cat((head, tail), dim=2)
-            else:
-                attended = F.scaled_dot_product_attention(queries, *seen, attn_mask=allowed, is_causal=causal, enable_gqa=grouped)
-            x = x + layer.out(attended[0].transpose(0, 1).reshape(n, q_width))
+            v = qkv[:, q_width + k_width :].view(m, kv_heads, dim)
+            x = x + layer.out(layout.attend(self._keys[index], self._values[index], qk, v))
             gate, up = layer.gate_up(norm(x, hidden_shape, layer.post_norm, eps)).split(self.intermediate, dim=-1)
             x = x + layer.down(F.silu(gate) * up)
-        if len(self.layers) in wanted:  # the final output at every position
-            states[len(self.layers)] = norm(x, hidden_shape, self.final_norm, eps)
-            return states[len(self.layers)][-keep:], tuple(states[layer] for layer in features)
-        return norm(x[-keep:], hidden_shape, self.final_norm, eps), tuple(states[layer] for layer in features)
+        if len(self.layers) in wanted:
+            states[len(self.layers)] = x  # normed by the caller
+        return x, states
+
+
+class _Chain:
+    """One sequence in cache row 0: keys and values written at slots start..end-1, attention
+    causal (a fresh prompt, SDPA's fused path), through `allowed`, or a causal chain followed by
+    masked tree nodes (`causal_rows`)."""
+
+    def __init__(self, stack: LeanLlama, start: int, end: int, allowed: torch.Tensor | None, causal_rows: int) -> None:
+        self.start, self.end, self.allowed, self.causal_rows = start, end, allowed, causal_rows
+        self.causal = end - start > 1 and allowed is None
+        self.heads, self.grouped = stack.heads, stack.heads != stack.kv_heads
+
+    def attend(self, keys: torch.Tensor, values: torch.Tensor, qk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        start, end, heads, grouped, causal_rows, allowed = self.start, self.end, self.heads, self.grouped, self.causal_rows, self.allowed
+        keys, values = keys[0], values[0]
+        keys[:, start:end] = qk[:, heads:].transpose(0, 1)
+        values[:, start:end] = v.transpose(0, 1)
+        queries, seen = qk[:, :heads].transpose(0, 1).unsqueeze(0), (keys[:, :end].unsqueeze(0), values[:, :end].unsqueeze(0))
+        if causal_rows:  # the chain causally (SDPA's fused kernel), the nodes after it masked
+            chain = (keys[:, :causal_rows].unsqueeze(0), values[:, :causal_rows].unsqueeze(0))
+            head = F.scaled_dot_product_attention(queries[:, :, :causal_rows], *chain, is_causal=True, enable_gqa=grouped)
+            tail = F.scaled_dot_product_attention(queries[:, :, causal_rows:], *seen, attn_mask=allowed, enable_gqa=grouped)
+            attended = torch.cat((head, tail), dim=2)
+        else:
+            attended = F.scaled_dot_product_attention(queries, *seen, attn_mask=allowed, is_causal=self.causal, enable_gqa=grouped)
+        return attended[0].transpose(0, 1).reshape(end - start, -1)
+
+
+class _Ragged:
+    """Several sequences, each in its cache row, padded to `width` tokens: keys and values
+    scattered to each row's slots, one batched attention with a mask per row."""
+
+    def __init__(self, stack: LeanLlama, feeds: Sequence[RowFeed], width: int) -> None:
+        device, batch = stack.device, len(feeds)
+        self.heads, self.grouped, self.batch, self.width = stack.heads, stack.heads != stack.kv_heads, batch, width
+        rows = torch.tensor([feed.row for feed in feeds], dtype=torch.long, device=device)
+        starts = torch.tensor([feed.start for feed in feeds], dtype=torch.long, device=device)
+        offsets = torch.arange(width, device=device)
+        self.row_index = rows.repeat_interleave(width)
+        self.slot_index = (starts[:, None] + offsets[None, :]).flatten()
+        self.seen = max(feed.start + len(feed.tokens) for feed in feeds)
+        self.rows = None if [feed.row for feed in feeds] == list(range(stack._keys.shape[1])) else rows
+        # causal by default: new token i of a row sees its row's slots up to start + i
+        mask = torch.arange(self.seen, device=device)[None, None, :] <= (starts[:, None] + offsets[None, :])[:, :, None]
+        for b, feed in enumerate(feeds):
+            n = len(feed.tokens)
+            if feed.allowed is not None:
+                mask[b, :n, : feed.start + n] = feed.allowed
+            mask[b, n:] = False  # padding: one cached entry, so that softmax has something to weigh
+            mask[b, n:, 0] = True
+        self.mask = mask.unsqueeze(1)  # [batch, 1, width, seen]: broadcast over heads
+
+    def attend(self, keys: torch.Tensor, values: torch.Tensor, qk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        heads, batch, width = self.heads, self.batch, self.width
+        keys[self.row_index, :, self.slot_index] = qk[:, heads:]
+        values[self.row_index, :, self.slot_index] = v
+        if self.rows is not None:  # some rows of the cache only
+            keys, values = keys.index_select(0, self.rows), values.index_select(0, self.rows)
+        queries = qk[:, :heads].view(batch, width, heads, -1).transpose(1, 2)
+        seen = (keys[:, :, : self.seen], values[:, :, : self.seen])
+        attended = F.scaled_dot_product_attention(queries, *seen, attn_mask=self.mask, enable_gqa=self.grouped)
+        return attended.transpose(1, 2).reshape(batch * width, -1)
+
+
+def _feed_positions(feed: RowFeed, width: int, device: torch.device) -> torch.Tensor:
+    """A feed's positions (start, start+1, ... unless given), padded with its start."""
+    n = len(feed.tokens)
+    own = feed.positions.to(device) if feed.positions is not None else torch.arange(feed.start, feed.start + n, device=device)
+    return torch.cat((own, own.new_full((width - n,), feed.start)))
 
 
 def _rms_norm_upcast(x: torch.Tensor, shape: Sequence[int], weight: torch.Tensor, eps: float) -> torch.Tensor:
