@@ -3,7 +3,8 @@
 A backend holds one sequence's KV cache. specdec only ever asks it to extend that sequence by some
 tokens (returning logits, and hidden states on request), to crop it back to a length, and for a
 few facts (vocabulary size, end-of-sequence ids, context length). Everything else about a backend
-stays behind this line.
+stays behind this line. A `BatchModel` holds several sequences, one per row, and feeds them in one
+forward (a batch of prompts).
 """
 
 from __future__ import annotations
@@ -142,6 +143,39 @@ class FeatureModel(LanguageModel, Protocol):
 
     def output_embedding(self) -> torch.Tensor:
         """The LM head's weight [vocab_size, hidden_size]."""
+        ...
+
+
+@attrs.frozen
+class RowInput:
+    """One row's part of a batched forward (`BatchModel.forward_rows`).
+
+    The row (its slot) keeps its first `start` cached entries (the rest are dropped, as `crop`
+    would) and appends `tokens`; `parents` (as in `forward_tree`, -1 for the last kept entry)
+    makes them a token tree, None a chain. Outputs are those of the last `keep` tokens.
+    """
+
+    row: int
+    start: int
+    tokens: tuple[int, ...]
+    parents: tuple[int, ...] | None = None
+    keep: int = 1
+    hidden: bool = False
+
+
+@runtime_checkable
+class BatchModel(TreeLanguageModel, Protocol):
+    """Optional: a target that holds several sequences (rows, addressed by slot) and feeds them in
+    one forward, each with its own cached length, chain or tree. specdec's batches verify every
+    active row's draft in one such forward; a row's outputs must not depend on its neighbours'.
+    """
+
+    def forward_rows(self, inputs: Sequence[RowInput], *, features: Sequence[int] = ()) -> list[ModelOutput]:
+        """One forward over `inputs` (each row at most once); one output per input, in order."""
+        ...
+
+    def keep_row(self, row: int, length: int, positions: Sequence[int]) -> None:
+        """`compact` for one row: keep its first `length` entries followed by those at `positions`."""
         ...
 
 

@@ -16,14 +16,14 @@ import torch
 
 from specdec.errors import ConfigurationError
 
-from .base import ModelOutput, check_features, check_keep
+from .base import ModelOutput, RowInput, check_features, check_keep
 from .codec import HFCodec
 from .placement import model_device
 from .projection import projection
 from .tree_attention import full_mask, leading_chain, tree_mask
 
 if TYPE_CHECKING:
-    from .lean_llama import LeanLlama
+    from .lean_llama import LeanLlama, RowFeed
 
 
 class TransformersStack:
@@ -127,6 +127,7 @@ class HFModel:
         self._length = 0
         self._head_ids: torch.Tensor | None = None  # see with_head_subset
         self._head: Any = None
+        self._row_stacks: dict[int, TransformersStack] = {}  # rows of `forward_rows` on transformers' stack
 
     @property
     def stack(self) -> Any:
@@ -220,6 +221,7 @@ class HFModel:
     def reset(self) -> None:
         if self._stack is not None:
             self._stack.reset()
+        self._row_stacks.clear()
         self._length = 0
 
     def forward_tree(
@@ -254,18 +256,89 @@ class HFModel:
         start = time.perf_counter()
         with torch.inference_mode():
             last, layers = self.stack.run(tokens, self._length, keep, features=features, **tree)
-            scores = self.head(last).float()
-            if self._head_ids is None:
-                logits = scores
-            else:  # a head-subset view: score only its tokens
-                logits = torch.full((keep, self.vocab_size), -math.inf, device=self.device)
-                logits[:, self._head_ids] = scores
+            logits = self._logits(last)
             states = last.float() if hidden else None
         self.forward_seconds += time.perf_counter() - start
         self._length += len(tokens)
         self.forwards += 1
         self.tokens_processed += len(tokens)
         return ModelOutput(logits=logits, hidden=states, features=layers)
+
+    def _logits(self, last: torch.Tensor) -> torch.Tensor:
+        """The LM head over final hidden states (a head-subset view scores only its tokens)."""
+        scores = self.head(last).float()
+        if self._head_ids is None:
+            return scores
+        logits = torch.full((last.shape[0], self.vocab_size), -math.inf, device=self.device)
+        logits[:, self._head_ids] = scores
+        return logits
+
+    def forward_rows(self, inputs: Sequence[RowInput], *, features: Sequence[int] = ()) -> list[ModelOutput]:
+        """Several sequences in one call (`BatchModel`).
+
+        The lean llama forward feeds every row in one forward (`LeanLlama.run_rows`; its row 0 is
+        the sequence `forward` extends). transformers' own forward, for other architectures, runs
+        the rows one after another, each with a cache of its own: exact all the same, just not
+        faster than decoding the rows one by one.
+        """
+        check_features(features, self.num_layers)
+        if len({request.row for request in inputs}) != len(inputs):
+            raise ValueError("each row can be fed once per forward")
+        feeds = [self._row_feed(request) for request in inputs]
+        start = time.perf_counter()
+        with torch.inference_mode():
+            if isinstance(self.stack, TransformersStack):
+                ran = [self._row_stack(feed.row, feed.start).run(feed.tokens, feed.start, feed.keep, feed.positions, feed.allowed, features=features) for feed in feeds]
+            else:
+                ran = self.stack.run_rows(feeds, features)
+            logits = self._logits(torch.cat([last for last, _ in ran])).split([feed.keep for feed in feeds])
+            outs = [
+                ModelOutput(logits=row_logits, hidden=last.float() if request.hidden else None, features=layers)
+                for request, row_logits, (last, layers) in zip(inputs, logits, ran)
+            ]
+        self.forward_seconds += time.perf_counter() - start
+        self.forwards += 1
+        self.tokens_processed += sum(len(request.tokens) for request in inputs)
+        if not isinstance(self.stack, TransformersStack) and any(request.row == 0 for request in inputs):
+            self._length = 0  # the lean stack's row 0 is the single sequence's: it is read afresh
+        return outs
+
+    def _row_feed(self, request: RowInput) -> "RowFeed":
+        """A row's feed for the stack: its positions and mask when it is a tree."""
+        from .lean_llama import RowFeed
+
+        check_keep(request.tokens, request.keep)
+        if request.parents is None:
+            depth = len(request.tokens)
+            positions = allowed = None
+        else:
+            depths: list[int] = []
+            for p in request.parents:
+                depths.append(1 if p < 0 else depths[p] + 1)
+            depth = max(depths)
+            allowed = tree_mask(request.parents, request.start).to(self.device)
+            positions = torch.tensor([request.start + d - 1 for d in depths], dtype=torch.long, device=self.device)
+        if self.max_length is not None and request.start + depth > self.max_length:
+            raise ValueError(f"{self.name}: {request.start + depth} positions exceed the context of {self.max_length}")
+        return RowFeed(request.row, request.tokens, request.start, request.keep, positions, allowed)
+
+    def _row_stack(self, row: int, start: int) -> "TransformersStack":
+        """Row `row`'s own transformers stack and cache, cropped to `start` entries."""
+        if row not in self._row_stacks:
+            self._row_stacks[row] = self.stack.sibling()
+        stack = self._row_stacks[row]
+        if start == 0:
+            stack.reset()
+        elif start < stack.cache.get_seq_length():
+            stack.crop(start)
+        return stack
+
+    def keep_row(self, row: int, length: int, positions: Sequence[int]) -> None:
+        """`compact` for one row of `forward_rows`."""
+        if isinstance(self.stack, TransformersStack):
+            self._row_stacks[row].keep(length, positions)
+        else:
+            self.stack.keep(length, positions, row=row)
 
     def compact(self, length: int, positions: Sequence[int]) -> None:
         """Keep cache entries [0, length) and then those at `positions`, in that order.

@@ -145,7 +145,7 @@ class LeanLlama:
         if needed > capacity:
             capacity = max(needed, 2 * capacity, MIN_CAPACITY)
         shape = (len(self.layers), max(rows, held), self.kv_heads, capacity, self.head_dim)
-        keys, values = self.embed.new_empty(shape), self.embed.new_empty(shape)
+        keys, values = self.embed.new_zeros(shape), self.embed.new_zeros(shape)  # zeros: a masked entry weighs 0 * value, NaN for garbage
         if self._keys is not None:
             old = self._keys.shape[3]
             keys[:, :held, :, :old], values[:, :held, :, :old] = self._keys, self._values

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .base import ModelOutput, check_features, check_keep
+from .base import ModelOutput, RowInput, check_features, check_keep
 
 
 class LetterCodec:
@@ -54,6 +54,7 @@ class ToyModel:
         self.num_layers = 1  # FeatureModel: every layer's state is the one-hot of the token fed
         self.ids: list[int] = []
         self._links: list[int] = []  # position of each cached token's predecessor (trees branch)
+        self._rows_held: dict[int, tuple[list[int], list[int]]] = {}  # rows 1.. of `forward_rows` (row 0: ids, _links)
         self.forwards = 0
         self.tokens_processed = 0
         self.forward_seconds = 0.0
@@ -92,51 +93,66 @@ class ToyModel:
 
         Each position's row depends on its own ancestors only, as tree attention would give.
         """
+        out = self._feed(self.ids, self._links, tokens, parents, keep, hidden, features)
+        self.forwards += 1
+        return out
+
+    def forward_rows(self, inputs: Sequence[RowInput], *, features: Sequence[int] = ()) -> list[ModelOutput]:
+        """Several sequences in one call (`BatchModel`): each row is a sequence of its own, row 0
+        the one `forward` extends."""
+        if len({i.row for i in inputs}) != len(inputs):
+            raise ValueError("each row can be fed once per forward")
+        outs = []
+        for request in inputs:
+            ids, links = self._row(request.row)
+            if not 0 <= request.start <= len(ids):
+                raise ValueError(f"row {request.row} holds {len(ids)} tokens, cannot keep {request.start}")
+            del ids[request.start:], links[request.start:]
+            parents = request.parents if request.parents is not None else [i - 1 for i in range(len(request.tokens))]
+            outs.append(self._feed(ids, links, request.tokens, parents, request.keep, request.hidden, features))
+        self.forwards += 1
+        return outs
+
+    def keep_row(self, row: int, length: int, positions: Sequence[int]) -> None:
+        _compact(*self._row(row), length, positions)
+
+    def _row(self, row: int) -> tuple[list[int], list[int]]:
+        """A row's tokens and links (made empty on first use)."""
+        if row == 0:
+            return self.ids, self._links
+        return self._rows_held.setdefault(row, ([], []))
+
+    def _feed(
+        self, ids: list[int], links: list[int], tokens: Sequence[int], parents: Sequence[int], keep: int, hidden: bool,
+        features: Sequence[int],
+    ) -> ModelOutput:
+        """Append a tree to one sequence (`ids`, `links`): its outputs."""
         check_keep(tokens, keep)
         check_features(features, self.num_layers)
         if len(parents) != len(tokens) or any(not -1 <= p < i for i, p in enumerate(parents)):
             raise ValueError("each parent must be -1 or the index of an earlier token")
-        start = len(self.ids)
+        start = len(ids)
         depth = [0] * len(tokens)
         for i, p in enumerate(parents):
             depth[i] = 1 if p < 0 else depth[p] + 1
         if self.max_length is not None and start + max(depth) > self.max_length:
             raise ValueError("toy model context exceeded")
         for t, p in zip(tokens, parents):
-            self.ids.append(int(t))
-            self._links.append(start - 1 if p < 0 else start + p)
-        self.forwards += 1
+            ids.append(int(t))
+            links.append(start - 1 if p < 0 else start + p)
         self.tokens_processed += len(tokens)
-        end = len(self.ids)
-        logits = torch.stack([self.row(self._history(j)) for j in range(end - keep, end)])
+        end = len(ids)
+        logits = torch.stack([self.row(_history(ids, links, j, self.order)) for j in range(end - keep, end)])
         states = None
         if hidden:
-            last = torch.tensor(self.ids[end - keep:end])
+            last = torch.tensor(ids[end - keep:end])
             states = torch.nn.functional.one_hot(last, self.vocab_size).to(torch.float64)
         fed = torch.nn.functional.one_hot(torch.tensor([int(t) for t in tokens]), self.vocab_size).to(torch.float64)
         return ModelOutput(logits=logits, hidden=states, features=tuple(fed for _ in features))
 
-    def _history(self, position: int) -> list[int]:
-        """The last `order` tokens on the path ending at `position`."""
-        out: list[int] = []
-        while position >= 0 and len(out) < self.order:
-            out.append(self.ids[position])
-            position = self._links[position]
-        return out[::-1]
-
     def compact(self, length: int, positions: Sequence[int]) -> None:
         """Keep the first `length` cached tokens followed by those at `positions` (a tree path)."""
-        previous = length - 1
-        for p in positions:
-            if not length <= p < len(self.ids) or self._links[p] != previous:
-                raise ValueError(f"positions {list(positions)} are not a path hanging after position {length - 1}")
-            previous = p
-        kept = [self.ids[p] for p in positions]
-        del self.ids[length:]
-        del self._links[length:]
-        for t in kept:
-            self._links.append(len(self.ids) - 1)
-            self.ids.append(t)
+        _compact(self.ids, self._links, length, positions)
 
     def crop(self, length: int) -> None:
         if length < 0 or length > len(self.ids):
@@ -147,6 +163,31 @@ class ToyModel:
     def reset(self) -> None:
         self.ids.clear()
         self._links.clear()
+        self._rows_held.clear()
 
     def __repr__(self) -> str:
         return f"ToyModel(name={self.name!r}, vocab_size={self.vocab_size}, order={self.order})"
+
+
+def _history(ids: Sequence[int], links: Sequence[int], position: int, order: int) -> list[int]:
+    """The last `order` tokens on the path ending at `position`."""
+    out: list[int] = []
+    while position >= 0 and len(out) < order:
+        out.append(ids[position])
+        position = links[position]
+    return out[::-1]
+
+
+def _compact(ids: list[int], links: list[int], length: int, positions: Sequence[int]) -> None:
+    """Keep a sequence's first `length` tokens followed by those at `positions` (a tree path)."""
+    previous = length - 1
+    for p in positions:
+        if not length <= p < len(ids) or links[p] != previous:
+            raise ValueError(f"positions {list(positions)} are not a path hanging after position {length - 1}")
+        previous = p
+    kept = [ids[p] for p in positions]
+    del ids[length:]
+    del links[length:]
+    for t in kept:
+        links.append(len(ids) - 1)
+        ids.append(t)

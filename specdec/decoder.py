@@ -1,46 +1,41 @@
-"""The speculative loop: propose, verify in one target forward, emit, adapt.
+"""The decoder: speculative generation with a pluggable proposer and length policy.
 
-One round:
-  1. the policy caps the draft length (0 = a plain target step);
-  2. the proposer drafts, asking the policy after every candidate token;
-  3. ONE target forward over the uncached context tail plus the draft gives p for every position;
-  4. the verifier keeps a prefix and adds the correction or bonus token;
-  5. policy and proposer observe the verdict; caches are cropped lazily at the next sync.
-Target-only decoding is the same loop with no proposer (every round drafts nothing).
+The loop itself (propose, verify in one target forward, emit, adapt; one sequence or a batch of
+them) is `specdec.rounds`; this module turns a call's arguments into prompts, settings and the
+strategies and caches each sequence runs with.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import attrs
-import torch
 
-from specdec.assembly import build_strategies
-from specdec.draft import Draft
+from specdec.assembly import StrategyRecipe, strategy_recipe
+from specdec.batching import check_batch_call, per_prompt_limits, per_prompt_samplers, rows_in_flight
 from specdec.errors import ConfigurationError, InputError, VocabularyMismatchError
-from specdec.exclusive import claimed
 from specdec.generation_options import checked_seed, resolve_options
 from specdec.integrations.base import (
+    BatchModel,
     FeatureModel,
     GenerationDefaults,
     LanguageModel,
-    ModelOutput,
     TextCodec,
     as_model,
-    supports_tree,
 )
-from specdec.policy import LengthPolicy, ReferencePolicy, RoundState
-from specdec.prompts import Prompt, prompt_ids
-from specdec.proposer import ProposalRequest, Proposer
+from specdec.integrations.rows import ModelRow
+from specdec.policy import LengthPolicy, ReferencePolicy
+from specdec.prompts import Prompt, batch_prompts, is_batch, prompt_ids
+from specdec.proposer import Proposer
+from specdec.rounds import CallSettings, Job, Rounds, Slot
 from specdec.samplers import Sampler, TorchSampler
 from specdec.sequence_cache import SequenceCache
-from specdec.stats import GenerationResult, StatsRecorder
+from specdec.stats import GenerationResult
 from specdec.streaming import StreamerFeed, checked_streamer
-from specdec.verification import TargetFeatures, Verification
 from specdec.verifier import Verifier
 from specdec.vocabulary import check_same_tokenizer
+
+Strategies = tuple[LengthPolicy, "Proposer | None"]
 
 
 @attrs.define
@@ -52,8 +47,10 @@ class Decoder:
     `proposer` are strategy objects or registered names, whose parameters go in `policy_params` /
     `proposer_params`; a proposer given by name that drafts with a model gets `draft`, and
     `draft=` alone means the `draft` proposer. `Decoder(target)` decodes with the target alone (the
-    baseline), through the same loop and adapter. A Decoder, and each model, runs one generation at
-    a time (`specdec.exclusive`): another at once raises `ConcurrentUseError`.
+    baseline), through the same loop and adapter. `strategies=`, a function returning a fresh
+    (policy, proposer), replaces `policy` and `proposer` where a batch needs strategy objects (one
+    set per row; names need none). A Decoder, and each model, runs one generation at a time
+    (`specdec.exclusive`): another at once raises `ConcurrentUseError`.
     """
 
     target: LanguageModel
@@ -65,43 +62,59 @@ class Decoder:
     tokenizer: Any = attrs.field(default=None, kw_only=True, repr=False)
     policy_params: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True, repr=False)
     proposer_params: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True, repr=False)
+    strategies: Callable[[], Strategies] | None = attrs.field(default=None, kw_only=True, repr=False)
     _cache: SequenceCache = attrs.field(init=False, repr=False)
+    _recipe: StrategyRecipe = attrs.field(init=False, repr=False)
+    _row_strategies: list[Strategies] = attrs.field(init=False, factory=list, repr=False)  # slots 1.. of a batch
     last_result: GenerationResult | None = attrs.field(init=False, default=None, repr=False)
+    last_results: list[GenerationResult] | None = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self.target = as_model(self.target, self.tokenizer, require_tokenizer=True)
-        self.policy, self.proposer = build_strategies(
+        self._recipe = strategy_recipe(
             self.policy, self.proposer, draft=self.draft, target=self.target, policy_params=self.policy_params,
-            proposer_params=self.proposer_params,
+            proposer_params=self.proposer_params, factory=self.strategies,
         )
+        self.policy, self.proposer = self._recipe.build()
         if self.codec is None:
             self.codec = self.target.codec
-        if self.proposer is not None:
-            vocab = self.proposer.vocab_size
-            if vocab is not None and vocab != self.target.vocab_size:
-                raise VocabularyMismatchError(
-                    f"the proposer {self.proposer.name!r} drafts over {vocab} tokens but the target "
-                    f"{self.target.name!r} has {self.target.vocab_size}; a draft model must share the target's tokenizer"
-                )
-            for model in self.proposer.models:
-                check_same_tokenizer(self.target, model, self.target.vocab_size)
-            if self.proposer.target_layers and not isinstance(self.target, FeatureModel):
-                raise ConfigurationError(
-                    f"the proposer {self.proposer.name!r} drafts from the target's hidden states, which the target "
-                    f"{self.target.name!r} does not return (it is not a FeatureModel)"
-                )
+        self._check_proposer(self.proposer)
         self._cache = SequenceCache(self.target)
 
+    def _check_proposer(self, proposer: Proposer | None) -> None:
+        if proposer is None:
+            return
+        vocab = proposer.vocab_size
+        if vocab is not None and vocab != self.target.vocab_size:
+            raise VocabularyMismatchError(
+                f"the proposer {proposer.name!r} drafts over {vocab} tokens but the target "
+                f"{self.target.name!r} has {self.target.vocab_size}; a draft model must share the target's tokenizer"
+            )
+        for model in proposer.models:
+            check_same_tokenizer(self.target, model, self.target.vocab_size)
+        if proposer.target_layers and not isinstance(self.target, FeatureModel):
+            raise ConfigurationError(
+                f"the proposer {proposer.name!r} drafts from the target's hidden states, which the target "
+                f"{self.target.name!r} does not return (it is not a FeatureModel)"
+            )
+
     # ------------------------------------------------------------------ public API
-    def generate(self, prompt: Prompt | None = None, max_new_tokens: int | None = None, **kwargs: Any) -> GenerationResult:
+    def generate(
+        self, prompt: Prompt | list[Prompt] | None = None, max_new_tokens: int | Sequence[int] | None = None, **kwargs: Any
+    ) -> GenerationResult | list[GenerationResult]:
         """Generate up to `max_new_tokens` tokens; the output is distributed exactly as the target's.
 
         `prompt` is text, chat messages or token ids (or `input_ids=`/`attention_mask=` as a
-        tokenizer returns them). specdec's keywords: `temperature` (0, the default, is greedy),
-        `top_k`, `top_p`, `seed` (None: drawn from torch's generator), `coupled` (the output is
-        then token for token target-only sampling's with the same seed, `SamplingConfig`; None, the
-        default, samples coupled exactly when a seed is given, so that a seed fixes the text), `stop`,
-        `chat`, `sampler`.
+        tokenizer returns them), or a list of prompts: then the result is a list of one
+        `GenerationResult` per prompt, in order, each exactly what decoding that prompt alone gives
+        (with a seed, prompt i samples as sequence i of it), and `max_new_tokens` may be a list of
+        one per prompt. Up to `batch_size=` prompts decode at once, their target verifications in
+        one forward; a waiting prompt takes the row of one that finished. specdec's keywords:
+        `temperature` (0, the default, is greedy), `top_k`, `top_p`, `seed` (None: drawn from
+        torch's generator), `coupled` (the output is then token for token target-only sampling's
+        with the same seed, `SamplingConfig`; None, the default, samples coupled exactly when a
+        seed is given, so that a seed fixes the text), `stop`, `chat`, `sampler` (a list of one per
+        prompt for a batch).
         transformers' `generation_config=`, `do_sample`, `eos_token_id`, `stop_strings`, ... mean
         what they mean to `model.generate` (`specdec.generation_options`); `streamer=` receives
         the prompt, then the tokens as they are accepted.
@@ -109,14 +122,29 @@ class Decoder:
         run = self._run(prompt, max_new_tokens, **kwargs)
         for _ in run:
             pass
-        return run.result
+        return self._results(prompt, run)
 
-    def stream(self, prompt: Prompt | None = None, max_new_tokens: int | None = None, **kwargs: Any) -> Iterator[int]:
+    def stream(self, prompt: Prompt | list[Prompt] | None = None, max_new_tokens: int | Sequence[int] | None = None, **kwargs: Any) -> Iterator[Any]:
         """Yield token ids as soon as the verifier accepts them (the result is `last_result` after);
-        takes `generate`'s arguments."""
+        for a list of prompts, (prompt index, tokens) as each row advances (the results are
+        `last_results` after). Takes `generate`'s arguments."""
         run = self._run(prompt, max_new_tokens, **kwargs)
-        for tokens in run:
-            yield from tokens
+        if is_batch(prompt):
+            for index, tokens in run:
+                if tokens:
+                    yield index, tokens
+        else:
+            for _, tokens in run:
+                yield from tokens
+        self._results(prompt, run)
+
+    def _results(self, prompt: Any, run: Rounds) -> GenerationResult | list[GenerationResult]:
+        results = list(run.results)
+        self.last_result = results[-1]
+        if is_batch(prompt):
+            self.last_results = results
+            return results
+        return results[0]
 
     def prepare(self, prompt: Prompt, max_new_tokens: int = 128, *, chat: bool = False) -> bool:
         """Give a policy that needs the target's greedy output of `prompt` (`ReferencePolicy`: the
@@ -131,11 +159,11 @@ class Decoder:
         """The prompt's token ids (see `specdec.prompts`)."""
         return prompt_ids(self.codec, self.target.vocab_size, prompt, input_ids=input_ids, attention_mask=attention_mask, chat=chat)
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ a call
     def _run(
         self,
-        prompt: Prompt | None,
-        max_new_tokens: int | None,
+        prompt: Any,
+        max_new_tokens: Any,
         *,
         temperature: float | None = None,
         top_k: int | None = None,
@@ -144,30 +172,74 @@ class Decoder:
         coupled: bool | None = None,
         stop: Sequence[str] = (),
         chat: bool = False,
-        sampler: Sampler | None = None,
+        sampler: Sampler | Sequence[Sampler] | None = None,
         input_ids: Any = None,
         attention_mask: Any = None,
         generation_config: Any = None,
         streamer: Any = None,
+        batch_size: int | None = None,
         **options: Any,
-    ) -> "_Run":
+    ) -> Rounds:
+        batch = is_batch(prompt)
+        if batch:
+            check_batch_call(streamer, input_ids, attention_mask)
+        prompts = batch_prompts(prompt) if batch else [prompt]
         defaults = self.target.generation_config if isinstance(self.target, GenerationDefaults) else None
         coupled = seed is not None if coupled is None else coupled  # a seed fixes the text
-        settings = resolve_options(
-            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, coupled=coupled, stop=stop,
-            generation_config=generation_config, model_defaults=defaults, options=options,
-        )
+        settings = [
+            resolve_options(
+                max_new_tokens=limit, temperature=temperature, top_k=top_k, top_p=top_p, coupled=coupled, stop=stop,
+                generation_config=generation_config, model_defaults=defaults, options=dict(options),
+            )
+            for limit in (per_prompt_limits(max_new_tokens, len(prompts)) if batch else [max_new_tokens])
+        ]
         feed = StreamerFeed(checked_streamer(streamer))
-        ids = self.encode(prompt, chat=chat, input_ids=input_ids, attention_mask=attention_mask)
-        requested = settings.new_tokens(len(ids))
-        room = self._context_room(len(ids))
-        if any(not s for s in settings.stop):
+        rows = rows_in_flight(batch_size, len(prompts), isinstance(self.target, BatchModel), self.target.name)
+        if batch:
+            samplers = per_prompt_samplers(sampler, checked_seed(seed), len(prompts), settings[0].sampling.greedy)
+        else:
+            samplers = [sampler or TorchSampler(checked_seed(seed))]  # the one place a seed becomes a sampler
+        jobs = []
+        for index, (text, setting, row_sampler) in enumerate(zip(prompts, settings, samplers)):
+            ids = self._prompt_ids(text, index if batch else None, chat, input_ids, attention_mask)
+            requested = setting.new_tokens(len(ids))
+            jobs.append(Job(index, ids, min(requested, self._context_room(len(ids))), requested, row_sampler))
+        first = settings[0]
+        if any(not s for s in first.stop):
             raise InputError("stop strings must be non-empty")
-        if settings.stop and self.codec is None:
+        if first.stop and self.codec is None:
             raise InputError("stop strings need a tokenizer")
-        eos = self.target.eos_token_ids if settings.eos is None else settings.eos
-        sampler = sampler or TorchSampler(checked_seed(seed))  # the one place a seed becomes a sampler
-        return _Run(self, ids, min(requested, room), requested, settings.sampling, sampler, settings.stop, eos, feed)
+        eos = self.target.eos_token_ids if first.eos is None else first.eos
+        call = CallSettings(first.sampling, first.stop, eos, feed)
+        if rows == 1:
+            return Rounds(self, [Slot(self.policy, self.proposer, self._cache, self.target)], jobs, call, None)
+        return Rounds(self, self._slots(rows), jobs, call, self.target)
+
+    def _prompt_ids(self, prompt: Any, index: int | None, chat: bool, input_ids: Any, attention_mask: Any) -> list[int]:
+        if index is None:
+            return self.encode(prompt, chat=chat, input_ids=input_ids, attention_mask=attention_mask)
+        try:
+            return self.encode(prompt, chat=chat)
+        except InputError as error:
+            raise InputError(f"prompt {index} of the list: {error}") from None
+
+    def _slots(self, rows: int) -> list[Slot]:
+        """The rows of a batch: the decoder's own strategies in the first, strategies built the same
+        way in the others (kept for later calls), each row a cache of its own on the target."""
+        if not self._recipe.can_rebuild:
+            raise ConfigurationError(
+                "a batch runs a policy and proposer per row: give them by name (policy='svip', proposer='draft', with "
+                "policy_params= / proposer_params=), or pass strategies=, a function returning a fresh (policy, proposer)"
+            )
+        while len(self._row_strategies) < rows - 1:
+            policy, proposer = self._recipe.build(fork=True)
+            self._check_proposer(proposer)
+            self._row_strategies.append((policy, proposer))
+        slots = []
+        for index, (policy, proposer) in enumerate([(self.policy, self.proposer), *self._row_strategies[: rows - 1]]):
+            row = ModelRow(self.target, index)
+            slots.append(Slot(policy, proposer, SequenceCache(row), row, row))
+        return slots
 
     def _context_room(self, prompt_length: int) -> int:
         proposer_limit = self.proposer.max_length if self.proposer is not None else None
@@ -180,152 +252,3 @@ class Decoder:
         return limit - prompt_length
 
 
-def committed_features(out: ModelOutput, draft: Draft, verdict: Verification, context_length: int) -> TargetFeatures:
-    """The rows of the target's hidden states at the positions the round fed and kept: the
-    context it had not read, then the accepted path through the draft (and its branches)."""
-    fed = int(out.features[0].shape[0])
-    tail = fed - len(draft.tree)  # context tokens fed before the draft
-    path = verdict.tree_path
-    if path == tuple(range(len(path))):  # a leading run of draft nodes: a view, no copy
-        layers = tuple(f[: tail + len(path)] for f in out.features)
-    else:
-        rows = torch.tensor(list(range(tail)) + [tail + node for node in path], dtype=torch.long)
-        layers = tuple(f.index_select(0, rows.to(f.device)) for f in out.features)
-    return TargetFeatures(context_length - tail, layers)
-
-
-def _draft_seconds(proposer: Proposer | None) -> float:
-    return proposer.forward_seconds if proposer is not None else 0.0
-
-
-class _Run:
-    """One generation: iterating yields the tokens emitted by each round; `.result` at the end."""
-
-    def __init__(self, decoder: Decoder, prompt: list[int], limit: int, requested: int, sampling, sampler, stop, eos, feed) -> None:
-        self.d = decoder
-        self.prompt = prompt
-        self.limit = limit
-        self.requested = requested
-        self.sampling = sampling
-        self.sampler = sampler
-        self.stop = stop
-        self.eos = eos
-        self.feed = feed
-        self.context = list(prompt)
-        self.result: GenerationResult | None = None
-
-    def __iter__(self) -> Iterator[list[int]]:
-        d = self.d
-        with claimed(d, [d.target, *(d.proposer.models if d.proposer else ())]):  # one generation at a time on each
-            yield from self._rounds()
-
-    def _rounds(self) -> Iterator[list[int]]:
-        d, sampling, sampler = self.d, self.sampling, self.sampler
-        target, proposer, policy = d.target, d.proposer, d.policy
-        eos = self.eos  # the target's end tokens, or this call's eos_token_id
-        trees = supports_tree(target)
-        layers = proposer.target_layers if proposer is not None else ()
-        if layers:  # the proposer needs the target's states at every position: the prompt is read afresh
-            d._cache.reset()
-        else:
-            d._cache.restart()
-        sampler.begin()
-        policy.start()
-        if proposer is not None:
-            proposer.start(self.prompt, sampling)
-        rec = StatsRecorder(
-            target.forwards, proposer.forwards if proposer else 0, target.tokens_processed,
-            target.forward_seconds, _draft_seconds(proposer),
-        )
-        context, generated = self.context, 0
-        self.feed.prompt(self.prompt)
-        finish = "length" if self.limit == self.requested else "context"
-        stop_window = max((len(s) for s in self.stop), default=0)
-        while generated < self.limit:
-            remaining = self.limit - generated
-            t0 = time.perf_counter()
-            draft = Draft(start=len(context))  # a plain target step
-            budget = 0
-            if proposer is not None and remaining > 1:
-                state = RoundState(len(context), generated, remaining, proposer.pending(context))
-                budget = min(policy.begin_round(state), remaining - 1)
-            if budget > 0:
-                request = ProposalRequest(context, budget, policy, sampling, sampler, eos, remaining - 1 if trees else 0)
-                draft = proposer.propose(request)
-                self._check_draft(draft, budget, request.tree_depth)
-                if draft.start != len(context):  # a draft built without the request: its draws' keys need it
-                    draft = attrs.evolve(draft, start=len(context))
-            t1 = time.perf_counter()
-            if draft.branches:  # the draft and its branches as one token tree, in the same forward
-                tree = draft.tree
-                out = d._cache.sync(context, tree=(tree.tokens, tree.parents), keep=len(tree) + 1, features=layers)
-            else:
-                out = d._cache.sync(context, draft.tokens, keep=len(draft) + 1, features=layers)
-            verdict = d.verifier.verify(draft, out.logits, sampling, sampler, eos)
-            t2 = time.perf_counter()
-            verdict = attrs.evolve(
-                verdict, draft_seconds=t1 - t0, verify_seconds=t2 - t1, context_length=len(context), draft_forwards=draft.forwards,
-                target_features=committed_features(out, draft, verdict, len(context)) if layers else None,
-            )
-            if proposer is not None:
-                policy.observe(verdict)
-                proposer.observe(verdict)
-            rec.draft_seconds += t1 - t0
-            rec.verify_seconds += t2 - t1
-            rec.record_round(len(draft), verdict.accepted)
-            if draft.branches:
-                rec.record_branches(len(draft.tree) - len(draft), verdict.branch_tokens)
-            emitted = list(verdict.tokens)
-            context.extend(emitted)
-            generated += len(emitted)
-            if self.stop:
-                cut = self._stop_cut(context, generated, len(emitted) + stop_window)
-                if cut is not None:
-                    del context[len(context) - (generated - cut):]
-                    emitted = emitted[: len(emitted) - (generated - cut)]
-                    generated = cut
-                    finish = "stop"
-            self.feed.tokens(emitted)
-            yield emitted
-            if finish == "stop":
-                break
-            if verdict.eos:
-                finish = "eos"
-                break
-        new_ids = context[len(self.prompt):]
-        stats = rec.freeze(
-            len(new_ids), target.forwards, proposer.forwards if proposer else 0, target.tokens_processed,
-            target.forward_seconds, _draft_seconds(proposer),
-        )
-        text = d.codec.decode(new_ids) if d.codec is not None else ""
-        self.result = GenerationResult(text, tuple(new_ids), tuple(self.prompt), finish, stats)
-        d.last_result = self.result
-        self.feed.end()
-
-    def _check_draft(self, draft: Draft, budget: int, tree_depth: int = 0) -> None:
-        if len(draft) > budget:
-            raise ConfigurationError(f"the proposer returned {len(draft)} tokens, over the round's budget of {budget}")
-        vocab = self.d.target.vocab_size
-        if any(not 0 <= t < vocab for t in draft.tokens):
-            raise ConfigurationError("the proposer returned token ids outside the target's vocabulary")
-        if draft.branches:
-            if tree_depth == 0:
-                raise ConfigurationError(f"the proposer returned branches but the target {self.d.target.name!r} cannot verify token trees")
-            if draft.tree.depth() > tree_depth:
-                raise ConfigurationError(f"the proposer's branches reach depth {draft.tree.depth()}, over this round's {tree_depth}")
-            if any(not 0 <= t < vocab for t in draft.tree.tokens):
-                raise ConfigurationError("the proposer returned branch token ids outside the target's vocabulary")
-
-    def _stop_cut(self, context: list[int], generated: int, window: int) -> int | None:
-        """Number of generated tokens to keep if a stop string appeared this round, else None."""
-        codec = self.d.codec
-        start = len(context) - generated
-        tail = context[max(start, len(context) - window):]
-        if not any(s in codec.decode(tail) for s in self.stop):
-            return None
-        new = context[start:]
-        for n in range(max(generated - window, 0), generated + 1):
-            text = codec.decode(new[:n])
-            if any(s in text for s in self.stop):
-                return n
-        return generated

@@ -3,7 +3,8 @@
 transformers users pass `**tokenizer(text, return_tensors="pt")` (`input_ids` and
 `attention_mask`, shape [1, n]) or a list of chat messages; specdec decodes one sequence of token
 ids. Left padding (mask 0 before the first real token) is dropped, since a single sequence needs
-none; any other padding, or a batch of several rows, is refused rather than decoded wrongly.
+none; any other padding, or a tensor of several rows, is refused rather than decoded wrongly. A
+batch is a list of prompts (`is_batch`), each read on its own.
 """
 
 from __future__ import annotations
@@ -22,6 +23,24 @@ Prompt = Union[str, Sequence[int], Sequence[Mapping[str, Any]], torch.Tensor]  #
 def is_messages(prompt: Any) -> bool:
     """A chat: a non-empty list of {"role": ..., "content": ...} mappings."""
     return isinstance(prompt, (list, tuple)) and bool(prompt) and all(isinstance(m, Mapping) for m in prompt)
+
+
+def is_batch(prompt: Any) -> bool:
+    """A list of prompts rather than one: a list, not chat messages, holding text or sequences
+    (a list of scalars is one prompt's token ids; an empty list is a batch of no prompts)."""
+    if not isinstance(prompt, list) or is_messages(prompt):
+        return False
+    return not prompt or any(isinstance(p, (str, list, tuple)) or isinstance(p, torch.Tensor) and p.dim() > 0 for p in prompt)
+
+
+def batch_prompts(prompts: list[Any]) -> list[Any]:
+    """The prompts of a batch, each text, chat messages or token ids; a one-line error otherwise."""
+    if not prompts:
+        raise InputError("no prompts: the list of prompts is empty")
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, (str, list, tuple, torch.Tensor)):
+            raise InputError(f"prompt {i} of the list is not a prompt (text, chat messages or token ids): {type(prompt).__name__} {_short(prompt)}")
+    return prompts
 
 
 def prompt_ids(

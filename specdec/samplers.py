@@ -67,6 +67,11 @@ class Sampler(Protocol):
         ...
 
 
+def fresh_seed() -> int:
+    """A seed from torch's default generator (so `torch.manual_seed` applies)."""
+    return int(torch.randint(0, 2**62, ()))
+
+
 def cumulative_weights(weights: torch.Tensor) -> torch.Tensor:
     """The inverse CDF's table, summed in float64: in float32 the running sum near 1 moves in steps
     of 6e-8, so at a 49k vocabulary thousands of small weights are rounded away (never drawn) and
@@ -83,17 +88,18 @@ class TorchSampler:
     """Keyed draws: the same seed gives the same generation, in any process.
 
     A draw's randomness is a function of (seed, sequence, `Site`) only (`specdec.noise`).
-    `sequence` counts the generations this sampler has begun (0 for the first), so a fresh
-    `TorchSampler(seed)` per call reproduces, and one shared by several calls gives a new sample
-    each time. `seed=None` takes a fresh seed from torch's default generator when the first draw
-    needs it (`seed` then holds it, to reproduce the run).
+    `sequence` counts the generations this sampler has begun (from `sequence`, 0 by default), so
+    a fresh `TorchSampler(seed)` per call reproduces, and one shared by several calls gives a new
+    sample each time; prompt i of a batch draws as `TorchSampler(seed, sequence=i)`. `seed=None`
+    takes a fresh seed from torch's default generator when the first draw needs it (`seed` then
+    holds it, to reproduce the run).
     """
 
     NOISE_CACHE = 32  # coupled noise vectors kept (a round's positions are drafted, then verified)
 
-    def __init__(self, seed: int | None = 0) -> None:
+    def __init__(self, seed: int | None = 0, sequence: int = 0) -> None:
         self.seed = seed
-        self.sequence = 0
+        self.sequence = sequence
         self._begun = False
         self._noise: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
 
@@ -105,7 +111,7 @@ class TorchSampler:
 
     def _seed(self) -> int:
         if self.seed is None:
-            self.seed = int(torch.randint(0, 2**62, ()))  # torch's default generator: torch.manual_seed applies
+            self.seed = fresh_seed()
         return self.seed & noise.MASK  # any integer seeds, a negative one too
 
     def categorical(self, weights: torch.Tensor, site: Site) -> int:

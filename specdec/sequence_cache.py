@@ -9,13 +9,19 @@ A forward may also feed a token tree (a draft with branches, `extend_tree`). The
 every branch until the next `sync`, which follows the new context down the tree, keeps exactly
 that path (moved next to the prefix by the model's `compact`, so nothing is re-encoded) and drops
 the rest; `settle` does the same for a path the caller names.
+
+Several sequences in the rows of one `BatchModel` keep a cache each over a `ModelRow`;
+`sync_rows` is `sync` for all of them in one forward.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from specdec.integrations.base import LanguageModel, ModelOutput, supports_tree
+import attrs
+
+from specdec.integrations.base import BatchModel, LanguageModel, ModelOutput, RowInput, supports_tree
+from specdec.integrations.rows import ModelRow
 
 
 class SequenceCache:
@@ -56,6 +62,14 @@ class SequenceCache:
         (tokens, parents) appended after them as in `extend_tree`, of everything fed; `features`
         asks a `FeatureModel` for those layers' hidden states at every token fed.
         """
+        fed = self._unread_tail(context) + list(extra)
+        if tree is None:
+            return self.extend(fed, keep=keep, hidden=hidden, features=features)
+        return self.extend_tree(fed, tree[0], tree[1], keep=keep, hidden=hidden, features=features)
+
+    def _unread_tail(self, context: Sequence[int]) -> list[int]:
+        """Crop the cache to what still matches `context` (settling a pending tree); the tokens
+        of `context` to feed next (at least its last)."""
         if not self._owns_model():
             self.reset()
         n = self._common_prefix(context)
@@ -67,10 +81,7 @@ class SequenceCache:
         n = min(n, len(context) - 1)
         self._verified = n
         self._crop(n)
-        fed = list(context[n:]) + list(extra)
-        if tree is None:
-            return self.extend(fed, keep=keep, hidden=hidden, features=features)
-        return self.extend_tree(fed, tree[0], tree[1], keep=keep, hidden=hidden, features=features)
+        return list(context[n:])
 
     def unread(self, context: Sequence[int]) -> int:
         """Tokens of `context` the next `sync` would feed (at least its last token)."""
@@ -97,8 +108,7 @@ class SequenceCache:
         if self._tree is not None:
             self._settle(())
         out = self.model.forward(tokens, keep=keep, hidden=hidden, **_asked(features))
-        self._seen_forwards = self.model.forwards
-        self.ids.extend(tokens)
+        self._fed(tokens, None)
         return out
 
     def extend_tree(
@@ -114,13 +124,15 @@ class SequenceCache:
         """
         if self._tree is not None:
             self._settle(())
-        base = len(prefix)
-        links = [i - 1 for i in range(base)] + [base - 1 if p < 0 else base + p for p in parents]
-        out = self.model.forward_tree(list(prefix) + list(tokens), links, keep=keep, hidden=hidden, **_asked(features))
+        out = self.model.forward_tree(list(prefix) + list(tokens), _links(len(prefix), parents), keep=keep, hidden=hidden, **_asked(features))
+        self._fed(prefix, (tokens, parents))
+        return out
+
+    def _fed(self, prefix: Sequence[int], tree: tuple[Sequence[int], Sequence[int]] | None) -> None:
+        """Record a forward that fed `prefix` (and `tree` after it)."""
         self._seen_forwards = self.model.forwards
         self.ids.extend(prefix)
-        self._tree = (list(tokens), list(parents))
-        return out
+        self._tree = None if tree is None else (list(tree[0]), list(tree[1]))
 
     def settle(self, path: Sequence[int]) -> int:
         """Keep the tree path spelling `path` (as far as it goes) after `ids`; drop the rest.
@@ -169,6 +181,44 @@ class SequenceCache:
         if length < len(self.ids):
             self.model.crop(length)
             del self.ids[length:]
+
+
+@attrs.frozen
+class RowSync:
+    """One row's part of `sync_rows`: what `SequenceCache.sync` takes for that row."""
+
+    cache: SequenceCache  # over a `ModelRow`
+    row: ModelRow
+    context: Sequence[int]
+    extra: Sequence[int] = ()
+    keep: int = 1
+    tree: tuple[Sequence[int], Sequence[int]] | None = None
+
+
+def sync_rows(batch: BatchModel, syncs: Sequence[RowSync], features: Sequence[int] = ()) -> list[ModelOutput]:
+    """`SequenceCache.sync` for several rows of `batch` in one forward: each row's cache decides
+    what its row feeds, exactly as for one sequence; the outputs come back in order."""
+    inputs: list[RowInput] = []
+    for sync in syncs:
+        fed = sync.cache._unread_tail(sync.context) + list(sync.extra)
+        if sync.tree is None:
+            inputs.append(sync.row.input(fed, None, sync.keep))
+        else:
+            inputs.append(sync.row.input(fed + list(sync.tree[0]), _links(len(fed), sync.tree[1]), sync.keep))
+    seconds = batch.forward_seconds
+    outs = batch.forward_rows(inputs, features=features)
+    seconds = batch.forward_seconds - seconds
+    for sync, request in zip(syncs, inputs):
+        sync.row.advance(len(request.tokens), seconds)
+        tree_size = 0 if sync.tree is None else len(sync.tree[0])
+        sync.cache._fed(request.tokens[: len(request.tokens) - tree_size], sync.tree)
+    return outs
+
+
+def _links(chain: int, parents: Sequence[int]) -> list[int]:
+    """A forward's parents for a chain of `chain` tokens followed by a tree whose `parents` index
+    the tree's own nodes (-1: the chain's last token)."""
+    return [i - 1 for i in range(chain)] + [chain - 1 if p < 0 else chain + p for p in parents]
 
 
 def _asked(features: Sequence[int]) -> dict[str, tuple[int, ...]]:
