@@ -4,8 +4,10 @@ Eight prompts of different lengths, each with its own `max_new_tokens`, the peri
 token so that some rows end on it and others at their length; greedy rows equal target-only
 greedy decoding token for token under every proposer (draft model, prompt lookup, Ouroboros) and
 policy (fixed, svip, PACER, auto), with all prompts in flight and with fewer rows than prompts
-(continuous batching). Sampled rows with a seed equal the prompt decoded alone as sequence i of
-that seed, under coupled and standard sampling. Bad batch arguments are one-line errors.
+(continuous batching), on the lean forward and on transformers' own (rows verified in turn).
+Sampled rows with a seed equal the prompt decoded alone as sequence i of that seed, under coupled
+and standard sampling. Bad batch arguments are one-line errors. The default pair's greedy batch is
+in the slow tier.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from specdec.strategies.policies import FixedPolicy
 from specdec.strategies.policies.pacer.drafts import draft_fingerprint
 from specdec.strategies.policies.pacer.network import PacerConfig, PreVerifier
 from specdec.strategies.proposers import DraftModelProposer
-from tests.models import real_model
+from specdec.integrations.hf import TransformersStack
+from tests.models import model_path, real_model
 
 PROMPTS = [
     "Once upon a time",
@@ -96,6 +99,19 @@ def test_rows_end_on_their_own_stop_strings():
     expected = [Decoder(real_model("stories260K")).generate(p, n, stop=stop) for p, n in zip(PROMPTS, MAX_NEW)]
     assert [(r.text, r.finish_reason) for r in results] == [(e.text, e.finish_reason) for e in expected]
     assert {r.finish_reason for r in results} == {"stop", "length"}
+
+
+def test_transformers_own_forward_verifies_rows_one_after_another_and_stays_exact():
+    """A target on transformers' stack (any architecture the lean forward does not run) runs
+    `forward_rows` row by row, each row with a cache of its own."""
+    from specdec.integrations.loading import load_model
+
+    target = load_model(model_path("stories260K"), lean=False)
+    assert isinstance(target.stack, TransformersStack)
+    d = Decoder(target, proposer="ouroboros", policy="svip", draft=real_model("stories260K-draft"))
+    results = d.generate(PROMPTS, MAX_NEW, eos_token_id=period(), batch_size=3)
+    assert [(r.ids, r.finish_reason) for r in results] == [alone(i) for i in range(len(PROMPTS))]
+    assert sum(r.stats.branch_offered for r in results) > 0  # token trees went through the row caches too
 
 
 def test_a_target_only_batch_and_its_stream():
@@ -181,3 +197,15 @@ def test_a_short_row_beside_a_long_one_reads_no_unwritten_cache_entry(monkeypatc
     for feeds in rounds:
         out = stack.run_rows(feeds)
         assert all(torch.isfinite(last).all() for last, _ in out)
+
+
+@pytest.mark.slow
+def test_a_greedy_batch_on_the_default_pair_equals_each_prompt_alone():
+    from tests.test_real_greedy_identity import spec_bench_prompts
+
+    target = real_model("smollm2-135m-instruct")
+    d = Decoder(target, proposer="draft", policy="auto", draft=real_model("smollm2-draft"))
+    prompts = [d.encode(p, chat=True) for p in spec_bench_prompts(6)]
+    lengths = [48, 24, 64, 32, 40, 16]
+    results = d.generate(prompts, lengths, batch_size=4)
+    assert [r.ids for r in results] == [Decoder(target).generate(p, n).ids for p, n in zip(prompts, lengths)]
