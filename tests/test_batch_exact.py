@@ -6,7 +6,8 @@ proposer from `Decoder(strategies=...)`. The whole batch is enumerated over ever
 of all rows at once, and the joint distribution of the three outputs must equal the product of
 the target's own distributions of each prompt (within 1e-9): right marginals, and no row's output
 depends on another's. End tokens in the toy pairs end rows early, so rows finish at different
-rounds and slots are reused mid-batch.
+rounds and slots are reused mid-batch. Below it, one row of a batch model kept by a
+`SequenceCache` must behave as a model of its own.
 """
 
 from __future__ import annotations
@@ -72,3 +73,25 @@ def batch_property(data, policy_name: str, proposer_name: str) -> None:
 @pytest.mark.parametrize("policy_name,proposer_name", COMBINATIONS)
 def test_every_row_of_a_batch_is_exact_and_independent(policy_name, proposer_name):
     batch_property(policy_name=policy_name, proposer_name=proposer_name)
+
+
+def test_a_model_row_is_a_sequence_of_its_own():
+    """One row of a toy batch model, kept by a `SequenceCache`, gives what a model of its own
+    gives: chains, a crop, a token tree and its kept path, beside another row fed meanwhile."""
+    from specdec.integrations.rows import ModelRow
+    from specdec.sequence_cache import SequenceCache
+    from specdec.testing.toys import seeded_toy
+
+    batch, alone = seeded_toy(5, 2, seed=4), seeded_toy(5, 2, seed=4)
+    row, other = SequenceCache(ModelRow(batch, 2)), SequenceCache(ModelRow(batch, 1))
+    own = SequenceCache(alone)
+    steps = [
+        dict(context=[1, 2, 3], extra=[4, 0], keep=3),
+        dict(context=[1, 2, 3, 4, 1], keep=1),  # the draft's 0 rejected: cropped
+        dict(context=[1, 2, 3, 4, 1, 2], tree=([0, 3, 4], [-1, -1, 1]), keep=4),
+        dict(context=[1, 2, 3, 4, 1, 2, 3, 4, 2], keep=1),  # the tree's path 3, 4 (not its first nodes) kept
+    ]
+    for step in steps:
+        other.sync([4, 4, 3, 1][: 1 + len(step["context"]) % 4])
+        assert row.sync(**step).logits.tolist() == own.sync(**step).logits.tolist()
+    assert row.ids == own.ids
