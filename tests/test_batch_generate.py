@@ -27,6 +27,7 @@ from specdec.strategies.policies.pacer.drafts import draft_fingerprint
 from specdec.strategies.policies.pacer.network import PacerConfig, PreVerifier
 from specdec.strategies.proposers import DraftModelProposer
 from specdec.integrations.hf import TransformersStack
+from tests.eagle_strategies import proposer_params
 from tests.models import model_path, real_model
 
 PROMPTS = [
@@ -63,7 +64,7 @@ def decoder(policy: str, proposer: str, pacer_path: str) -> Decoder:
     uses_draft = registry().get("proposer", proposer).uses_draft_model
     return Decoder(
         real_model("stories260K"), proposer=proposer, policy=policy, draft=real_model("stories260K-draft") if uses_draft else None,
-        policy_params={"path": pacer_path, "threshold": 0.3} if policy == "pacer" else None,
+        policy_params={"path": pacer_path, "threshold": 0.3} if policy == "pacer" else None, proposer_params=proposer_params(proposer),
     )
 
 
@@ -85,7 +86,7 @@ def test_a_greedy_batch_equals_each_prompt_alone(policy, proposer, pacer_path):
         assert r.stats.generated == len(r.ids) and r.stats.target_forwards == r.stats.rounds
 
 
-@pytest.mark.parametrize("policy, proposer", [("auto", "draft"), ("svip", "ouroboros"), ("fixed", "prompt-lookup")])
+@pytest.mark.parametrize("policy, proposer", [("auto", "draft"), ("svip", "ouroboros"), ("fixed", "prompt-lookup"), ("fixed", "eagle")])
 def test_fewer_rows_than_prompts_take_turns(policy, proposer, pacer_path):
     d = decoder(policy, proposer, pacer_path)
     for rows in (1, 3):
