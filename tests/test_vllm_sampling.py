@@ -18,8 +18,6 @@ one-hot verification is exact for any proposal drawn independently of its own ra
 from __future__ import annotations
 
 import importlib.util
-import json
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -30,12 +28,11 @@ if importlib.util.find_spec("vllm") is None:  # installed but broken is a failur
     pytest.skip("vLLM is not installed (pip install torch==2.13.0 -e '.[vllm]', see the README)", allow_module_level=True)
 
 import torch  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
 from scipy.stats import chi2_contingency  # noqa: E402
 
 from specdec.integrations.vllm import engine_stats, speculative_config  # noqa: E402
 from tests.models import model_path  # noqa: E402
-from tests.vllm_tools import vllm_engine  # noqa: E402
+from tests.vllm_tools import padded_heads, vllm_engine  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
@@ -46,39 +43,6 @@ MAX_TOKENS = 4  # the first token comes from the prompt's forward, the next ones
 FIRST = 3  # tokens binned jointly
 PROMPT = "Once upon a time, there was a"
 ENGINE = dict(max_model_len=256, max_num_seqs=256)
-
-
-def padded_heads(source: Path, dest: Path, head_dim: int = 32) -> Path:
-    """A copy of the llama model in `source` whose attention heads have `head_dim` dimensions, the
-    extra ones zero: the same function. Rotary pairs (i, i + d/2) keep their frequencies by moving
-    to (s i, D/2 + s i), s = D/d; queries are scaled by sqrt(D/d) against the softmax scale."""
-    config = json.loads((source / "config.json").read_text())
-    old = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
-    half, stride = old // 2, head_dim // old
-    index = torch.tensor([stride * i for i in range(half)] + [head_dim // 2 + stride * i for i in range(half)])
-
-    def spread(rows: torch.Tensor, heads: int, scale: float = 1.0) -> torch.Tensor:
-        grouped = rows.reshape(heads, old, -1)
-        out = torch.zeros(heads, head_dim, grouped.shape[-1], dtype=rows.dtype)
-        out[:, index] = grouped * scale
-        return out.reshape(heads * head_dim, -1)
-
-    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
-    weights = load_file(str(source / "model.safetensors"))
-    for name, w in weights.items():
-        if name.endswith("q_proj.weight"):
-            weights[name] = spread(w, heads, (head_dim / old) ** 0.5)
-        elif name.endswith(("k_proj.weight", "v_proj.weight")):
-            weights[name] = spread(w, kv_heads)
-        elif name.endswith("o_proj.weight"):
-            weights[name] = spread(w.T, heads).T.contiguous()
-    dest.mkdir(parents=True)
-    for item in source.iterdir():
-        if item.name not in ("config.json", "model.safetensors"):
-            shutil.copy(item, dest / item.name)
-    (dest / "config.json").write_text(json.dumps({**config, "head_dim": head_dim}, indent=2))
-    save_file(weights, str(dest / "model.safetensors"))
-    return dest
 
 
 def _prompt_ids() -> list[int]:

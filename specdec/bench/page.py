@@ -1,4 +1,5 @@
-"""The results page: one `specdec bench` run file rendered as a Markdown page and a PNG plot.
+"""The results page: one `specdec bench` run file rendered as a Markdown page and a PNG plot
+(a run of `specdec bench --engine vllm` by `specdec.bench.vllm_report`).
 
     python -m specdec.bench.page docs/results/bench.json docs/benchmarks.md
 
@@ -64,7 +65,8 @@ def setup_table(meta: dict, run_link: str, categories: int) -> str:
         ("hardware", hardware),
         ("versions", ", ".join(f"{name} {version}" for name, version in versions.items() if version)),
         ("models", f"target `{meta.get('target', '?')}`, draft `{meta.get('draft', '?')}`"),
-        ("prompts", f"Spec-Bench first turns with the chat template, {meta.get('prompts_per_category', '?')} per category, {categories} categories"),
+        ("prompts", f"Spec-Bench first turns {'with the chat template' if meta.get('chat', True) else 'as raw text'}, "
+                    f"{meta.get('prompts_per_category', '?')} per category, {categories} categories"),
         ("decoding", f"{meta.get('mode', '?')}, {meta.get('max_new_tokens', '?')} new tokens, "
                      f"{meta.get('repeats', '?')} timed repeat(s) per prompt"),
         ("GEMM kernels", "; ".join(f"{shape}: {plan}" for shape, plan in (meta.get("gemm") or {}).items()) or "none measured"),
@@ -131,10 +133,14 @@ def write_page(run_path: Path, page_path: Path, command: str | None = None) -> P
     import json
 
     run = json.loads(Path(run_path).read_text())
+    command = command or f"python -m specdec.bench.page {Path(run_path).as_posix()} {Path(page_path).as_posix()}"
+    if run["meta"].get("engine") == "vllm":
+        from specdec.bench.vllm_report import write_vllm_page
+
+        return write_vllm_page(run, Path(run_path), Path(page_path), command)
     plot_path = Path(run_path).with_suffix(".png")
     mode = run["meta"].get("mode", "")
     plot_speedups([Summary(**row) for row in run["summaries"]], plot_path, f"speedup over {BASELINE} ({mode})", BASELINE)
-    command = command or f"python -m specdec.bench.page {Path(run_path).as_posix()} {Path(page_path).as_posix()}"
     Path(page_path).parent.mkdir(parents=True, exist_ok=True)
     Path(page_path).write_text(render(run, Path(run_path), Path(page_path), plot_path, command))
     return plot_path
@@ -142,7 +148,7 @@ def write_page(run_path: Path, page_path: Path, command: str | None = None) -> P
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m specdec.bench.page", description=__doc__.splitlines()[0])
-    parser.add_argument("run_file", metavar="RUN.json", help="a `specdec bench` run file")
+    parser.add_argument("run_file", metavar="RUN.json", help="a `specdec bench` run file (either engine)")
     parser.add_argument("page", metavar="PAGE.md", help="the page to write (the plot goes beside the run file)")
     args = parser.parse_args(argv)
     plot = write_page(Path(args.run_file), Path(args.page))

@@ -20,6 +20,7 @@ from specdec.bench.page import write_page
 from specdec.bench.report import COLUMNS, cpu_cores, markdown_table, plot_speedups, print_table, write_json
 from specdec.bench.runner import run_benchmark, summarize
 from specdec.bench.spec import HF_HELP, build_method, check_method
+from specdec.bench.vllm_methods import VLLM_DEFAULT_METHODS, VLLM_METHODS
 from specdec.cli.compare import add_pair_option, comparisons, render
 from specdec.cli.options import add_model_options, add_prompt_set_options, chat_prompts, load, prompt_set
 from specdec.cli.parser import non_negative_float, non_negative_int, output_directory, positive_int
@@ -40,8 +41,9 @@ def add_parser(subparsers) -> None:
     )
     add_model_options(parser)
     add_prompt_set_options(parser, name="bench", max_new_tokens=96)
-    parser.add_argument("--methods", default="target-only;fixed:k=2;fixed:k=4;hf-assisted",
-                        help="methods separated by ';' (default: target-only;fixed:k=2;fixed:k=4;hf-assisted)")
+    parser.add_argument("--methods", default=None,
+                        help="methods separated by ';' (default: target-only;fixed:k=2;fixed:k=4;hf-assisted, "
+                        f"and with --engine vllm: {VLLM_DEFAULT_METHODS})")
     parser.add_argument("--method", action="append", default=[], help="add one method (repeatable)")
     parser.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 = greedy (default)")
     parser.add_argument("--repeats", type=positive_int, default=1, help="timed repetitions of every prompt (default 1)")
@@ -50,7 +52,33 @@ def add_parser(subparsers) -> None:
     add_pair_option(parser, "--compare")
     parser.add_argument("--page", default=None, metavar="PAGE.md",
                         help="also write a results page from the run file (as `python -m specdec.bench.page RUN.json PAGE.md`)")
+    group = parser.add_argument_group("inside vLLM (--engine vllm)")
+    group.add_argument("--engine", choices=["specdec", "vllm"], default="specdec",
+                       help="where the methods run: specdec's own loop, one prompt at a time (default), or vLLM, with "
+                       f"several requests in flight; methods inside vLLM: target-only, {VLLM_METHODS}, and specdec's "
+                       "POLICY[+PROPOSER] through its plugin")
+    group.add_argument("--concurrency", type=concurrency_levels, default=None,
+                       help="requests in flight, comma-separated (default 1,4,16); give --per-category at least the largest")
+    group.add_argument("--num-speculative-tokens", type=positive_int, default=None,
+                       help="slots vLLM reserves per request for specdec's methods, whose policies may draft fewer (default 8)")
+    group.add_argument("--max-model-len", type=positive_int, default=None, help="longest prompt + output in tokens (default 2048)")
+    group.add_argument("--compile", action="store_true", default=None,
+                       help="let vLLM compile the model (faster steps, minutes longer to start); default: eager mode")
     parser.set_defaults(run=run, bench_parser=parser)
+
+
+VLLM_ONLY = ("concurrency", "num_speculative_tokens", "max_model_len", "compile")
+
+
+def concurrency_levels(text: str) -> list[int]:
+    """`1,4,16` as [1, 4, 16]: whole numbers >= 1, each once, in increasing order."""
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1 or sorted(set(levels)) != levels:
+        raise argparse.ArgumentTypeError(f"expected increasing whole numbers >= 1 separated by commas, e.g. 1,4,16; got {text!r}")
+    return levels
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -64,12 +92,37 @@ def command_line(args: argparse.Namespace) -> str:
         if action.dest == "compare":
             for method, reference in value:
                 words += [flag, method, reference]
-        elif isinstance(value, list):
+        elif isinstance(action, argparse._AppendAction):
             for item in value:
                 words += [flag, str(item)]
+        elif action.nargs == 0:  # a switch: its flag alone
+            words.append(flag)
+        elif isinstance(value, list):  # one option holding several values (--concurrency 1,4,16)
+            words += [flag, ",".join(map(str, value))]
         else:
             words += [flag, str(value)]
     return shlex.join(words)
+
+
+def run_meta(args: argparse.Namespace) -> dict:
+    """What a run file records of the machine, the versions, the command and the prompt set."""
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "cpu": cpu_model(),
+        "cpu_cores": cpu_cores(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "command": command_line(args),
+        "versions": {"specdec": _version("specdec"), "torch": torch.__version__, "transformers": _version("transformers"),
+                     "python": platform.python_version()},
+        "target": Path(args.target or default_target()).name,
+        "draft": Path(args.draft or default_draft()).name,
+        "torch": torch.__version__,
+        "prompts_per_category": args.per_category,
+        "max_new_tokens": args.max_new_tokens,
+        "repeats": args.repeats,
+    }
 
 
 def _version(distribution: str) -> str | None:
@@ -80,7 +133,15 @@ def _version(distribution: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    specs = [m for m in args.methods.split(";") if m.strip()] + args.method
+    if args.engine == "vllm":
+        from specdec.cli.bench_vllm import run_vllm
+
+        return run_vllm(args)
+    given = [f"--{name.replace('_', '-')}" for name in VLLM_ONLY if getattr(args, name) is not None]
+    if given:
+        raise ConfigurationError(f"{', '.join(given)} only apply with --engine vllm")
+    methods = args.methods if args.methods is not None else "target-only;fixed:k=2;fixed:k=4;hf-assisted"
+    specs = [m for m in methods.split(";") if m.strip()] + args.method
     if "target-only" not in specs:
         specs.insert(0, "target-only")
     missing = sorted({name for pair in args.compare for name in pair} - set(specs))
@@ -113,28 +174,7 @@ def run(args: argparse.Namespace) -> int:
         table = render(paired, f"paired comparisons ({CAPTION})")
         compared = f"\n\nPaired comparisons ({CAPTION}):\n\n{table}"
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    meta = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
-        "cpu": cpu_model(),
-        "cpu_cores": cpu_cores(),
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "command": command_line(args),
-        "versions": {"specdec": _version("specdec"), "torch": torch.__version__, "transformers": _version("transformers"),
-                     "python": platform.python_version()},
-        "target": Path(args.target or default_target()).name,
-        "draft": Path(args.draft or default_draft()).name,
-        "gemm": gemm_report(),
-        "torch": torch.__version__,
-        "mode": mode,
-        "chat": chat,
-        "prompts_per_category": args.per_category,
-        "max_new_tokens": args.max_new_tokens,
-        "repeats": args.repeats,
-        "peak_rss_mib": round(peak_mib, 1),
-        "methods": specs,
-    }
+    meta = {**run_meta(args), "gemm": gemm_report(), "mode": mode, "chat": chat, "peak_rss_mib": round(peak_mib, 1), "methods": specs}
     out = Path(args.out)
     write_json(out / f"{args.name}.json", {"meta": meta, "summaries": rows, "comparisons": [c.to_dict() for c in paired], "records": [
         {"method": r.method, "category": r.category, "question_id": r.question_id, "repeat": r.repeat,
