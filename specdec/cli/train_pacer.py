@@ -63,24 +63,34 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def read_prompts(path: str | Path, count: int, seed: int) -> list[str]:
-    """`count` prompts drawn (seeded) from a JSONL or plain-text file; Spec-Bench is refused."""
+def read_prompts(path: str | Path, count: int | None = None, seed: int = 0, *, training: bool = True) -> list[str]:
+    """The prompts of a plain-text file (one a line) or a JSONL file (lines starting with `{`).
+
+    For training (`training=True`), the evaluation set is refused, repeated prompts are kept
+    once and `count` of them are drawn (seeded); otherwise every prompt is kept, in file order.
+    A missing or unreadable file and a line of bad JSON are one-line errors."""
     path = Path(path)
-    if path.name in EVALUATION_ONLY:
+    if training and path.name in EVALUATION_ONLY:
         raise ConfigurationError(f"{path.name} is the evaluation set: training on it would inflate every benchmark")
-    if not path.is_file():
+    if not path.exists():
         raise ConfigurationError(f"prompt file {str(path)!r} does not exist")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeError) as error:
+        raise ConfigurationError(f"cannot read the prompt file {str(path)!r}: {error}") from None
     prompts = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = line
+        row: object = line
+        if line.lstrip().startswith("{"):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ConfigurationError(f"{path} line {number} is not valid JSON: {error.msg}") from None
         prompts.append(_prompt_of(row, path))
-    prompts = [p for p in dict.fromkeys(prompts) if p.strip()]
-    if count < len(prompts):
+    prompts = [p for p in (dict.fromkeys(prompts) if training else prompts) if p.strip()]
+    if count is not None and count < len(prompts):
         prompts = random.Random(seed).sample(prompts, count)
     return prompts
 
