@@ -1,5 +1,6 @@
 """The results page: one `specdec bench` run file rendered as a Markdown page and a PNG plot
-(a run of `specdec bench --engine vllm` by `specdec.bench.vllm_report`).
+(a run of `specdec bench --engine vllm` by `specdec.bench.vllm_report`, one of
+`specdec bench --batch-size` by `specdec.bench.batch_report`).
 
     python -m specdec.bench.page docs/results/bench.json docs/benchmarks.md
 
@@ -138,6 +139,10 @@ def write_page(run_path: Path, page_path: Path, command: str | None = None) -> P
         from specdec.bench.vllm_report import write_vllm_page
 
         return write_vllm_page(run, Path(run_path), Path(page_path), command)
+    if run["meta"].get("batch_sizes"):
+        from specdec.bench.batch_report import write_batch_page
+
+        return write_batch_page(run, Path(run_path), Path(page_path), command)
     plot_path = Path(run_path).with_suffix(".png")
     mode = run["meta"].get("mode", "")
     plot_speedups([Summary(**row) for row in run["summaries"]], plot_path, f"speedup over {BASELINE} ({mode})", BASELINE)
@@ -148,7 +153,7 @@ def write_page(run_path: Path, page_path: Path, command: str | None = None) -> P
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m specdec.bench.page", description=__doc__.splitlines()[0])
-    parser.add_argument("run_file", metavar="RUN.json", help="a `specdec bench` run file (either engine)")
+    parser.add_argument("run_file", metavar="RUN.json", help="a `specdec bench` run file (either engine, or batches)")
     parser.add_argument("page", metavar="PAGE.md", help="the page to write (the plot goes beside the run file)")
     args = parser.parse_args(argv)
     plot = write_page(Path(args.run_file), Path(args.page))

@@ -57,6 +57,14 @@ def check_method(spec: str) -> None:
     typed_params(reg, "policy", policy_name, policy_params, reserved=reserved)
 
 
+def check_batchable(spec: str) -> None:
+    """Raise a `ConfigurationError` for a method that cannot decode a batch: of transformers' methods
+    only `hf-greedy` can (its assisted and prompt-lookup generation take one prompt at a time)."""
+    base, _ = _sampling_mode(_unlabelled(spec))
+    if base.startswith("hf-") and base != "hf-greedy":
+        raise ConfigurationError(f"{spec!r} cannot decode a batch (transformers runs it one prompt at a time); with --batch-size use hf-greedy")
+
+
 def build_method(spec: str, target, draft_loader) -> Any:
     """A benchmark method from its specification; `draft_loader()` gives the draft model."""
     spec = spec.strip()
@@ -81,9 +89,13 @@ def build_method(spec: str, target, draft_loader) -> Any:
     (policy_name, policy_params), (proposer_name, proposer_params) = _strategies(spec)
     reg = registry()
     resources = {"model": draft_loader()} if reg.get("proposer", proposer_name).uses_draft_model else {}
-    proposer = build_strategy(reg, "proposer", proposer_name, proposer_params, **resources, target=target)
-    policy = build_strategy(reg, "policy", policy_name, policy_params, **resources)  # pacer checks the draft it gets
-    return SpecdecMethod(spec, Decoder(target, proposer=proposer, policy=policy))
+
+    def strategies() -> tuple[Any, Any]:  # fresh ones for every row of a batch
+        proposer = build_strategy(reg, "proposer", proposer_name, proposer_params, **resources, target=target)
+        policy = build_strategy(reg, "policy", policy_name, policy_params, **resources)  # pacer checks the draft it gets
+        return policy, proposer
+
+    return SpecdecMethod(spec, Decoder(target, strategies=strategies))
 
 
 COUPLED = "@coupled"

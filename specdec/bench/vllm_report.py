@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from specdec.bench.levels import levels_table, plot_rates, save_figure, write_level_page
 from specdec.bench.vllm_methods import TARGET_ONLY
 from specdec.bench.vllm_runner import VllmSummary
 
@@ -56,19 +57,9 @@ def plot_vllm(summaries: Sequence[VllmSummary], path: Path, title: str) -> None:
     if others:
         axes[0, 0].legend(fontsize=7, ncol=min(len(others), 4))
     axes[0, 0].set_title(title)
-    ax = axes[-1, 0]
-    for method in methods:
-        rates = [getattr(lookup.get((method, "all", level)), "tokens_per_second", math.nan) for level in levels]
-        ax.plot(levels, rates, marker="o", label=method, color=f"C{methods.index(method) % 10}")  # a method's color in every panel
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(levels, [str(level) for level in levels])
-    ax.set_xlabel("requests in flight")
-    ax.set_ylabel("output tokens/s, all")
-    ax.legend(fontsize=7, ncol=min(len(methods), 4))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    rates = {(s.method, s.concurrency): s.tokens_per_second for s in summaries if s.category == "all"}
+    plot_rates(axes[-1, 0], rates, methods, levels, "requests in flight", "output tokens/s, all")
+    save_figure(fig, path)
 
 
 def render_vllm(run: dict, run_link: str, plot_link: str, command: str, guide_link: str) -> str:
@@ -80,14 +71,7 @@ def render_vllm(run: dict, run_link: str, plot_link: str, command: str, guide_li
     methods = list(dict.fromkeys(r["method"] for r in rows))
     levels = sorted({r["concurrency"] for r in rows})
     by_key = {(r["method"], r["category"], r["concurrency"]): r for r in rows}
-    overall = []
-    for method in methods:
-        row = [f"`{method}`"]
-        for level in levels:
-            found = by_key.get((method, "all", level), {})
-            row += [cell(found.get("tokens_per_second"), "{:.1f}"), cell(found.get("speedup"), "{:.2f}x"), cell(found.get("mean_accepted_length"), "{:.2f}")]
-        overall.append(row)
-    header = ["method", *(f"{title} ({level} at once)" for level in levels for title in ("tokens/s", "speedup", "accepted length"))]
+    overall = {(r["method"], r["concurrency"]): r for r in rows if r["category"] == "all"}
     parts = [
         "# Benchmarks inside vLLM",
         f"<!-- Generated from {run_link} by `{command}`; edit specdec/bench/vllm_report.py, not this page. -->",
@@ -100,7 +84,7 @@ def render_vllm(run: dict, run_link: str, plot_link: str, command: str, guide_li
         "## Setup",
         setup_table(meta, run_link, len(_categories(rows)) - 1),
         "## Overall",
-        _table(header, overall),
+        levels_table(overall, methods, levels, lambda level: f"{level} at once"),
         f"![speedup over {TARGET_ONLY} per category and concurrency, and tokens/s against concurrency]({plot_link})",
     ]
     others = [m for m in methods if m != TARGET_ONLY]
@@ -115,12 +99,8 @@ def render_vllm(run: dict, run_link: str, plot_link: str, command: str, guide_li
 
 def write_vllm_page(run: dict, run_path: Path, page_path: Path, command: str) -> Path:
     """Write `page_path` and the plot beside the run file (NAME.png); returns the plot's path."""
-    from specdec.bench.page import _link
-
-    plot_path = run_path.with_suffix(".png")
-    plot_vllm([VllmSummary(**row) for row in run["summaries"]], plot_path, f"inside vLLM, {run['meta'].get('mode', '')}")
-    guide = page_path.parent / "cookbook" / "vllm.md"
-    text = render_vllm(run, _link(run_path, page_path), _link(plot_path, page_path), command, _link(guide, page_path))
-    page_path.parent.mkdir(parents=True, exist_ok=True)
-    page_path.write_text(text)
-    return plot_path
+    summaries = [VllmSummary(**row) for row in run["summaries"]]
+    return write_level_page(
+        run_path, page_path, lambda path: plot_vllm(summaries, path, f"inside vLLM, {run['meta'].get('mode', '')}"),
+        lambda run_link, plot_link, guide_link: render_vllm(run, run_link, plot_link, command, guide_link), "vllm.md",
+    )

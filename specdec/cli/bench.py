@@ -11,6 +11,7 @@ import platform
 import resource
 import shlex
 from pathlib import Path
+from typing import Any
 
 import attrs
 import torch
@@ -64,6 +65,11 @@ def add_parser(subparsers) -> None:
     group.add_argument("--max-model-len", type=positive_int, default=None, help="longest prompt + output in tokens (default 2048)")
     group.add_argument("--compile", action="store_true", default=None,
                        help="let vLLM compile the model (faster steps, minutes longer to start); default: eager mode")
+    batches = parser.add_argument_group("in batches (--batch-size)")
+    batches.add_argument("--batch-size", type=concurrency_levels, default=None,
+                         help="decode the prompts (categories mixed) in batches of these sizes, comma-separated (e.g. "
+                         "1,4,8,16), every method on every batch, and report tokens/s per method and batch size; "
+                         "default methods then: target-only;fixed:k=2;fixed:k=4;hf-greedy")
     parser.set_defaults(run=run, bench_parser=parser)
 
 
@@ -132,32 +138,54 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+def method_specs(args: argparse.Namespace, default: str) -> list[str]:
+    """The methods asked for (`default` without --methods), target-only first unless given, each checked."""
+    methods = args.methods if args.methods is not None else default
+    specs = [m for m in methods.split(";") if m.strip()] + args.method
+    if "target-only" not in specs:
+        specs.insert(0, "target-only")
+    for spec in specs:
+        check_method(spec)
+    return specs
+
+
+def checked_outputs(args: argparse.Namespace) -> None:
+    """Refuse an --out or --page directory that cannot be written, before any model is loaded."""
+    output_directory(args.out, "--out")
+    if args.page:
+        output_directory(Path(args.page).parent, "--page")
+
+
+def built_methods(args: argparse.Namespace, specs: list[str]) -> tuple[list, Any, bool]:
+    """(the methods, target-only's decoder, whether prompts go through the chat template), the models loaded."""
+    target = load(args.target or default_target(), args)
+    draft_loader = functools.lru_cache(maxsize=1)(lambda: load(args.draft or default_draft(), args))
+    methods = [build_method(spec, target, draft_loader) for spec in specs]
+    baseline = methods[specs.index("target-only")].decoder
+    return methods, baseline, chat_prompts(baseline, args)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.engine == "vllm":
+        if args.batch_size is not None:
+            raise ConfigurationError("--batch-size decodes batches in specdec's own loop; inside vLLM give --concurrency")
         from specdec.cli.bench_vllm import run_vllm
 
         return run_vllm(args)
     given = [f"--{name.replace('_', '-')}" for name in VLLM_ONLY if getattr(args, name) is not None]
     if given:
         raise ConfigurationError(f"{', '.join(given)} only apply with --engine vllm")
-    methods = args.methods if args.methods is not None else "target-only;fixed:k=2;fixed:k=4;hf-assisted"
-    specs = [m for m in methods.split(";") if m.strip()] + args.method
-    if "target-only" not in specs:
-        specs.insert(0, "target-only")
+    if args.batch_size is not None:
+        from specdec.cli.bench_batch import run_batch_bench
+
+        return run_batch_bench(args)
+    specs = method_specs(args, "target-only;fixed:k=2;fixed:k=4;hf-assisted")
     missing = sorted({name for pair in args.compare for name in pair} - set(specs))
     if missing:
         raise ConfigurationError(f"--compare names methods that are not benchmarked: {', '.join(missing)}")
-    for spec in specs:
-        check_method(spec)
     prompts = prompt_set(args)
-    output_directory(args.out, "--out")
-    if args.page:
-        output_directory(Path(args.page).parent, "--page")
-    target = load(args.target or default_target(), args)
-    draft_loader = functools.lru_cache(maxsize=1)(lambda: load(args.draft or default_draft(), args))
-    methods = [build_method(spec, target, draft_loader) for spec in specs]
-    baseline = methods[specs.index("target-only")].decoder
-    chat = chat_prompts(baseline, args)
+    checked_outputs(args)
+    methods, baseline, chat = built_methods(args, specs)
     records = run_benchmark(
         methods, prompts, lambda text: baseline.encode(text, chat=chat), max_new_tokens=args.max_new_tokens,
         temperature=args.temperature, repeats=args.repeats, warmup=args.warmup, seed=args.seed,
