@@ -73,8 +73,9 @@ def test_greedy_output_is_the_same_tokens_under_every_method(run):
     assert len(outputs) == PROMPT_COUNT * 2
     for key, by_method in outputs.items():
         assert set(by_method) == set(METHODS)
+        assert len(by_method["target-only"]) == 8, key
         assert by_method["fixed:k=2"] == by_method["target-only"], key  # exact: the verifier alone decides
-        assert len(by_method["hf-greedy"]) == len(by_method["target-only"]) == 8, key
+        assert by_method["hf-greedy"] == by_method["target-only"], key  # left padding masked out
     overall = {(s["method"], s["batch_size"]): s for s in run["file"]["summaries"]}
     assert math.isnan(overall[("target-only", 2)]["mean_accepted_length"])
     assert overall[("fixed:k=2", 2)]["mean_accepted_length"] > 1.0 and overall[("fixed:k=2", 1)]["acceptance_rate"] > 0
@@ -105,6 +106,7 @@ ERRORS = [
     (["--batch-size", "2", "--methods", "target-only;hf-assisted"], ("'hf-assisted' cannot decode a batch", "hf-greedy")),
     (["--batch-size", "2", "--methods", "hf-prompt-lookup"], ("'hf-prompt-lookup' cannot decode a batch",)),
     (["--batch-size", "2", "--methods", "fixd:k=2"], ("unknown policy 'fixd'",)),
+    (["--batch-size", "2", "--methods", "oracle"], ("'oracle' cannot decode a batch", "each prompt's target output")),
     (["--batch-size", "2", "--compare", "fixed:k=2", "target-only"], ("--compare pairs prompts decoded one at a time",)),
     (["--batch-size", "2", "--engine", "vllm"], ("--batch-size decodes batches in specdec's own loop",)),
     (["--batch-size", "2", "--concurrency", "2"], ("--concurrency only apply with --engine vllm",)),

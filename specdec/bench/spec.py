@@ -26,6 +26,7 @@ from specdec.cli.values import build_strategy, typed_params
 from specdec.decoder import Decoder
 from specdec.errors import ConfigurationError
 from specdec.plugins import registry
+from specdec.policy import ReferencePolicy
 
 HF_HELP = "hf-greedy, hf-assisted, hf-assisted-heuristic, hf-assisted-kN, hf-prompt-lookup (assisted ones also with -int8)"
 
@@ -59,10 +60,18 @@ def check_method(spec: str) -> None:
 
 def check_batchable(spec: str) -> None:
     """Raise a `ConfigurationError` for a method that cannot decode a batch: of transformers' methods
-    only `hf-greedy` can (its assisted and prompt-lookup generation take one prompt at a time)."""
+    only `hf-greedy` can (its assisted and prompt-lookup generation take one prompt at a time), and
+    no policy that must know each prompt's target output first (`ReferencePolicy`: the oracle)."""
     base, _ = _sampling_mode(_unlabelled(spec))
-    if base.startswith("hf-") and base != "hf-greedy":
-        raise ConfigurationError(f"{spec!r} cannot decode a batch (transformers runs it one prompt at a time); with --batch-size use hf-greedy")
+    if base == "target-only":
+        return
+    if base.startswith("hf-"):
+        if base != "hf-greedy":
+            raise ConfigurationError(f"{spec!r} cannot decode a batch (transformers runs it one prompt at a time); with --batch-size use hf-greedy")
+        return
+    (policy_name, _), _ = _strategies(base)
+    if issubclass(registry().get("policy", policy_name).cls, ReferencePolicy):
+        raise ConfigurationError(f"{spec!r} cannot decode a batch: its policy needs each prompt's target output before the prompt is decoded")
 
 
 def build_method(spec: str, target, draft_loader) -> Any:
