@@ -9,9 +9,15 @@ the forwards and tokens of this row only, which is what its statistics report.
 
 from __future__ import annotations
 
-from typing import Sequence
+import weakref
+from typing import Any, Callable, Hashable, Sequence
 
-from .base import BatchModel, ModelOutput, RowInput, TextCodec, check_keep
+from specdec.errors import ConfigurationError
+
+from .base import BatchModel, LanguageModel, ModelOutput, ReducibleModel, RowInput, TextCodec, check_keep
+
+# cheaper views of a batched model (trimmed head, int8), made once and shared by its rows
+_VIEWS: "weakref.WeakKeyDictionary[Any, dict[Hashable, BatchModel]]" = weakref.WeakKeyDictionary()
 
 
 class ModelRow:
@@ -71,3 +77,28 @@ class ModelRow:
 
     def reset(self) -> None:
         self._length = 0
+
+    def with_head_subset(self, token_ids: Sequence[int]) -> "ModelRow":
+        """This row of the batch's head-subset view (`ReducibleModel`), one view for all rows."""
+        ids = tuple(sorted({int(t) for t in token_ids}))
+        return ModelRow(self._view(("head", ids), lambda batch: batch.with_head_subset(ids)), self.row)
+
+    def quantized(self) -> "ModelRow":
+        """This row of the batch's int8 copy (`ReducibleModel`), one copy for all rows."""
+        return ModelRow(self._view(("int8",), lambda batch: batch.quantized()), self.row)
+
+    def _view(self, key: Hashable, make: Callable[[Any], LanguageModel]) -> BatchModel:
+        if not isinstance(self.batch, ReducibleModel):
+            raise ConfigurationError(f"{self.batch.name!r} offers no cheaper copies (trimmed head, int8): it is not a transformers model")
+        views = _VIEWS.setdefault(self.batch, {})
+        if key not in views:
+            view = make(self.batch)
+            if not isinstance(view, BatchModel):
+                raise ConfigurationError(f"{view.name!r} holds one sequence: its rows cannot draft together")
+            views[key] = view
+        return views[key]
+
+
+def whole_model(model: Any) -> Any:
+    """The model a row belongs to (a draft is the same draft in every row); any other model as is."""
+    return model.batch if isinstance(model, ModelRow) else model

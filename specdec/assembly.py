@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping
 import attrs
 
 from specdec.errors import ConfigurationError
-from specdec.integrations.base import ForkableModel, LanguageModel, as_model
+from specdec.integrations.base import BatchModel, ForkableModel, LanguageModel, as_model
+from specdec.integrations.rows import ModelRow
 from specdec.policy import LengthPolicy
 from specdec.proposer import Proposer
 from specdec.registry import StrategyEntry
@@ -43,17 +44,27 @@ class StrategyRecipe:
         named = isinstance(self.policy, StrategyEntry) and (self.proposer is None or isinstance(self.proposer, StrategyEntry))
         return named or self.factory is not None
 
-    def build(self, *, fork: bool = False) -> tuple[LengthPolicy, Proposer | None]:
-        """The strategies (built from the entries or by the factory, objects as given); with `fork`,
-        a draft model goes to them as a sibling: its weights shared, its cache their own."""
+    def build(self, *, row: int | None = None) -> tuple[LengthPolicy, Proposer | None]:
+        """The strategies (built from the entries or by the factory, objects as given). For `row` of
+        a batch, the draft model goes to them as that row of the draft (`ModelRow`: the rows' draft
+        forwards can then run as one) or, for a draft that holds one sequence, as a sibling: its
+        weights shared, its cache their own."""
         if self.factory is not None:
             return self.factory()
         resources: dict[str, Any] = {} if self.target is None else {"target": self.target}
         if self.draft is not None:
-            resources["model"] = self.draft.sibling() if fork and isinstance(self.draft, ForkableModel) else self.draft
+            resources["model"] = self.draft if row is None else draft_row(self.draft, row)
         policy = self.policy.build(self.policy_params, **resources) if isinstance(self.policy, StrategyEntry) else self.policy
         proposer = self.proposer.build(self.proposer_params, **resources) if isinstance(self.proposer, StrategyEntry) else self.proposer
         return policy, proposer
+
+
+def draft_row(draft: LanguageModel, row: int) -> LanguageModel:
+    """The draft as row `row` of a batch sees it: a row of a batched draft, else a sibling (or the
+    draft itself, whose cache the rows then take in turn)."""
+    if isinstance(draft, BatchModel):
+        return ModelRow(draft, row)
+    return draft.sibling() if isinstance(draft, ForkableModel) else draft
 
 
 def strategy_recipe(

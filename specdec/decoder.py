@@ -65,7 +65,7 @@ class Decoder:
     strategies: Callable[[], Strategies] | None = attrs.field(default=None, kw_only=True, repr=False)
     _cache: SequenceCache = attrs.field(init=False, repr=False)
     _recipe: StrategyRecipe = attrs.field(init=False, repr=False)
-    _row_strategies: list[Strategies] = attrs.field(init=False, factory=list, repr=False)  # slots 1.. of a batch
+    _row_strategies: list[Strategies] = attrs.field(init=False, factory=list, repr=False)  # the slots of a batch
     last_result: GenerationResult | None = attrs.field(init=False, default=None, repr=False)
     last_results: list[GenerationResult] | None = attrs.field(init=False, default=None, repr=False)
 
@@ -224,19 +224,19 @@ class Decoder:
             raise InputError(f"prompt {index} of the list: {error}") from None
 
     def _slots(self, rows: int) -> list[Slot]:
-        """The rows of a batch: the decoder's own strategies in the first, strategies built the same
-        way in the others (kept for later calls), each row a cache of its own on the target."""
+        """The rows of a batch: strategies built from the decoder's recipe for each (kept for later
+        calls; a draft model goes to row i as its row i), each row a cache of its own on the target."""
         if not self._recipe.can_rebuild:
             raise ConfigurationError(
                 "a batch runs a policy and proposer per row: give them by name (policy='svip', proposer='draft', with "
                 "policy_params= / proposer_params=), or pass strategies=, a function returning a fresh (policy, proposer)"
             )
-        while len(self._row_strategies) < rows - 1:
-            policy, proposer = self._recipe.build(fork=True)
+        while len(self._row_strategies) < rows:
+            policy, proposer = self._recipe.build(row=len(self._row_strategies))
             self._check_proposer(proposer)
             self._row_strategies.append((policy, proposer))
         slots = []
-        for index, (policy, proposer) in enumerate([(self.policy, self.proposer), *self._row_strategies[: rows - 1]]):
+        for index, (policy, proposer) in enumerate(self._row_strategies[:rows]):
             row = ModelRow(self.target, index)
             slots.append(Slot(policy, proposer, SequenceCache(row), row, row))
         return slots

@@ -22,7 +22,7 @@ features, draft-model forwards), so policies read what happened instead of guess
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence, runtime_checkable
+from typing import Generator, Iterable, Protocol, Sequence, runtime_checkable
 
 import attrs
 import torch
@@ -30,10 +30,11 @@ import torch
 from specdec.draft import Branch, Draft
 from specdec.errors import ConfigurationError
 from specdec.features import TokenFeatures, deterministic_features, draft_features, token_features
-from specdec.integrations.base import LanguageModel
+from specdec.integrations.base import LanguageModel, ModelOutput
 from specdec.policy import Decision, LengthPolicy
 from specdec.samplers import Purpose, Sampler, Site
 from specdec.sampling import SamplingConfig, checked_max, warp
+from specdec.sequence_cache import Feed
 from specdec.verification import Verification
 
 
@@ -258,6 +259,35 @@ class Proposer(Protocol):
 
     def observe(self, verification: Verification) -> None:
         ...
+
+
+DraftSteps = Generator[Feed, ModelOutput, Draft]
+"""A round's drafting one model forward at a time: it yields the `Feed` it needs next, is sent
+that forward's output and returns the draft."""
+
+
+@runtime_checkable
+class SteppedProposer(Proposer, Protocol):
+    """Optional: a proposer whose draft-model forwards can join other sequences' forwards.
+
+    `drafting(request)` is `propose(request)` written as `DraftSteps`: instead of running a forward
+    it yields the forward (`Feed`) and takes the output it is sent. Alone, `propose` runs each feed
+    at once (`run_alone`); in a batch whose draft model holds a row per sequence, the decoder feeds
+    every sequence's step in one forward (`specdec.stepping`). Same tokens either way.
+    """
+
+    def drafting(self, request: ProposalRequest) -> DraftSteps:
+        ...
+
+
+def run_alone(steps: DraftSteps) -> Draft:
+    """Drive `steps` by running each forward it asks for on its own; the draft it returns."""
+    try:
+        feed = next(steps)
+        while True:
+            feed = steps.send(feed.run())
+    except StopIteration as done:
+        return done.value
 
 
 class ModelCounters:

@@ -2,9 +2,10 @@
 
 One round, for every sequence in flight:
   1. the policy caps the draft length (0 = a plain target step);
-  2. the proposer drafts, asking the policy after every candidate token;
+  2. the proposer drafts, asking the policy after every candidate token (in a batch, the draft
+     forwards of all sequences still drafting run as one forward per step: `specdec.stepping`);
   3. ONE target forward over each sequence's uncached context tail plus its draft gives p for
-     every position (a batch feeds all its rows, ragged, in that one forward: `sync_rows`);
+     every position (a batch feeds all its rows, ragged, in that one forward: `feed_rows`);
   4. the verifier keeps a prefix and adds the correction or bonus token, per sequence;
   5. policy and proposer observe the verdict; caches are cropped lazily at the next sync.
 Target-only decoding is the same loop with no proposer (every round drafts nothing).
@@ -30,11 +31,12 @@ from specdec.exclusive import claimed
 from specdec.integrations.base import BatchModel, LanguageModel, ModelOutput, supports_tree
 from specdec.integrations.rows import ModelRow
 from specdec.policy import LengthPolicy, RoundState
-from specdec.proposer import ProposalRequest, Proposer
+from specdec.proposer import DraftSteps, ProposalRequest, Proposer, SteppedProposer
 from specdec.samplers import Sampler
 from specdec.sampling import SamplingConfig
-from specdec.sequence_cache import RowSync, SequenceCache, sync_rows
+from specdec.sequence_cache import Feed, SequenceCache, feed_rows
 from specdec.stats import GenerationResult, StatsRecorder
+from specdec.stepping import draft_together
 from specdec.streaming import StreamerFeed
 from specdec.verification import TargetFeatures, Verification
 
@@ -99,36 +101,34 @@ class Rounds:
         while waiting or active:
             while waiting and free:
                 active.append(_Sequence(self.d, free.pop(0), waiting.popleft(), self.call))
-            drafts = [sequence.propose() for sequence in active]
-            started = time.perf_counter()
-            outs = self._verify_forward(active, drafts)
-            forward_seconds = time.perf_counter() - started
-            for sequence, draft, out in zip(active, drafts, outs):
-                yield sequence.job.index, sequence.conclude(draft, out, forward_seconds)
+            drafted = draft_together([sequence.drafting(stepwise=self.batch is not None) for sequence in active])
+            drafts = [draft for draft, _ in drafted]
+            outs, charges = self._verify_forward(active, drafts)
+            for sequence, (draft, draft_seconds), out, forward_seconds in zip(active, drafted, outs, charges):
+                yield sequence.job.index, sequence.conclude(draft, out, draft_seconds, forward_seconds)
             for sequence in [s for s in active if s.finish is not None]:
                 active.remove(sequence)
                 self.results[sequence.job.index] = sequence.result()
                 free.append(sequence.slot)
             free.sort(key=self.slots.index)
 
-    def _verify_forward(self, active: Sequence["_Sequence"], drafts: Sequence[Draft]) -> list[ModelOutput]:
-        """Each sequence's target outputs over its draft: one forward for all of them."""
+    def _verify_forward(self, active: Sequence["_Sequence"], drafts: Sequence[Draft]) -> tuple[list[ModelOutput], list[float]]:
+        """Each sequence's target outputs over its draft, one forward for all of them, and each
+        sequence's share of its seconds (`feed_rows`)."""
         layers = active[0].layers
-        if self.batch is None:
-            (sequence,), (draft,) = active, drafts
+        feeds = []
+        for sequence, draft in zip(active, drafts):
             if draft.branches:  # the draft and its branches as one token tree, in the same forward
                 tree = draft.tree
-                return [sequence.slot.cache.sync(sequence.context, tree=(tree.tokens, tree.parents), keep=len(tree) + 1, features=layers)]
-            return [sequence.slot.cache.sync(sequence.context, draft.tokens, keep=len(draft) + 1, features=layers)]
-        syncs = []
-        for sequence, draft in zip(active, drafts):
-            slot = sequence.slot
-            if draft.branches:
-                tree = draft.tree
-                syncs.append(RowSync(slot.cache, slot.row, sequence.context, keep=len(tree) + 1, tree=(tree.tokens, tree.parents)))
+                feeds.append(Feed(sequence.slot.cache, sequence.context, keep=len(tree) + 1, tree=(tree.tokens, tree.parents)))
             else:
-                syncs.append(RowSync(slot.cache, slot.row, sequence.context, draft.tokens, keep=len(draft) + 1))
-        return sync_rows(self.batch, syncs, layers)
+                feeds.append(Feed(sequence.slot.cache, sequence.context, draft.tokens, keep=len(draft) + 1))
+        if self.batch is None:
+            (feed,) = feeds
+            started = time.perf_counter()
+            out = feed.run(layers)
+            return [out], [time.perf_counter() - started]
+        return feed_rows(self.batch, feeds, layers)
 
 
 def committed_features(out: ModelOutput, draft: Draft, verdict: Verification, context_length: int) -> TargetFeatures:
@@ -174,14 +174,13 @@ class _Sequence:
         self.ended_by = "length" if job.limit == job.requested else "context"
         self.stop_window = max((len(s) for s in call.stop), default=0)
         call.feed.prompt(job.prompt)
-        self._t0 = self._t1 = 0.0
 
-    def propose(self) -> Draft:
-        """This round's draft (empty: a plain target step)."""
+    def drafting(self, stepwise: bool) -> DraftSteps:
+        """This round's draft (empty: a plain target step); `stepwise` (in a batch), one draft forward
+        at a time from a `SteppedProposer`, so that the rows' forwards join; alone, by `propose`."""
         slot, context, sampling = self.slot, self.context, self.call.sampling
         proposer, policy = slot.proposer, slot.policy
         remaining = self.job.limit - self.generated
-        self._t0 = time.perf_counter()
         draft = Draft(start=len(context))  # a plain target step
         budget = 0
         if proposer is not None and remaining > 1:
@@ -189,20 +188,21 @@ class _Sequence:
             budget = min(policy.begin_round(state), remaining - 1)
         if budget > 0:
             request = ProposalRequest(context, budget, policy, sampling, self.job.sampler, self.call.eos, remaining - 1 if self.trees else 0)
-            draft = proposer.propose(request)
+            if stepwise and isinstance(proposer, SteppedProposer):
+                draft = yield from proposer.drafting(request)
+            else:
+                draft = proposer.propose(request)
             self._check_draft(draft, budget, request.tree_depth)
             if draft.start != len(context):  # a draft built without the request: its draws' keys need it
                 draft = attrs.evolve(draft, start=len(context))
-        self._t1 = time.perf_counter()
         return draft
 
-    def conclude(self, draft: Draft, out: ModelOutput, forward_seconds: float) -> list[int]:
+    def conclude(self, draft: Draft, out: ModelOutput, draft_seconds: float, forward_seconds: float) -> list[int]:
         """Verify the draft on the target's outputs, let the strategies observe, emit."""
         slot, context, rec = self.slot, self.context, self.rec
         started = time.perf_counter()
         verdict = self.d.verifier.verify(draft, out.logits, self.call.sampling, self.job.sampler, self.call.eos)
         verify_seconds = forward_seconds + time.perf_counter() - started
-        draft_seconds = self._t1 - self._t0
         verdict = attrs.evolve(
             verdict, draft_seconds=draft_seconds, verify_seconds=verify_seconds, context_length=len(context), draft_forwards=draft.forwards,
             target_features=committed_features(out, draft, verdict, len(context)) if self.layers else None,

@@ -10,12 +10,13 @@ every branch until the next `sync`, which follows the new context down the tree,
 that path (moved next to the prefix by the model's `compact`, so nothing is re-encoded) and drops
 the rest; `settle` does the same for a path the caller names.
 
-Several sequences in the rows of one `BatchModel` keep a cache each over a `ModelRow`;
-`sync_rows` is `sync` for all of them in one forward.
+Several sequences in the rows of one `BatchModel` keep a cache each over a `ModelRow`; a `Feed`
+names one forward a cache asks for, and `feed_rows` feeds several rows' in one forward.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import attrs
@@ -105,8 +106,7 @@ class SequenceCache:
 
     def extend(self, tokens: Sequence[int], *, keep: int = 1, hidden: bool = False, features: Sequence[int] = ()) -> ModelOutput:
         """Feed `tokens` after what the cache holds (call `sync` first in a round)."""
-        if self._tree is not None:
-            self._settle(())
+        self._settle_pending()
         out = self.model.forward(tokens, keep=keep, hidden=hidden, **_asked(features))
         self._fed(tokens, None)
         return out
@@ -122,11 +122,15 @@ class SequenceCache:
         the last `keep` positions fed (prefix then nodes, in order). Which path of the tree stays
         cached is settled at the next `sync` (the path the context continues with) or `settle`.
         """
-        if self._tree is not None:
-            self._settle(())
+        self._settle_pending()
         out = self.model.forward_tree(list(prefix) + list(tokens), _links(len(prefix), parents), keep=keep, hidden=hidden, **_asked(features))
         self._fed(prefix, (tokens, parents))
         return out
+
+    def _settle_pending(self) -> None:
+        """Drop a token tree fed last time that no `sync` resolved (nothing of it is kept)."""
+        if self._tree is not None:
+            self._settle(())
 
     def _fed(self, prefix: Sequence[int], tree: tuple[Sequence[int], Sequence[int]] | None) -> None:
         """Record a forward that fed `prefix` (and `tree` after it)."""
@@ -184,35 +188,62 @@ class SequenceCache:
 
 
 @attrs.frozen
-class RowSync:
-    """One row's part of `sync_rows`: what `SequenceCache.sync` takes for that row."""
+class Feed:
+    """One forward a cache asks for: `SequenceCache.sync(context, extra, ...)`, or with `context`
+    None `extend(extra)` (`extend_tree` with `tree`). `run` feeds it alone; `feed_rows` feeds
+    several caches over rows of one `BatchModel` in one forward. A round's steps are such feeds,
+    so that the same code decodes one sequence or a batch (`specdec.stepping`)."""
 
-    cache: SequenceCache  # over a `ModelRow`
-    row: ModelRow
-    context: Sequence[int]
+    cache: SequenceCache
+    context: Sequence[int] | None
     extra: Sequence[int] = ()
     keep: int = 1
+    hidden: bool = False
     tree: tuple[Sequence[int], Sequence[int]] | None = None
 
+    @property
+    def batch(self) -> BatchModel | None:
+        """The batched model whose row the cache holds (None: a model of its own)."""
+        model = self.cache.model
+        return model.batch if isinstance(model, ModelRow) else None
 
-def sync_rows(batch: BatchModel, syncs: Sequence[RowSync], features: Sequence[int] = ()) -> list[ModelOutput]:
-    """`SequenceCache.sync` for several rows of `batch` in one forward: each row's cache decides
-    what its row feeds, exactly as for one sequence; the outputs come back in order."""
+    def run(self, features: Sequence[int] = ()) -> ModelOutput:
+        """This forward on its own."""
+        cache = self.cache
+        if self.context is not None:
+            return cache.sync(self.context, self.extra, keep=self.keep, hidden=self.hidden, tree=self.tree, features=features)
+        if self.tree is None:
+            return cache.extend(self.extra, keep=self.keep, hidden=self.hidden, features=features)
+        return cache.extend_tree(self.extra, self.tree[0], self.tree[1], keep=self.keep, hidden=self.hidden, features=features)
+
+
+def feed_rows(batch: BatchModel, feeds: Sequence[Feed], features: Sequence[int] = ()) -> tuple[list[ModelOutput], list[float]]:
+    """The `feeds` of caches over rows of `batch` in one forward: each row's cache decides what its
+    row feeds, exactly as alone (`Feed.run`). Returns the outputs, in order, and each row's share
+    of the call's seconds (an even share: the charges add up to the wall time, and a row's
+    drafting is priced at what it costs the machine), which its row's counters also record."""
+    started = time.perf_counter()
     inputs: list[RowInput] = []
-    for sync in syncs:
-        fed = sync.cache._unread_tail(sync.context) + list(sync.extra)
-        if sync.tree is None:
-            inputs.append(sync.row.input(fed, None, sync.keep))
+    for feed in feeds:
+        cache, row = feed.cache, feed.cache.model
+        if not isinstance(row, ModelRow) or row.batch is not batch:
+            raise ValueError(f"a feed of {row.name!r} is not a row of {batch.name!r}")
+        if feed.context is not None:
+            fed = cache._unread_tail(feed.context) + list(feed.extra)
         else:
-            inputs.append(sync.row.input(fed + list(sync.tree[0]), _links(len(fed), sync.tree[1]), sync.keep))
-    seconds = batch.forward_seconds
+            cache._settle_pending()
+            fed = list(feed.extra)
+        if feed.tree is None:
+            inputs.append(row.input(fed, None, feed.keep, feed.hidden))
+        else:
+            inputs.append(row.input(fed + list(feed.tree[0]), _links(len(fed), feed.tree[1]), feed.keep, feed.hidden))
     outs = batch.forward_rows(inputs, features=features)
-    seconds = batch.forward_seconds - seconds
-    for sync, request in zip(syncs, inputs):
-        sync.row.advance(len(request.tokens), seconds)
-        tree_size = 0 if sync.tree is None else len(sync.tree[0])
-        sync.cache._fed(request.tokens[: len(request.tokens) - tree_size], sync.tree)
-    return outs
+    charges = [(time.perf_counter() - started) / len(inputs)] * len(inputs)
+    for feed, request, charge in zip(feeds, inputs, charges):
+        feed.cache.model.advance(len(request.tokens), charge)  # before `_fed`, which notes the row's forwards
+        tree_size = 0 if feed.tree is None else len(feed.tree[0])
+        feed.cache._fed(request.tokens[: len(request.tokens) - tree_size], feed.tree)
+    return outs, charges
 
 
 def _links(chain: int, parents: Sequence[int]) -> list[int]:

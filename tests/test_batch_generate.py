@@ -210,3 +210,19 @@ def test_a_greedy_batch_on_the_default_pair_equals_each_prompt_alone():
     lengths = [48, 24, 64, 32, 40, 16]
     results = d.generate(prompts, lengths, batch_size=4)
     assert [r.ids for r in results] == [Decoder(target).generate(p, n).ids for p, n in zip(prompts, lengths)]
+
+
+@pytest.mark.parametrize("proposer_params", [None, {"head_tokens": 200}])
+def test_rows_draft_together_in_one_draft_forward_per_step(proposer_params):
+    """Each row drafts on its own row of the draft model (a trimmed head is one view shared by the
+    rows), so a step's draft forwards are one forward: far fewer draft-model calls than the rows'
+    own draft forwards, with every row still what it is alone."""
+    from specdec.integrations.loading import load_model
+
+    draft = load_model(model_path("stories260K-draft"))  # its own copy: its counter is this test's
+    d = Decoder(real_model("stories260K"), proposer="draft", policy="fixed", draft=draft, proposer_params=proposer_params)
+    results = d.generate(PROMPTS, MAX_NEW, eos_token_id=period())
+    assert [(r.ids, r.finish_reason) for r in results] == [alone(i) for i in range(len(PROMPTS))]
+    model = draft if proposer_params is None else d._row_strategies[0][1].model.batch
+    row_forwards = sum(r.stats.draft_forwards for r in results)
+    assert row_forwards > 0 and model.forwards <= row_forwards / 3

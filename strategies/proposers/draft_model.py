@@ -11,9 +11,9 @@ from specdec.draft import Draft
 from specdec.errors import ConfigurationError
 from specdec.integrations.base import LanguageModel, ReducibleModel, as_model
 from specdec.policy import boolean, optional_positive_int
-from specdec.proposer import ModelCounters, ProposalRequest
+from specdec.proposer import DraftSteps, ModelCounters, ProposalRequest, run_alone
 from specdec.sampling import SamplingConfig
-from specdec.sequence_cache import SequenceCache
+from specdec.sequence_cache import Feed, SequenceCache
 from specdec.verification import Verification
 
 from .frequent_tokens import frequent_tokens
@@ -57,14 +57,18 @@ class DraftModelProposer(ModelCounters):
         return self._cache.unread(self._view(context))
 
     def propose(self, request: ProposalRequest) -> Draft:
+        return run_alone(self.drafting(request))
+
+    def drafting(self, request: ProposalRequest) -> DraftSteps:
+        """One draft forward per token: the unread context tail first, then each drawn token."""
         if not request.may_forward():
             return request.draft()
         hidden = request.wants_hidden
-        out = self._cache.sync(self._view(request.context), hidden=hidden)
+        out = yield Feed(self._cache, self._view(request.context), hidden=hidden)
         while request.draw(out.logits[-1], _last(out.hidden), who=f"the draft model {self.model.name!r}"):
             if not request.may_forward():
                 break
-            out = self._cache.extend([request.tokens[-1]], hidden=hidden)
+            out = yield Feed(self._cache, None, [request.tokens[-1]], hidden=hidden)
         return request.draft()
 
     def _view(self, context: Sequence[int]) -> Sequence[int]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from specdec.integrations.rows import whole_model
+
 _ARCH_KEYS = (
     "model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
     "num_key_value_heads", "vocab_size", "tie_word_embeddings",
@@ -27,6 +29,7 @@ def draft_fingerprint(model: Any) -> str:
     long as the values are, e.g. bf16 weights loaded as float32). Other backends: name, vocabulary
     and hidden sizes.
     """
+    model = whole_model(model)
     inner = getattr(model, "model", None)
     config = getattr(inner, "config", None)
     digest = hashlib.sha256()
@@ -45,13 +48,13 @@ def draft_fingerprint(model: Any) -> str:
 
 
 def draft_hidden_size(model: Any) -> int | None:
-    size = getattr(model, "hidden_size", None)
+    size = getattr(whole_model(model), "hidden_size", None)
     return int(size) if size is not None else None
 
 
 def draft_embedding(model: Any) -> torch.Tensor | None:
     """The draft's input embedding matrix, when the backend exposes one (transformers)."""
-    inner = getattr(model, "model", None)
+    inner = getattr(whole_model(model), "model", None)
     if inner is None or not hasattr(inner, "get_input_embeddings"):
         return None
     return inner.get_input_embeddings().weight.detach()
