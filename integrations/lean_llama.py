@@ -16,6 +16,7 @@ the transformers forward. Tests check its hidden states and logits against trans
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any, Sequence
 
 import attrs
@@ -209,29 +210,28 @@ class LeanLlama:
         """Feed several sequences in one forward: per feed, in order, the normed hidden states of its
         last `keep` tokens and its `features` layers' states at every token it fed (as `run`).
 
-        The feeds' tokens are padded to the longest; a padding token attends to one cached entry
-        and writes past its row's end, where the row's next forward writes again, so a row's
-        output depends on its own tokens and cache only (bit for bit in float32: its products are
-        row by row, its attention batch entry by batch entry).
+        The feeds' tokens go through the layers packed (a row's projections cost its own tokens
+        only); attention alone lays them out padded to the longest feed, where a padding query
+        attends to one cached entry and its output is dropped, so a row's output depends on its own
+        tokens and cache only (bit for bit in float32: its products are row by row, its attention
+        batch entry by batch entry).
         """
         if len({feed.row for feed in feeds}) != len(feeds):
             raise ValueError("each row can be fed once per forward")
-        width = max(len(feed.tokens) for feed in feeds)
+        lengths = [len(feed.tokens) for feed in feeds]
+        width = max(lengths)
         needed = max(feed.start for feed in feeds) + width
         self._reserve(needed, max(feed.row for feed in feeds) + 1)
-        padded = [list(feed.tokens) + [0] * (width - len(feed.tokens)) for feed in feeds]
-        ids = torch.tensor(padded, dtype=torch.long, device=self.device).flatten()
-        positions = torch.cat([_feed_positions(feed, width, self.device) for feed in feeds])
+        ids = torch.tensor([token for feed in feeds for token in feed.tokens], dtype=torch.long, device=self.device)
+        positions = torch.cat([_feed_positions(feed, self.device) for feed in feeds])
         x, states = self._layers(ids, positions, needed, _Ragged(self, feeds, width), features)
-        rows = x.view(len(feeds), width, -1)
-        last = torch.cat([rows[b, len(feed.tokens) - feed.keep : len(feed.tokens)] for b, feed in enumerate(feeds)])
+        ends = list(itertools.accumulate(lengths))
+        last = torch.cat([x[end - feed.keep : end] for feed, end in zip(feeds, ends)])
         last = self._norm(last, last.shape[-1:], self.final_norm, self.eps).split([feed.keep for feed in feeds])
         if len(self.layers) in states:
             states[len(self.layers)] = self._norm(x, x.shape[-1:], self.final_norm, self.eps)
-        per_row = {layer: state.view(len(feeds), width, -1) for layer, state in states.items()}
-        return [
-            (last[b], tuple(per_row[layer][b, : len(feed.tokens)] for layer in features)) for b, feed in enumerate(feeds)
-        ]
+        per_row = {layer: state.split(lengths) for layer, state in states.items()}
+        return [(last[b], tuple(per_row[layer][b] for layer in features)) for b in range(len(feeds))]
 
     def _layers(
         self, ids: torch.Tensor, positions: torch.Tensor, needed: int, layout: "_Chain | _Ragged", features: Sequence[int]
@@ -291,17 +291,22 @@ class _Chain:
 
 
 class _Ragged:
-    """Several sequences, each in its cache row, padded to `width` tokens: keys and values
-    scattered to each row's slots, one batched attention with a mask per row."""
+    """Several sequences, each in its cache row, their tokens packed: keys and values scattered to
+    each row's slots; for attention the queries are laid out padded to `width` tokens per row, one
+    batched attention with a mask per row, and the real tokens' outputs packed again."""
 
     def __init__(self, stack: LeanLlama, feeds: Sequence[RowFeed], width: int) -> None:
         device, batch = stack.device, len(feeds)
         self.heads, self.grouped, self.batch, self.width = stack.heads, stack.heads != stack.kv_heads, batch, width
+        lengths = torch.tensor([len(feed.tokens) for feed in feeds], dtype=torch.long, device=device)
         rows = torch.tensor([feed.row for feed in feeds], dtype=torch.long, device=device)
         starts = torch.tensor([feed.start for feed in feeds], dtype=torch.long, device=device)
         offsets = torch.arange(width, device=device)
-        self.row_index = rows.repeat_interleave(width)
-        self.slot_index = (starts[:, None] + offsets[None, :]).flatten()
+        real = offsets[None, :] < lengths[:, None]  # [batch, width]: which padded places hold a token
+        # the padded places of the packed tokens (None: every feed is `width` long, nothing to pad)
+        self.pack = None if bool(real.all()) else real.flatten().nonzero().squeeze(1)
+        self.row_index = rows.repeat_interleave(lengths)
+        self.slot_index = (starts[:, None] + offsets[None, :])[real]
         self.seen = max(feed.start + len(feed.tokens) for feed in feeds)
         self.rows = None if [feed.row for feed in feeds] == list(range(stack._keys.shape[1])) else rows
         # causal by default: new token i of a row sees its row's slots up to start + i
@@ -315,22 +320,25 @@ class _Ragged:
         self.mask = mask.unsqueeze(1)  # [batch, 1, width, seen]: broadcast over heads
 
     def attend(self, keys: torch.Tensor, values: torch.Tensor, qk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        heads, batch, width = self.heads, self.batch, self.width
+        heads, batch, width, pack = self.heads, self.batch, self.width, self.pack
         keys[self.row_index, :, self.slot_index] = qk[:, heads:]
         values[self.row_index, :, self.slot_index] = v
+        seen = keys[:, :, : self.seen], values[:, :, : self.seen]
         if self.rows is not None:  # some rows of the cache only
-            keys, values = keys.index_select(0, self.rows), values.index_select(0, self.rows)
-        queries = qk[:, :heads].view(batch, width, heads, -1).transpose(1, 2)
-        seen = (keys[:, :, : self.seen], values[:, :, : self.seen])
+            seen = seen[0].index_select(0, self.rows), seen[1].index_select(0, self.rows)
+        queries = qk[:, :heads]
+        if pack is not None:
+            queries = queries.new_zeros(batch * width, *queries.shape[1:]).index_copy_(0, pack, queries)
+        queries = queries.view(batch, width, heads, -1).transpose(1, 2)
         attended = F.scaled_dot_product_attention(queries, *seen, attn_mask=self.mask, enable_gqa=self.grouped)
-        return attended.transpose(1, 2).reshape(batch * width, -1)
+        attended = attended.transpose(1, 2).reshape(batch * width, -1)
+        return attended if pack is None else attended.index_select(0, pack)
 
 
-def _feed_positions(feed: RowFeed, width: int, device: torch.device) -> torch.Tensor:
-    """A feed's positions (start, start+1, ... unless given), padded with its start."""
+def _feed_positions(feed: RowFeed, device: torch.device) -> torch.Tensor:
+    """A feed's positions: start, start+1, ... unless given (a tree's depths)."""
     n = len(feed.tokens)
-    own = feed.positions.to(device) if feed.positions is not None else torch.arange(feed.start, feed.start + n, device=device)
-    return torch.cat((own, own.new_full((width - n,), feed.start)))
+    return feed.positions.to(device) if feed.positions is not None else torch.arange(feed.start, feed.start + n, device=device)
 
 
 def _rms_norm_upcast(x: torch.Tensor, shape: Sequence[int], weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -238,12 +238,18 @@ def feed_rows(batch: BatchModel, feeds: Sequence[Feed], features: Sequence[int] 
         else:
             inputs.append(row.input(fed + list(feed.tree[0]), _links(len(fed), feed.tree[1]), feed.keep, feed.hidden))
     outs = batch.forward_rows(inputs, features=features)
-    charges = [(time.perf_counter() - started) / len(inputs)] * len(inputs)
+    charges = row_charges(batch, [len(request.tokens) for request in inputs], time.perf_counter() - started)
     for feed, request, charge in zip(feeds, inputs, charges):
         feed.cache.model.advance(len(request.tokens), charge)  # before `_fed`, which notes the row's forwards
         tree_size = 0 if feed.tree is None else len(feed.tree[0])
         feed.cache._fed(request.tokens[: len(request.tokens) - tree_size], feed.tree)
     return outs, charges
+
+
+def row_charges(batch: BatchModel, tokens: Sequence[int], seconds: float) -> list[float]:
+    """Each row's share of a batched forward of `seconds` that fed `tokens[i]` tokens to row i: an
+    even share (they add up to the wall time)."""
+    return [seconds / len(tokens)] * len(tokens)
 
 
 def _links(chain: int, parents: Sequence[int]) -> list[int]:

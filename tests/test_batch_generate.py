@@ -6,8 +6,8 @@ greedy decoding token for token under every proposer (draft model, prompt lookup
 policy (fixed, svip, PACER, auto), with all prompts in flight and with fewer rows than prompts
 (continuous batching), on the lean forward and on transformers' own (rows verified in turn).
 Sampled rows with a seed equal the prompt decoded alone as sequence i of that seed, under coupled
-and standard sampling. Bad batch arguments are one-line errors. The default pair's greedy batch is
-in the slow tier.
+and standard sampling. Bad batch arguments are one-line errors. The default pair's greedy batch of
+16 Spec-Bench prompts, under the same policies and proposers, is in the slow tier.
 """
 
 from __future__ import annotations
@@ -200,29 +200,48 @@ def test_a_short_row_beside_a_long_one_reads_no_unwritten_cache_entry(monkeypatc
         assert all(torch.isfinite(last).all() for last, _ in out)
 
 
-@pytest.mark.slow
-def test_a_greedy_batch_on_the_default_pair_equals_each_prompt_alone():
+@functools.lru_cache(maxsize=1)
+def default_pair_batch() -> tuple[list[list[int]], list[int], list[int], list[tuple[tuple[int, ...], str]]]:
+    """16 Spec-Bench prompts of the default pair (categories mixed, so of many lengths), a length
+    each, the end tokens (its own and '.', so that rows end on them at different rounds), and
+    each prompt's target-only greedy decoding alone (ids, finish reason)."""
     from tests.test_real_greedy_identity import spec_bench_prompts
 
     target = real_model("smollm2-135m-instruct")
-    d = Decoder(target, proposer="draft", policy="auto", draft=real_model("smollm2-draft"))
-    prompts = [d.encode(p, chat=True) for p in spec_bench_prompts(6)]
-    lengths = [48, 24, 64, 32, 40, 16]
-    results = d.generate(prompts, lengths, batch_size=4)
-    assert [r.ids for r in results] == [Decoder(target).generate(p, n).ids for p, n in zip(prompts, lengths)]
+    plain = Decoder(target)
+    prompts = [plain.encode(p, chat=True) for p in spec_bench_prompts(16)]
+    lengths = [48, 24, 64, 32, 40, 16, 56, 20, 64, 36, 28, 44, 60, 12, 52, 30]
+    ends = sorted(target.eos_token_ids | {target.codec.encode("a.")[-1]})
+    alone = [plain.generate(p, n, eos_token_id=ends) for p, n in zip(prompts, lengths)]
+    return prompts, lengths, ends, [(r.ids, r.finish_reason) for r in alone]
 
 
-@pytest.mark.parametrize("proposer_params", [None, {"head_tokens": 200}])
-def test_rows_draft_together_in_one_draft_forward_per_step(proposer_params):
+@pytest.mark.slow
+@pytest.mark.parametrize("proposer", PROPOSERS)
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_greedy_batch_of_16_on_the_default_pair_equals_each_prompt_alone(policy, proposer):
+    prompts, lengths, ends, expected = default_pair_batch()
+    assert {reason for _, reason in expected} == {"eos", "length"}
+    uses_draft = registry().get("proposer", proposer).uses_draft_model
+    d = Decoder(real_model("smollm2-135m-instruct"), proposer=proposer, policy=policy,
+                draft=real_model("smollm2-draft") if uses_draft else None)
+    results = d.generate(prompts, lengths, eos_token_id=ends, batch_size=16)
+    assert [(r.ids, r.finish_reason) for r in results] == expected
+    assert sum(r.stats.drafted for r in results) > 0
+
+
+@pytest.mark.parametrize("proposer, proposer_params", [("draft", None), ("draft", {"head_tokens": 200}), ("ouroboros", None)])
+def test_rows_draft_together_in_one_draft_forward_per_step(proposer, proposer_params):
     """Each row drafts on its own row of the draft model (a trimmed head is one view shared by the
     rows), so a step's draft forwards are one forward: far fewer draft-model calls than the rows'
     own draft forwards, with every row still what it is alone."""
     from specdec.integrations.loading import load_model
 
     draft = load_model(model_path("stories260K-draft"))  # its own copy: its counter is this test's
-    d = Decoder(real_model("stories260K"), proposer="draft", policy="fixed", draft=draft, proposer_params=proposer_params)
+    d = Decoder(real_model("stories260K"), proposer=proposer, policy="fixed", draft=draft, proposer_params=proposer_params)
     results = d.generate(PROMPTS, MAX_NEW, eos_token_id=period())
     assert [(r.ids, r.finish_reason) for r in results] == [alone(i) for i in range(len(PROMPTS))]
-    model = draft if proposer_params is None else d._row_strategies[0][1].model.batch
+    model = d._row_strategies[0][1].model.batch  # the draft, or the view its rows share
+    assert (model is draft) == (proposer_params is None)
     row_forwards = sum(r.stats.draft_forwards for r in results)
     assert row_forwards > 0 and model.forwards <= row_forwards / 3

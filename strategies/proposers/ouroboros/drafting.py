@@ -10,15 +10,15 @@ Phrases the draft parts from are kept as alternatives: the target, not the draft
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Generator, Sequence
 
 import attrs
 import torch
 
 from specdec.draft import Branch, TokenTree
-from specdec.integrations.base import LanguageModel, supports_tree
+from specdec.integrations.base import LanguageModel, ModelOutput, supports_tree
 from specdec.sampling import checked_max
-from specdec.sequence_cache import SequenceCache
+from specdec.sequence_cache import Feed, SequenceCache
 
 from .phrases import Alternative, Candidate, Phrases, common_prefix
 from .stats import OuroborosStats
@@ -35,7 +35,7 @@ class PhraseStep:
     phrases: Phrases  # whose agreement gates learn from each forward
     stats: OuroborosStats
 
-    def run(
+    def steps(
         self,
         context: Sequence[int],
         tokens: list[int],
@@ -45,8 +45,9 @@ class PhraseStep:
         first: bool,
         hidden: bool,
         alternatives: list[Alternative],
-    ) -> list[Row]:
-        """The last token (or the context tail at the round's first forward) plus the phrases to feed.
+    ) -> Generator[Feed, ModelOutput, list[Row]]:
+        """The last token (or the context tail at the round's first forward) plus the phrases to feed,
+        as one `Feed` (a round's step, `specdec.proposer.DraftSteps`).
 
         Returns a row per new draft token: the agreeing phrase prefix and the draft's own token
         after it. Phrases the draft parts from become `alternatives`: fed ones where its argmax
@@ -59,16 +60,11 @@ class PhraseStep:
         candidates = candidates[:1] if chain else candidates
         phrases = [phrase for phrase, _ in candidates]
         tree = TokenTree.build((), [Branch(0, p) for p in phrases])
+        read = context if first else None  # None: after what the cache holds
         if chain:
-            nodes = list(tree.tokens)
-            if first:
-                out = cache.sync(context, lead + nodes, keep=len(nodes) + 1, hidden=hidden)
-            else:
-                out = cache.extend(lead + nodes, keep=len(nodes) + 1, hidden=hidden)
-        elif first:
-            out = cache.sync(context, lead, keep=len(tree) + 1, hidden=hidden, tree=(tree.tokens, tree.parents))
+            out = yield Feed(cache, read, lead + list(tree.tokens), keep=len(tree) + 1, hidden=hidden)
         else:
-            out = cache.extend_tree(lead, tree.tokens, tree.parents, keep=len(tree) + 1, hidden=hidden)
+            out = yield Feed(cache, read, lead, keep=len(tree) + 1, hidden=hidden, tree=(tree.tokens, tree.parents))
         self.stats.draft_steps += 1
         choices = checked_max(out.logits, f"the draft model {self.model.name!r}").tolist()
         path: list[int] = []  # tree nodes the draft agrees with, from the root

@@ -9,18 +9,18 @@ gates. Every token added, copies and phrase tokens included, is offered to the l
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Generator, Sequence
 
 import attrs
 
 from specdec.draft import Draft
 from specdec.errors import ConfigurationError
-from specdec.integrations.base import LanguageModel, as_model
+from specdec.integrations.base import LanguageModel, ModelOutput, as_model
 from specdec.ngram import NgramIndex
 from specdec.policy import boolean, finite_in, non_negative_int, optional_positive_int, positive_int
-from specdec.proposer import ModelCounters, ProposalRequest
+from specdec.proposer import DraftSteps, ModelCounters, ProposalRequest, run_alone
 from specdec.sampling import SamplingConfig
-from specdec.sequence_cache import SequenceCache
+from specdec.sequence_cache import Feed, SequenceCache
 from specdec.verification import Verification
 
 from ..draft_model import cheaper_draft
@@ -117,10 +117,13 @@ class OuroborosProposer(ModelCounters):
         return self._cache.unread(context)
 
     def propose(self, request: ProposalRequest) -> Draft:
+        return run_alone(self.drafting(request))
+
+    def drafting(self, request: ProposalRequest) -> DraftSteps:
         context = request.context
         self.harvest.ingest(context)
         self._anchor = int(context[-1])
-        alternatives = self._draft(request)
+        alternatives = yield from self._draft(request)
         branches = self.branching.choose(request, list(request.tokens), alternatives)
         draft = request.draft(branches)
         self._last = draft
@@ -136,7 +139,7 @@ class OuroborosProposer(ModelCounters):
         self.branching.learn(draft, verification)
 
     # ------------------------------------------------------------------ drafting
-    def _draft(self, request: ProposalRequest) -> list[Alternative]:
+    def _draft(self, request: ProposalRequest) -> Generator[Feed, ModelOutput, list[Alternative]]:
         """Greedy drafting through `request`: a copy where one pays, else a draft forward that
         also checks candidate phrases, until the policy, the budget or an end token stops it.
 
@@ -155,7 +158,7 @@ class OuroborosProposer(ModelCounters):
                 tokens = list(request.tokens)
                 room = request.budget - len(tokens) - 1  # phrase tokens this forward may add
                 fed, found = self.phrases.for_forward(request.context, tokens, room)
-                pending = self._step.run(
+                pending = yield from self._step.steps(
                     request.context, tokens, fed, found, first=first, hidden=request.wants_hidden, alternatives=alternatives
                 )
                 first = False
