@@ -31,12 +31,12 @@ from specdec.exclusive import claimed
 from specdec.integrations.base import BatchModel, LanguageModel, ModelOutput, supports_tree
 from specdec.integrations.rows import ModelRow
 from specdec.policy import LengthPolicy, RoundState
-from specdec.proposer import DraftSteps, ProposalRequest, Proposer, SteppedProposer
+from specdec.proposer import DraftSteps, ProposalRequest, Proposer
 from specdec.samplers import Sampler
 from specdec.sampling import SamplingConfig
 from specdec.sequence_cache import Feed, SequenceCache, feed_rows
 from specdec.stats import GenerationResult, StatsRecorder
-from specdec.stepping import draft_together
+from specdec.stepping import draft_together, proposal_steps
 from specdec.streaming import StreamerFeed
 from specdec.verification import TargetFeatures, Verification
 
@@ -188,10 +188,7 @@ class _Sequence:
             budget = min(policy.begin_round(state), remaining - 1)
         if budget > 0:
             request = ProposalRequest(context, budget, policy, sampling, self.job.sampler, self.call.eos, remaining - 1 if self.trees else 0)
-            if stepwise and isinstance(proposer, SteppedProposer):
-                draft = yield from proposer.drafting(request)
-            else:
-                draft = proposer.propose(request)
+            draft = yield from proposal_steps(proposer, request, stepwise)
             self._check_draft(draft, budget, request.tree_depth)
             if draft.start != len(context):  # a draft built without the request: its draws' keys need it
                 draft = attrs.evolve(draft, start=len(context))

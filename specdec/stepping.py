@@ -17,8 +17,16 @@ import time
 from typing import Sequence
 
 from specdec.draft import Draft
-from specdec.proposer import DraftSteps
+from specdec.proposer import DraftSteps, ProposalRequest, Proposer, SteppedProposer
 from specdec.sequence_cache import Feed, feed_rows
+
+
+def proposal_steps(proposer: Proposer, request: ProposalRequest, stepwise: bool = True) -> DraftSteps:
+    """The proposer's draft for `request` as `DraftSteps`: its `drafting` for a `SteppedProposer`
+    (when `stepwise`), else `propose` in one go (no step to share)."""
+    if stepwise and isinstance(proposer, SteppedProposer):
+        return (yield from proposer.drafting(request))
+    return proposer.propose(request)
 
 
 def draft_together(steps: Sequence[DraftSteps]) -> list[tuple[Draft, float]]:

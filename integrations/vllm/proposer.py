@@ -2,14 +2,16 @@
 
 vLLM calls `propose` once per engine step with one row per running request. Each request gets its
 own specdec policy and proposer (built through the registry when the request first appears, with
-its own draft-model cache), so they run exactly as in specdec's own loop, one round per step:
+its own row of the draft model), so they run exactly as in specdec's own loop, one round per step:
 
 1. the tokens vLLM just emitted for the row are the verdict on the draft sent last step: the
    leading ones that equal the draft were accepted, the last is the correction or bonus token
    (vLLM's rejection sampler decided; this only reads what it decided). That `Verification` goes
    to the request's policy and proposer;
 2. the policy caps the next draft (0 is allowed: the row is then a plain target step) and the
-   proposer drafts through a `ProposalRequest`, as in `specdec.Decoder`.
+   proposer drafts through a `ProposalRequest`, as in `specdec.Decoder`; the requests that draft
+   with the draft model share its forwards, one per step (`specdec.stepping`), as a batch in
+   specdec's own loop does.
 
 A request's state is dropped as soon as its tokens end it for certain (a stop token, its
 `max_tokens`, the model's length: the rules of vLLM's scheduler), in the step that emitted them;
@@ -40,9 +42,12 @@ from typing import Any, ClassVar, Sequence
 import attrs
 
 from specdec.errors import ConfigurationError, VocabularyMismatchError
-from specdec.integrations.base import ForkableModel, LanguageModel, as_model
+from specdec.assembly import draft_row
+from specdec.draft import Draft
+from specdec.integrations.base import BatchModel, LanguageModel, as_model
 from specdec.policy import LengthPolicy, RoundState
-from specdec.proposer import ProposalRequest, Proposer
+from specdec.proposer import DraftSteps, ProposalRequest, Proposer
+from specdec.stepping import draft_together, proposal_steps
 from specdec.samplers import TorchSampler
 from specdec.sampling import SamplingConfig
 from specdec.verification import Verification
@@ -61,6 +66,7 @@ class RequestState:
     proposer: Proposer
     prompt_length: int
     context: list[int]
+    row: int | None = None  # its row of the draft model, when the draft holds rows (`BatchModel`)
     draft: tuple[int, ...] | None = None  # sent last step, awaiting vLLM's verdict
     draft_forwards: int = 0
     draft_seconds: float = 0.0
@@ -80,12 +86,6 @@ class Totals:
     live_requests: int = 0
     draft_seconds: float = 0.0
     started_by_variant: dict[str, int] = attrs.field(factory=dict)  # "" for the engine's own strategies
-
-
-def fork(model: LanguageModel) -> LanguageModel:
-    """A handle on `model`'s weights with its own cache (one per request); a model that cannot
-    make one is shared, which stays exact (`SequenceCache` re-reads a context it lost) but slow."""
-    return model.sibling() if isinstance(model, ForkableModel) else model
 
 
 class SpecdecProposer:
@@ -111,6 +111,8 @@ class SpecdecProposer:
         self.requests: dict[str, RequestState] = {}
         self.totals = Totals()
         self._draft_model: LanguageModel | None = None
+        self._free_rows: list[int] = []  # rows of the draft model that finished requests left
+        self._rows = 0  # rows of the draft model handed out so far
         self._step_end: float | None = None
         from specdec.plugins import registry
 
@@ -146,14 +148,15 @@ class SpecdecProposer:
         return None
 
     def _begin(self, req_id: str, context: list[int], prompt_length: int, variant: str | None = None) -> RequestState:
-        resources = {} if self._draft_model is None else {"model": fork(self._draft_model)}
+        row = self._take_row() if isinstance(self._draft_model, BatchModel) else None
+        resources = {} if self._draft_model is None else {"model": draft_row(self._draft_model, 0 if row is None else row)}
         variant = self._variant(variant)
         strategies, policy_entry, proposer_entry = self._strategies[variant]
         policy = policy_entry.build(strategies.policy_params, **resources)
         proposer = proposer_entry.build(strategies.proposer_params, **resources)
         policy.start()
         proposer.start(context[:prompt_length], GREEDY)
-        state = RequestState(policy, proposer, prompt_length, context)
+        state = RequestState(policy, proposer, prompt_length, context, row)
         self.requests[req_id] = state
         self.totals.requests_started += 1
         self.totals.started_by_variant[variant or ""] = self.totals.started_by_variant.get(variant or "", 0) + 1
@@ -164,9 +167,19 @@ class SpecdecProposer:
         """Drop the state of requests vLLM finished or aborted (called by `patch`; a request
         `_ended` already dropped is not counted twice)."""
         for req_id in req_ids:
-            if self.requests.pop(req_id, None) is not None:
+            state = self.requests.pop(req_id, None)
+            if state is not None:
                 self.totals.requests_finished += 1
+                if state.row is not None:
+                    self._free_rows.append(state.row)
         self.totals.live_requests = len(self.requests)
+
+    def _take_row(self) -> int:
+        """A row of the draft model for a new request: one a finished request left, else a new one."""
+        if self._free_rows:
+            return self._free_rows.pop()
+        self._rows += 1
+        return self._rows - 1
 
     def _ended(self, state: RequestState, sampled: Sequence[int], stop_tokens: frozenset[int], max_tokens: int | None) -> bool:
         """Whether the tokens vLLM just emitted end the request for certain (see the module docstring)."""
@@ -199,9 +212,9 @@ class SpecdecProposer:
         self.totals.drafted += len(draft)
         self.totals.accepted += accepted
 
-    def _draft(self, state: RequestState, max_tokens: int | None) -> list[int]:
-        """One round's draft for one request (possibly empty)."""
-        started = time.perf_counter()
+    def _drafting(self, state: RequestState, max_tokens: int | None) -> DraftSteps:
+        """One round's draft for one request (possibly empty), one draft forward at a time: the
+        requests' steps share draft forwards (`specdec.stepping`)."""
         context = state.context
         generated = len(context) - state.prompt_length
         remaining = (max_tokens - generated) if max_tokens is not None else self.max_model_len - len(context)
@@ -210,21 +223,24 @@ class SpecdecProposer:
         if remaining > 1:
             round_state = RoundState(len(context), generated, remaining, state.proposer.pending(context))
             budget = min(state.policy.begin_round(round_state), remaining - 1, self.k)
-        tokens: tuple[int, ...] = ()
-        forwards = 0
-        if budget > 0:
-            request = ProposalRequest(context, budget, state.policy, GREEDY, TorchSampler(0), self.eos_token_ids, tree_depth=0)
-            draft = state.proposer.propose(request)
-            if len(draft) > budget or draft.branches or any(not 0 <= t < self.vocab_size for t in draft.tokens):
-                raise ConfigurationError(
-                    f"the proposer {state.proposer.name!r} returned a draft vLLM cannot verify: at most {budget} tokens "
-                    f"below {self.vocab_size}, no branches; got {len(draft)} tokens and {len(draft.branches)} branches"
-                )
-            tokens, forwards = draft.tokens, draft.forwards
-        state.draft, state.draft_forwards = tokens, forwards
-        state.draft_seconds = time.perf_counter() - started
-        self.totals.draft_seconds += state.draft_seconds
-        return list(tokens)
+        if budget <= 0:
+            return Draft()
+        request = ProposalRequest(context, budget, state.policy, GREEDY, TorchSampler(0), self.eos_token_ids, tree_depth=0)
+        draft = yield from proposal_steps(state.proposer, request)
+        if len(draft) > budget or draft.branches or any(not 0 <= t < self.vocab_size for t in draft.tokens):
+            raise ConfigurationError(
+                f"the proposer {state.proposer.name!r} returned a draft vLLM cannot verify: at most {budget} tokens "
+                f"below {self.vocab_size}, no branches; got {len(draft)} tokens and {len(draft.branches)} branches"
+            )
+        return draft
+
+    def _draft_all(self, states: Sequence[RequestState], max_tokens: Sequence[int | None]) -> list[list[int]]:
+        """Each request's draft, their draft-model forwards shared step by step."""
+        drafted = draft_together([self._drafting(state, limit) for state, limit in zip(states, max_tokens)])
+        for state, (draft, seconds) in zip(states, drafted):
+            state.draft, state.draft_forwards, state.draft_seconds = draft.tokens, draft.forwards, seconds
+            self.totals.draft_seconds += seconds
+        return [list(draft.tokens) for draft, _ in drafted]
 
     # ------------------------------------------------------------------ vLLM's call
     def propose(
@@ -242,6 +258,7 @@ class SpecdecProposer:
         if rows is None or len(rows.req_ids) < len(sampled_token_ids):
             raise ConfigurationError("vLLM called the specdec proposer without the request ids of its rows: the runner patch is not in place")
         drafts: list[list[int]] = []
+        drafting: list[tuple[int, RequestState, int | None]] = []  # (row, state, max_tokens) of the rows that draft
         for i, sampled in enumerate(sampled_token_ids):
             req_id = rows.req_ids[i]
             if not sampled:  # a prompt still being read in chunks: nothing to verify or draft yet
@@ -265,7 +282,12 @@ class SpecdecProposer:
                 self.finish([req_id])
                 drafts.append([])
                 continue
-            drafts.append(self._draft(state, max_tokens))
+            drafting.append((i, state, max_tokens))
+            drafts.append([])
+        if drafting:
+            made = self._draft_all([state for _, state, _ in drafting], [limit for _, _, limit in drafting])
+            for (i, _, _), draft in zip(drafting, made):
+                drafts[i] = draft
         self.batch_rows = None
         self._step_end = time.perf_counter()
         return drafts

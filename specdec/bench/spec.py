@@ -22,7 +22,7 @@ import re
 from typing import Any
 
 from specdec.bench.methods import HFGenerateMethod, SpecdecMethod
-from specdec.cli.values import build_strategy, typed_params
+from specdec.cli.values import typed_params
 from specdec.decoder import Decoder
 from specdec.errors import ConfigurationError
 from specdec.plugins import registry
@@ -97,14 +97,15 @@ def build_method(spec: str, target, draft_loader) -> Any:
         return HFGenerateMethod(spec, target.model, options, (draft.quantized() if int8 else draft).model)
     (policy_name, policy_params), (proposer_name, proposer_params) = _strategies(spec)
     reg = registry()
-    resources = {"model": draft_loader()} if reg.get("proposer", proposer_name).uses_draft_model else {}
-
-    def strategies() -> tuple[Any, Any]:  # fresh ones for every row of a batch
-        proposer = build_strategy(reg, "proposer", proposer_name, proposer_params, **resources, target=target)
-        policy = build_strategy(reg, "policy", policy_name, policy_params, **resources)  # pacer checks the draft it gets
-        return policy, proposer
-
-    return SpecdecMethod(spec, Decoder(target, strategies=strategies))
+    reserved = ("model", "target")  # resources, not parameters
+    draft = draft_loader() if reg.get("proposer", proposer_name).uses_draft_model else None
+    # by name, so that each row of a batch gets strategies of its own over its row of the draft
+    decoder = Decoder(
+        target, policy=policy_name, proposer=proposer_name, draft=draft,
+        policy_params=typed_params(reg, "policy", policy_name, policy_params, reserved=reserved),
+        proposer_params=typed_params(reg, "proposer", proposer_name, proposer_params, reserved=reserved),
+    )
+    return SpecdecMethod(spec, decoder)
 
 
 COUPLED = "@coupled"
