@@ -123,11 +123,6 @@ class Rounds:
                 feeds.append(Feed(sequence.slot.cache, sequence.context, keep=len(tree) + 1, tree=(tree.tokens, tree.parents)))
             else:
                 feeds.append(Feed(sequence.slot.cache, sequence.context, draft.tokens, keep=len(draft) + 1))
-        if self.batch is None:
-            (feed,) = feeds
-            started = time.perf_counter()
-            out = feed.run(layers)
-            return [out], [time.perf_counter() - started]
         return feed_rows(self.batch, feeds, layers)
 
 

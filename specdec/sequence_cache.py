@@ -217,11 +217,19 @@ class Feed:
         return cache.extend_tree(self.extra, self.tree[0], self.tree[1], keep=self.keep, hidden=self.hidden, features=features)
 
 
-def feed_rows(batch: BatchModel, feeds: Sequence[Feed], features: Sequence[int] = ()) -> tuple[list[ModelOutput], list[float]]:
+def feed_rows(batch: BatchModel | None, feeds: Sequence[Feed], features: Sequence[int] = ()) -> tuple[list[ModelOutput], list[float]]:
     """The `feeds` of caches over rows of `batch` in one forward: each row's cache decides what its
     row feeds, exactly as alone (`Feed.run`). Returns the outputs, in order, and each row's share
     of the call's seconds (an even share: the charges add up to the wall time, and a row's
-    drafting is priced at what it costs the machine), which its row's counters also record."""
+    drafting is priced at what it costs the machine), which its row's counters also record.
+    With `batch` None the feeds are of models of their own: each runs alone, charged its seconds."""
+    if batch is None:
+        outs, charges = [], []
+        for feed in feeds:
+            started = time.perf_counter()
+            outs.append(feed.run(features))
+            charges.append(time.perf_counter() - started)
+        return outs, charges
     started = time.perf_counter()
     inputs: list[RowInput] = []
     for feed in feeds:
@@ -238,18 +246,12 @@ def feed_rows(batch: BatchModel, feeds: Sequence[Feed], features: Sequence[int] 
         else:
             inputs.append(row.input(fed + list(feed.tree[0]), _links(len(fed), feed.tree[1]), feed.keep, feed.hidden))
     outs = batch.forward_rows(inputs, features=features)
-    charges = row_charges(batch, [len(request.tokens) for request in inputs], time.perf_counter() - started)
+    charges = [(time.perf_counter() - started) / len(inputs)] * len(inputs)
     for feed, request, charge in zip(feeds, inputs, charges):
         feed.cache.model.advance(len(request.tokens), charge)  # before `_fed`, which notes the row's forwards
         tree_size = 0 if feed.tree is None else len(feed.tree[0])
         feed.cache._fed(request.tokens[: len(request.tokens) - tree_size], feed.tree)
     return outs, charges
-
-
-def row_charges(batch: BatchModel, tokens: Sequence[int], seconds: float) -> list[float]:
-    """Each row's share of a batched forward of `seconds` that fed `tokens[i]` tokens to row i: an
-    even share (they add up to the wall time)."""
-    return [seconds / len(tokens)] * len(tokens)
 
 
 def _links(chain: int, parents: Sequence[int]) -> list[int]:

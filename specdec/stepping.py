@@ -17,6 +17,7 @@ import time
 from typing import Sequence
 
 from specdec.draft import Draft
+from specdec.integrations.base import BatchModel
 from specdec.proposer import DraftSteps, ProposalRequest, Proposer, SteppedProposer
 from specdec.sequence_cache import Feed, feed_rows
 
@@ -49,23 +50,21 @@ def draft_together(steps: Sequence[DraftSteps]) -> list[tuple[Draft, float]]:
         step = sorted(asked.items())
         asked.clear()
         for members, batch in _by_model(step):
-            if batch is None:
-                (i, feed), = members
-                started = time.perf_counter()
-                outputs, charges = [feed.run()], [time.perf_counter() - started]
-            else:
-                outputs, charges = feed_rows(batch, [feed for _, feed in members])
+            outputs, charges = feed_rows(batch, [feed for _, feed in members])
             for (i, _), output, charge in zip(members, outputs, charges):
                 seconds[i] += charge
                 resume(i, output)
     return [(draft, s) for draft, s in zip(drafts, seconds)]
 
 
-def _by_model(step: list[tuple[int, Feed]]) -> list[tuple[list[tuple[int, Feed]], object]]:
+Group = tuple[list[tuple[int, Feed]], "BatchModel | None"]  # (sequence index, feed) of one forward, its batched model
+
+
+def _by_model(step: list[tuple[int, Feed]]) -> list[Group]:
     """The step's feeds grouped by the batched model their rows belong to (one group per forward);
     a feed on a model of its own is a group by itself."""
-    groups: dict[int, tuple[list[tuple[int, Feed]], object]] = {}
-    alone: list[tuple[list[tuple[int, Feed]], object]] = []
+    groups: dict[int, Group] = {}
+    alone: list[Group] = []
     for i, feed in step:
         batch = feed.batch
         if batch is None:
